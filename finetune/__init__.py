@@ -1,0 +1,1 @@
+"""Stage 2: LoRA / full fine-tune, GGUF export and Ollama Modelfiles."""

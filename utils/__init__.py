@@ -1,0 +1,1 @@
+"""Shared pieces of every finsent stage: the answer schema, config, I/O and the embedded engine."""

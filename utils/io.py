@@ -1,0 +1,104 @@
+"""Crash-safe file writing: atomic replace for whole files, append + fsync for records."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def atomic_path(target: str | Path) -> Iterator[Path]:
+    """Yield a temp path beside `target`; on success it replaces `target` in one rename.
+
+    On error the temp file is removed and `target` is left as it was, so a crash or a bad
+    input never destroys what an earlier run wrote.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_text(target: str | Path, text: str, encoding: str = "utf-8") -> None:
+    with atomic_path(target) as tmp:
+        tmp.write_text(text, encoding=encoding)
+
+
+def atomic_write_json(target: str | Path, data: Any, indent: int | None = 4) -> None:
+    atomic_write_text(target, json.dumps(data, indent=indent, ensure_ascii=False))
+
+
+class JsonlAppender:
+    """Append one JSON record per line and fsync each, so a kill -9 loses at most the line
+    being written (which `read_jsonl` then drops as torn)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        _terminate_torn_tail(self.path)
+        self._handle = open(self.path, "a", encoding="utf-8")
+
+    def append(self, record: dict[str, Any]) -> None:
+        self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def __enter__(self) -> "JsonlAppender":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _terminate_torn_tail(path: Path) -> None:
+    """Cut a half-written last line so the next append starts on a fresh line."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    with open(path, "rb+") as handle:
+        data = handle.read()
+        if data.endswith(b"\n"):
+            return
+        keep = data.rfind(b"\n") + 1
+        log.warning("%s: dropping a torn last line (%d bytes) left by an interrupted run",
+                    path, len(data) - keep)
+        handle.truncate(keep)
+        os.fsync(handle.fileno())
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """Records of a JSONL file written by JsonlAppender; a torn last line is dropped with a
+    warning, a corrupt line elsewhere is an error naming file and line."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    lines = path.read_text(encoding="utf-8").split("\n")
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            is_torn_tail = number == len(lines)  # no newline after it: the writer was killed
+            if is_torn_tail:
+                log.warning("%s: line %d is torn (interrupted write); ignoring it", path, number)
+                continue
+            raise ValueError(f"{path}: line {number} is not valid JSON: {exc.msg}") from exc
+    return records

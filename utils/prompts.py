@@ -1,0 +1,35 @@
+"""The prompt every stage shares: a system prompt and 5-shot instructions (files in
+`utils/messages/`), with `{date_msg}` filled for dated news."""
+from __future__ import annotations
+
+from datetime import date
+from functools import cache
+from importlib.resources import files
+
+
+@cache
+def _message(name: str) -> str:
+    return files("utils").joinpath("messages", name).read_text(encoding="utf-8").strip()
+
+
+def system_prompt() -> str:
+    return _message("system.txt")
+
+
+def date_message(published: date | str | None) -> str:
+    if not published:
+        return ""
+    return f"The text was published on {published}; judge it as of that date."
+
+
+def instructions(date_msg: str = "") -> str:
+    return _message("instructions.txt").replace("{date_msg}", date_msg).replace(" \n", "\n")
+
+
+def analysis_messages(text: str, date_msg: str = "", few_shot: bool = True) -> list[dict[str, str]]:
+    """OpenAI-style chat messages asking for a SentimentResponse about `text`.
+
+    `few_shot=False` gives the short form a fine-tuned model was trained on: system + text.
+    """
+    user = f"{instructions(date_msg)}\n\nText: {text}\nAnswer:" if few_shot else text
+    return [{"role": "system", "content": system_prompt()}, {"role": "user", "content": user}]
