@@ -45,11 +45,12 @@ def read_text_file(path: Path, encoding: str, what: str) -> str:
 
 
 def read_csv_rows(path: Path, required: Iterable[str], what: str,
-                  aliases: dict[str, str] | None = None) -> list[tuple[int, dict[str, str]]]:
+                  aliases: dict[str, str] | None = None,
+                  allow_no_rows: bool = False) -> list[tuple[int, dict[str, str]]]:
     """(line number, row) of a UTF-8 CSV that has the `required` columns.
 
     `aliases` maps an accepted other column name to the required one (e.g. the original's
-    `Sentence` for `Article`).
+    `Sentence` for `Article`). A header without rows is an error unless `allow_no_rows`.
     """
     text = read_text_file(path, "utf-8-sig", what)
     reader = csv.DictReader(io.StringIO(text, newline=""))
@@ -68,7 +69,7 @@ def read_csv_rows(path: Path, required: Iterable[str], what: str,
             rows.append((reader.line_num, {k: (v or "") for k, v in row.items() if k is not None}))
     except csv.Error as exc:
         raise FinsentError(f"{path}: line {reader.line_num}: malformed CSV: {exc}") from exc
-    if not rows:
+    if not rows and not allow_no_rows:
         raise FinsentError(f"{path}: no data rows under the header")
     return rows
 
