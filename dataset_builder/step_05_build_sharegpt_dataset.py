@@ -31,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     card = dataset_card(splits, fractions, config.seed, config.label_threshold)
     write_sharegpt(config.sharegpt_dir, splits, card)
     log.info("%s → %s", ", ".join(f"{name} {len(rows):,}" for name, rows in splits.items()), config.sharegpt_dir)
+    for name in (name for name, rows in splits.items() if not rows):
+        log.warning("the %s split is empty: too few rows for the configured split_fractions", name)
     if args.push_to_hub:
         log.info("pushed to %s", push_folder(config.sharegpt_dir, args.push_to_hub, config.hub_private))
     return 0

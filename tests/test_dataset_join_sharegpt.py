@@ -93,7 +93,8 @@ def read_split(folder: Path, split: str) -> list[dict]:
 
 
 def test_step_04_sanitises_and_drops_invalid_rows_per_source(real_steps, tmp_path):
-    news = write_csv(tmp_path / "news.csv", ["Article", "JSON"], NEWS_VALID + NEWS_INVALID)
+    # the original's own column name, `Sentence`, is read as `Article`
+    news = write_csv(tmp_path / "news.csv", ["Sentence", "JSON"], NEWS_VALID + NEWS_INVALID)
     # two broken rows appended to the real Financial PhraseBank output
     phrasebank = tmp_path / "step_02_edited.csv"
     phrasebank.write_text(real_steps["financial_phrasebank"].read_text(encoding="utf-8"), encoding="utf-8")

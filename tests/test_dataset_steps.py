@@ -127,3 +127,16 @@ def test_steps_01_02_run_on_the_examples_with_the_project_config(repo_root, tmp_
     fifty = (repo_root / "examples/financial_phrasebank/Sentences_50Agree.txt").read_text(encoding="iso-8859-1")
     assert len(sentences) == len({line.rsplit("@", 1)[0] for line in fifty.splitlines()})
     assert any("ä" in article for article, _ in sentences)  # decoded as ISO-8859-1, not mojibake
+
+
+@pytest.mark.parametrize("script, purpose, flags", [
+    (STEP_01, "Step 01: airline tweets", ["--input", "--output", "--dedupe", "--config", "--set"]),
+    (STEP_02, "Step 02: Financial PhraseBank", ["--input", "--output", "--original-concat"]),
+    ("dataset_builder/step_04_join_outputs.py", "Step 04: join", ["--input", "SOURCE=PATH", "--output"]),
+    ("dataset_builder/step_05_build_sharegpt_dataset.py", "Step 05:", ["--input", "--output", "--push-to-hub"]),
+])
+def test_every_step_answers_help(script, purpose, flags):
+    result = run_script(script, "--help")
+    assert result.returncode == 0
+    assert purpose in " ".join(result.stdout.split())
+    assert all(flag in result.stdout for flag in flags)
