@@ -88,8 +88,8 @@ def log_summary(summaries: dict[str, SourceSummary]) -> None:
 
 def configured_inputs(config) -> dict[str, Path]:
     """Source name → the step output it comes from (`config`: the DatasetConfig)."""
-    return {"tweets": config.tweets_output, "financial_phrasebank": config.phrasebank_output,
-            "news": config.news_output}
+    return {"tweets": config.step_01_csv, "financial_phrasebank": config.step_02_csv,
+            "news": config.step_03_csv}
 
 
 def parse_input_flags(values: list[str]) -> dict[str, Path]:

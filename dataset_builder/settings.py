@@ -38,11 +38,11 @@ class DatasetConfig(BaseModel):
     phrasebank_original_concat: bool = False
 
     # outputs of each step (step 03's is written by the labeller)
-    tweets_output: Path = Path("data/step_01_tweets.csv")
-    phrasebank_output: Path = Path("data/step_02_phrasebank.csv")
-    news_output: Path = Path("data/step_03_news.csv")
-    joined_output: Path = Path("data/step_04_joined.csv")
-    sharegpt_dir: Path = Path("data/sharegpt")
+    step_01_csv: Path = Path("data/step_01_tweets.csv")
+    step_02_csv: Path = Path("data/step_02_phrasebank.csv")
+    step_03_csv: Path = Path("data/step_03_news.csv")
+    step_04_csv: Path = Path("data/step_04_joined.csv")
+    step_05_dir: Path = Path("data/sharegpt")
 
     # step 05
     split_fractions: SplitFractions = Field(default_factory=SplitFractions)

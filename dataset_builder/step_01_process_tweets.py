@@ -17,17 +17,17 @@ log = logging.getLogger("step_01")
 def main(argv: list[str] | None = None) -> int:
     parser = stage_parser(__doc__)
     parser.add_argument("--input", help="tweets CSV (default: dataset.tweets_csv)")
-    parser.add_argument("--output", help="output CSV (default: dataset.tweets_output)")
+    parser.add_argument("--output", help="output CSV (default: dataset.step_01_csv)")
     parser.add_argument("--dedupe", action="store_true", default=None,
                         help="keep only the first tweet of each repeated text (dataset.tweets_dedupe)")
     args = parser.parse_args(argv)
-    config = config_from_args(args, {"dataset.tweets_csv": args.input, "dataset.tweets_output": args.output,
+    config = config_from_args(args, {"dataset.tweets_csv": args.input, "dataset.step_01_csv": args.output,
                                      "dataset.tweets_dedupe": args.dedupe}).dataset
 
     rows = process_tweets(config.tweets_csv, dedupe=config.tweets_dedupe)
-    write_labelled_csv(config.tweets_output, rows)
+    write_labelled_csv(config.step_01_csv, rows)
     log.info("%d tweets%s from %s → %s", len(rows), " (deduplicated)" if config.tweets_dedupe else "",
-             config.tweets_csv, config.tweets_output)
+             config.tweets_csv, config.step_01_csv)
     return 0
 
 

@@ -18,21 +18,21 @@ log = logging.getLogger("step_02")
 def main(argv: list[str] | None = None) -> int:
     parser = stage_parser(__doc__)
     parser.add_argument("--input", help="folder with Sentences_*Agree.txt (default: dataset.phrasebank_dir)")
-    parser.add_argument("--output", help="output CSV (default: dataset.phrasebank_output)")
+    parser.add_argument("--output", help="output CSV (default: dataset.step_02_csv)")
     parser.add_argument("--original-concat", action="store_true", default=None,
                         help="the original's concatenation: every sentence once per file it is in "
                              "(14,780 rows; leaks across splits) (dataset.phrasebank_original_concat)")
     args = parser.parse_args(argv)
     config = config_from_args(args, {"dataset.phrasebank_dir": args.input,
-                                     "dataset.phrasebank_output": args.output,
+                                     "dataset.step_02_csv": args.output,
                                      "dataset.phrasebank_original_concat": args.original_concat}).dataset
 
     rows = process_phrasebank(config.phrasebank_dir, encoding=config.phrasebank_encoding,
                               original_concat=config.phrasebank_original_concat)
-    write_labelled_csv(config.phrasebank_output, rows)
+    write_labelled_csv(config.step_02_csv, rows)
     log.info("%d sentences%s from %s → %s", len(rows),
              " (original concatenation)" if config.phrasebank_original_concat else "",
-             config.phrasebank_dir, config.phrasebank_output)
+             config.phrasebank_dir, config.step_02_csv)
     return 0
 
 

@@ -21,15 +21,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input", action="append", default=[], metavar="SOURCE=PATH",
                         help="a labelled CSV and its source name, repeatable; replaces the configured "
                              "tweets/financial_phrasebank/news outputs of steps 01–03")
-    parser.add_argument("--output", help="joined CSV (default: dataset.joined_output)")
+    parser.add_argument("--output", help="joined CSV (default: dataset.step_04_csv)")
     args = parser.parse_args(argv)
-    config = config_from_args(args, {"dataset.joined_output": args.output}).dataset
+    config = config_from_args(args, {"dataset.step_04_csv": args.output}).dataset
     inputs = parse_input_flags(args.input) or configured_inputs(config)
 
     rows, summaries = join_sources(inputs)
-    write_csv(config.joined_output, JOINED_COLUMNS, rows)
+    write_csv(config.step_04_csv, JOINED_COLUMNS, rows)
     log_summary(summaries)
-    log.info("%d rows from %d source(s) → %s", len(rows), len(summaries), config.joined_output)
+    log.info("%d rows from %d source(s) → %s", len(rows), len(summaries), config.step_04_csv)
     return 0
 
 

@@ -131,9 +131,9 @@ def test_step_04_sanitises_and_drops_invalid_rows_per_source(real_steps, tmp_pat
 
 def test_step_04_joins_the_outputs_that_exist_and_names_the_missing(real_steps, tmp_path):
     output = tmp_path / "joined.csv"
-    stderr = run_ok(STEP_04, "--set", f"dataset.tweets_output={real_steps['tweets']}",
-                    "--set", f"dataset.phrasebank_output={tmp_path / 'absent_02.csv'}",
-                    "--set", f"dataset.news_output={tmp_path / 'absent_03.csv'}", "--output", output)
+    stderr = run_ok(STEP_04, "--set", f"dataset.step_01_csv={real_steps['tweets']}",
+                    "--set", f"dataset.step_02_csv={tmp_path / 'absent_02.csv'}",
+                    "--set", f"dataset.step_03_csv={tmp_path / 'absent_03.csv'}", "--output", output)
     assert Counter(row["Source"] for row in read_csv(output)) == {"tweets": 14_640}
     missing = [line for line in stderr.splitlines() if "not joined (file missing)" in line]
     assert len(missing) == 1 and "absent_02.csv" in missing[0] and "absent_03.csv" in missing[0]
