@@ -7,13 +7,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from dotenv import load_dotenv
+from dotenv import find_dotenv, load_dotenv
 
 from utils.errors import FinsentError
 
 
 def hub_token(repo_id: str) -> str:
-    load_dotenv(override=False)
+    load_dotenv(find_dotenv(usecwd=True), override=False)  # .env of the working directory
     token = os.environ.get("HF_TOKEN", "").strip()
     if not token:
         raise FinsentError(f"--push-to-hub {repo_id}: no Hugging Face token: set HF_TOKEN in the "

@@ -1,6 +1,7 @@
 """Step 02: the Financial PhraseBank folder (four nested `sentence@label` files) as labelled texts."""
 from __future__ import annotations
 
+import codecs
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,11 +45,28 @@ def phrasebank_reasoning(label: str, level: AgreementLevel) -> str:
     return f"Financial analysts read this sentence as {effect}; {level.wording} that it is {label}."
 
 
+def _resaved_as_utf8(path: Path, encoding: str) -> bool:
+    """ISO-8859-1 decodes any bytes, so a copy re-saved as UTF-8 would silently turn 'ä' into
+    'Ã¤'. The real files hold bytes that are not valid UTF-8, so valid non-ASCII UTF-8 means
+    the file was converted."""
+    if codecs.lookup(encoding).name != "iso8859-1":
+        return False
+    raw = path.read_bytes()
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return not raw.isascii()
+
+
 def read_level(folder: Path, level: AgreementLevel, encoding: str) -> list[Sentence]:
     path = Path(folder) / f"Sentences_{level.name}.txt"
     text = read_text_file(path, encoding, "Financial PhraseBank file")
     if "\x00" in text:
         raise FinsentError(f"{path}: contains NUL bytes: not {encoding} text (UTF-16?)")
+    if _resaved_as_utf8(path, encoding):
+        raise FinsentError(f"{path}: the file is UTF-8, not {encoding}; "
+                           "set dataset.phrasebank_encoding: utf-8 to read it")
     sentences = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():

@@ -76,8 +76,8 @@ def phrasebank_copy(repo_root, tmp_path) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("case", ["missing folder", "missing file", "wrong encoding", "empty file",
-                                  "unknown label", "no label"])
+@pytest.mark.parametrize("case", ["missing folder", "missing file", "wrong encoding", "re-saved as utf-8",
+                                  "empty file", "unknown label", "no label"])
 def test_step_02_bad_input(phrasebank_copy, tmp_path, case):
     output = tmp_path / "out" / "fpb.csv"
     output.parent.mkdir()
@@ -91,6 +91,9 @@ def test_step_02_bad_input(phrasebank_copy, tmp_path, case):
     elif case == "wrong encoding":  # saved as UTF-16 by a spreadsheet
         sixty_six.write_bytes(sixty_six.read_text(encoding="iso-8859-1").encode("utf-16"))
         names = ["Sentences_66Agree.txt", "iso-8859-1"]
+    elif case == "re-saved as utf-8":  # would decode as mojibake ('Ã¤') without the check
+        sixty_six.write_bytes(sixty_six.read_text(encoding="iso-8859-1").encode("utf-8"))
+        names = ["Sentences_66Agree.txt", "UTF-8", "phrasebank_encoding"]
     elif case == "empty file":
         sixty_six.write_bytes(b"")
         names = ["Sentences_66Agree.txt", "empty"]

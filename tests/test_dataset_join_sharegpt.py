@@ -283,7 +283,7 @@ class RefusingHub(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@pytest.mark.parametrize("case", ["no token", "offline", "token refused"])
+@pytest.mark.parametrize("case", ["no token", "offline", "token in .env, offline", "token refused"])
 def test_step_05_push_to_hub_fails_in_one_line(tmp_path, case):
     joined = write_csv(tmp_path / "joined.csv", ["Article", "JSON", "Source"],
                        [[f"Text number {i}", answer(0.5), "news"] for i in range(20)])
@@ -293,6 +293,9 @@ def test_step_05_push_to_hub_fails_in_one_line(tmp_path, case):
     server = None
     if case == "no token":
         env.pop("HF_TOKEN")
+    elif case == "token in .env, offline":  # the .env of the working directory is read
+        env.pop("HF_TOKEN")
+        (tmp_path / ".env").write_text(f"HF_TOKEN={secret}\n")
     elif case == "token refused":
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RefusingHub)
         threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -307,6 +310,7 @@ def test_step_05_push_to_hub_fails_in_one_line(tmp_path, case):
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, result.stderr
     expected = {"no token": "no Hugging Face token", "offline": "cannot reach the Hugging Face Hub",
+                "token in .env, offline": "cannot reach the Hugging Face Hub",
                 "token refused": "token was refused (HTTP 401)"}[case]
     assert errors[0].startswith("error: --push-to-hub someone/finsent: ") and expected in errors[0]
     assert secret not in result.stderr + result.stdout
