@@ -1,14 +1,11 @@
 """Step 01: the Twitter US Airline Sentiment CSV (Kaggle) as labelled texts."""
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from dataset_builder.labelled_csv import LabelledText, read_csv_rows
 from utils.errors import FinsentError
 from utils.schema import SentimentResponse
-
-log = logging.getLogger(__name__)
 
 TWEET_COLUMNS = ("text", "airline_sentiment", "airline_sentiment_confidence", "negativereason")
 TWEET_SENTIMENT = {"positive": 1.0, "neutral": 0.0, "negative": -1.0}

@@ -251,6 +251,28 @@ def test_step_05_label_threshold_is_a_config_key(tmp_path):
     assert labels[0.5] == {"positive": 4, "negative": 4, "neutral": 12}
 
 
+@pytest.mark.parametrize("case", ["missing file", "missing column", "empty file"])
+def test_step_05_bad_input_leaves_the_previous_dataset(tmp_path, case):
+    joined = tmp_path / "joined.csv"
+    if case == "missing column":
+        write_csv(joined, ["Article", "JSON"], [["Shares rose", answer(0.5)]])
+        names = ["joined.csv", "'Source'"]
+    elif case == "empty file":
+        joined.write_bytes(b"")
+        names = ["joined.csv", "empty"]
+    else:
+        names = ["joined.csv", "not found"]
+    previous = tmp_path / "sharegpt" / "train.jsonl"
+    previous.parent.mkdir()
+    previous.write_text(PREVIOUS_OUTPUT)
+    result = run_script(STEP_05, "--input", joined, "--output", previous.parent)
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and all(name in errors[0] for name in names), result.stderr
+    assert [p.name for p in previous.parent.iterdir()] == ["train.jsonl"]
+    assert previous.read_text() == PREVIOUS_OUTPUT
+
+
 def test_step_05_rejects_an_invalid_joined_row(tmp_path):
     joined = write_csv(tmp_path / "joined.csv", ["Article", "JSON", "Source"],
                        [["Fine", answer(0.2), "news"], ["Broken", answer(2.0), "news"]])
