@@ -144,9 +144,9 @@ Each record: `{{"conversations": [{{"from": "system", ...}}, {{"from": "human", 
 {{"from": "gpt", ...}}], "source": ..., "label": ...}}`, where `label` is `positive` if
 sentiment > {threshold:g}, `negative` if sentiment < -{threshold:g}, else `neutral`.
 
-Splits: {share}, seed {seed}, stratified by source and label, and leak-free: texts that are
-equal after normalisation (NFC, plain quotes and dashes, case and whitespace folded) are
-always in the same split.
+Splits: {share}, seed {seed}; stratified by source and label, and leak-free:
+texts that are equal after normalisation (NFC, plain quotes and dashes, case and whitespace
+folded) are always in the same split.
 
 The sources keep their own licences: Twitter US Airline Sentiment (CC BY-NC-SA 4.0),
 Financial PhraseBank v1.0 (CC BY-NC-SA 3.0); news texts belong to their publishers.
