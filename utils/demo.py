@@ -1,0 +1,140 @@
+"""The main job: the whole finsent pipeline, offline, on the small examples in examples/.
+
+Runs each stage's own script in turn, exactly as a user would, with the embedded llama.cpp
+engine (Gemma 3 270M) standing in for the large labelling LLM and for the models under test:
+steps 01–05 → fine-tune (real on a CUDA machine, a one-line skip elsewhere) → eval on the
+frozen example news snapshot (2 iterations) and on the labelled test split → metrics,
+comparison report and heatmaps. Ends by listing where every output is.
+
+    python -m utils.demo [--config config.yaml] [--iterations 2]
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from utils.config import load_config
+from utils.engine import DEFAULT_MODEL_NAME, EmbeddedEngine, EngineSettings
+from utils.errors import FinsentError, cli_entry
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE_SNAPSHOT = REPO_ROOT / "examples" / "news_snapshot.json"
+FINETUNED_GGUF = Path("outputs/finetune/gguf/model-q4_k_m.gguf")
+
+
+def _flow(value: object) -> str:
+    """A value for `--set KEY=VALUE` (YAML flow syntax: JSON is valid YAML)."""
+    return json.dumps(value)
+
+
+class Demo:
+    def __init__(self, config_path: str | None, total_steps: int):
+        self.config_args = ["--config", config_path] if config_path else []
+        self.total_steps = total_steps
+        self.done = 0
+
+    def step(self, title: str, script: str, *args: str) -> None:
+        self.done += 1
+        print(f"\n=== [{self.done}/{self.total_steps}] {title}", flush=True)
+        started = time.monotonic()
+        command = [sys.executable, str(REPO_ROOT / script), *self.config_args, *args]
+        if subprocess.run(command).returncode != 0:
+            raise FinsentError(f"the demo stopped at '{title}': {script} failed (its error is above)")
+        print(f"--- {title}: done in {time.monotonic() - started:.0f} s", flush=True)
+
+    def note(self, title: str, message: str) -> None:
+        self.done += 1
+        print(f"\n=== [{self.done}/{self.total_steps}] {title}\n{message}", flush=True)
+
+
+def _cuda_available() -> bool:
+    if importlib.util.find_spec("torch") is None:
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _models_under_test() -> list[dict]:
+    """The base model free and schema-constrained, and the fine-tune where one was exported."""
+    models = [
+        {"name": "gemma3-270m-base", "backend": "llamacpp", "model": DEFAULT_MODEL_NAME},
+        {"name": "gemma3-270m-base-structured", "backend": "llamacpp", "model": DEFAULT_MODEL_NAME,
+         "structured": True},
+    ]
+    if FINETUNED_GGUF.is_file():
+        models.append({"name": "gemma3-270m-finsent-q4_k_m", "backend": "llamacpp",
+                       "gguf": str(FINETUNED_GGUF), "prompt": "trained"})
+    return models
+
+
+def run(config_path: str | None, iterations: int) -> None:
+    config = load_config(config_path)
+    demo = Demo(config_path, total_steps=12)
+    demo.step("step 01: airline tweets → labelled CSV", "dataset_builder/step_01_process_tweets.py")
+    demo.step("step 02: Financial PhraseBank → labelled CSV",
+              "dataset_builder/step_02_process_financial_phrasebank.py")
+    with EmbeddedEngine(EngineSettings(n_parallel=4)) as engine:
+        labeller = {"name": "embedded", "kind": "openai_compatible", "base_url": engine.base_url,
+                    "models": [DEFAULT_MODEL_NAME], "response_format": "json_schema"}
+        demo.step("step 03: news articles labelled by the embedded llama.cpp engine (Gemma 3 270M)",
+                  "dataset_builder/step_03_label_articles.py",
+                  "--set", f"dataset.labeller.providers={_flow([labeller])}")
+    demo.step("step 04: join the labelled sources", "dataset_builder/step_04_join_outputs.py")
+    demo.step("step 05: ShareGPT dataset with leak-free splits", "dataset_builder/step_05_build_sharegpt_dataset.py")
+    if _cuda_available():
+        demo.step("fine-tune: a short real run on this GPU", "finetune/train.py", "--max-steps", "30", "--overwrite")
+        demo.step("export: GGUF q4_k_m and Modelfile", "finetune/export_gguf.py", "--quants", "q4_k_m")
+    else:
+        demo.note("fine-tune: skipped", "no CUDA GPU here: run `python finetune/train.py --config config.yaml` "
+                  "on a GPU machine (README → Stage 2, Colab T4 / H100 / several GPUs)")
+        demo.done += 1
+    models = _flow(_models_under_test())
+    demo.step(f"eval: every model × {iterations} iterations on the frozen example news snapshot",
+              "eval/generate_model_sentiments.py", "--snapshot", str(EXAMPLE_SNAPSHOT),
+              "--sample-size", str(iterations), "--set", f"eval.models_to_test={models}")
+    labelled_dir = Path(config.eval.report_output_csv_folder) / "labelled"
+    demo.step("eval: accuracy of the base model on the labelled test split", "eval/evaluate_labelled.py",
+              "--input", str(config.dataset.step_05_dir / "test.jsonl"), "--output", str(labelled_dir))
+    pairs = _flow([["gemma3-270m-base", "gemma3-270m-base-structured"]])
+    report_overrides = ["--set", f"eval.models_to_test={models}", "--set", f"eval.comparison_pairs={pairs}"]
+    demo.step("reports: per-article metrics", "eval/generate_model_metrics.py", *report_overrides)
+    demo.step("reports: statistical comparisons", "eval/generate_model_comparison_report.py", *report_overrides)
+    demo.step("reports: heatmaps", "eval/generate_heatmaps.py", *report_overrides)
+    _print_outputs(config, labelled_dir)
+
+
+def _print_outputs(config, labelled_dir: Path) -> None:
+    dataset, evaluation = config.dataset, config.eval
+    print("\nThe demo is done. Where everything is:")
+    for what, where in [
+        ("labelled sources (steps 01–03)", f"{dataset.step_01_csv}, {dataset.step_02_csv}, {dataset.step_03_csv}"),
+        ("labeller cache (step 03)", dataset.step_03_results),
+        ("joined data (step 04)", dataset.step_04_csv),
+        ("ShareGPT splits + dataset card (step 05)", dataset.step_05_dir),
+        ("model answers per iteration", evaluation.sentiment_save_folder),
+        ("accuracy on labelled data", labelled_dir),
+        ("per-article metrics", f"{evaluation.report_output_file}, {evaluation.report_output_csv_file}"),
+        ("comparison report", evaluation.report_output_csv_folder),
+        ("heatmaps", evaluation.heatmaps_folder),
+    ]:
+        print(f"  {what:<42} {where}")
+
+
+@cli_entry
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=None, help="YAML config (default: ./config.yaml)")
+    parser.add_argument("--iterations", type=int, default=2, help="eval iterations per model")
+    args = parser.parse_args(argv)
+    run(args.config, args.iterations)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
