@@ -8,12 +8,10 @@ JSONL record, appended and fsync'd: that file is the cache a rerun continues fro
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import groq
@@ -21,74 +19,17 @@ import openai
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 from tqdm import tqdm
 
-from dataset_builder.news_articles import NewsArticle
+from dataset_builder.label_store import ResultStore
+from dataset_builder.news_articles import NewsArticle, article_messages
 from dataset_builder.providers import (Lane, ProviderAuthError, ProviderPool, describe_error,
                                        is_transient, response_format, retry_after_s, status_code)
 from dataset_builder.settings import LabellerConfig, ProviderConfig
 from utils.errors import FinsentError
-from utils.io import JsonlAppender, atomic_path, read_jsonl
-from utils.prompts import analysis_messages, date_message
 from utils.schema import ResponseParseError, parse_sentiment_response
 
 _API_ERRORS = (openai.APIError, groq.APIError)
 REASK = ("That answer is not valid ({reason}). Reply again with only the JSON object, with "
          "exactly the keys reasoning, sentiment and confidence.")
-
-
-class ResultStore:
-    """The append-only JSONL of step 03: one record per article id (status ok or failed)."""
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        try:
-            lines = read_jsonl(self.path)  # a torn last line (kill -9) is dropped
-        except ValueError as exc:
-            raise FinsentError(str(exc)) from exc
-        self.records: dict[str, dict[str, Any]] = {}
-        for number, record in enumerate(lines, start=1):
-            if not isinstance(record, dict) or "id" not in record or record.get("status") not in {"ok", "failed"}:
-                raise FinsentError(f"{self.path}: record {number} is not a step 03 record (id, status)")
-            self.records[record["id"]] = record
-        self._appender: JsonlAppender | None = None
-
-    def pending(self, articles: list[NewsArticle], retry_failed: bool = False) -> list[NewsArticle]:
-        """Articles without a record (and, with `retry_failed`, those recorded as failed)."""
-        def done(article: NewsArticle) -> bool:
-            record = self.records.get(article.id)
-            return record is not None and not (retry_failed and record["status"] == "failed")
-        return [article for article in articles if not done(article)]
-
-    def forget_failed(self, ids: set[str]) -> int:
-        """Drop the failed records of `ids` in one atomic rewrite, so that retrying them still
-        leaves one record per id. An ok record is never dropped."""
-        drop = {key for key in ids if self.records.get(key, {}).get("status") == "failed"}
-        if drop:
-            self.close()
-            self.records = {key: rec for key, rec in self.records.items() if key not in drop}
-            with atomic_path(self.path) as tmp:
-                tmp.write_text("".join(json.dumps(rec, ensure_ascii=False) + "\n"
-                                       for rec in self.records.values()), encoding="utf-8")
-        return len(drop)
-
-    def append(self, record: dict[str, Any]) -> None:
-        if self._appender is None:
-            self._appender = JsonlAppender(self.path)
-        self._appender.append(record)
-        self.records[record["id"]] = record
-
-    def ok_rows(self, articles: list[NewsArticle]) -> list[tuple[str, dict]]:
-        """(text, answer) of every article labelled ok, in input order."""
-        rows = []
-        for article in articles:
-            record = self.records.get(article.id)
-            if record and record["status"] == "ok":
-                rows.append((record["article"], record["response"]))
-        return rows
-
-    def close(self) -> None:
-        if self._appender is not None:
-            self._appender.close()
-            self._appender = None
 
 
 @dataclass
@@ -139,10 +80,6 @@ class _Tally:
     requests: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
-
-
-def article_messages(article: NewsArticle, config: LabellerConfig) -> list[dict[str, str]]:
-    return analysis_messages(article.text, date_message(article.published), few_shot=config.few_shot)
 
 
 class Labeller:
@@ -198,7 +135,7 @@ class Labeller:
         """Ask one model until it gives a valid answer (re-asking at most `max_reasks` times)
         or a request fails for good; return the article's record."""
         lane = self.pool.next_lane()
-        messages = article_messages(article, self.config)
+        messages = article_messages(article, self.config.few_shot)
         tally = _Tally()
         started = time.monotonic()
         response, reason, attempts = None, None, 0

@@ -6,6 +6,7 @@ whichever file or row it comes from.
 """
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import logging
@@ -13,10 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-import pandas as pd
-
 from utils.errors import FinsentError
 from utils.io import atomic_path
+from utils.prompts import analysis_messages, date_message
 from utils.schema import SentimentResponse
 
 log = logging.getLogger(__name__)
@@ -47,20 +47,27 @@ def article_text(title: str, description: str) -> str:
     return f"{title}{joiner}{description}"
 
 
-def _read_export(path: Path) -> pd.DataFrame:
+def article_messages(article: NewsArticle, few_shot: bool = True) -> list[dict[str, str]]:
+    """The 5-shot prompt about `article`, its publication date filling `{date_msg}`."""
+    return analysis_messages(article.text, date_message(article.published), few_shot=few_shot)
+
+
+def _read_export(path: Path) -> list[dict[str, str]]:
+    """The rows of one export; a bad file is a one-line error naming it."""
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            if reader.fieldnames is None:
+                raise FinsentError(f"{path}: empty file (expected a newsdata.io CSV export)")
+            missing = [column for column in REQUIRED_COLUMNS if column not in reader.fieldnames]
+            if missing:
+                raise FinsentError(f"{path}: missing column(s) {', '.join(missing)} "
+                                   f"(a newsdata.io export has title and description)")
+            return list(reader)
     except UnicodeDecodeError as exc:
         raise FinsentError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from exc
-    except pd.errors.EmptyDataError as exc:
-        raise FinsentError(f"{path}: empty file (expected a newsdata.io CSV export)") from exc
-    except pd.errors.ParserError as exc:
-        raise FinsentError(f"{path}: not a valid CSV: {str(exc).strip().splitlines()[0]}") from exc
-    missing = [column for column in REQUIRED_COLUMNS if column not in frame.columns]
-    if missing:
-        raise FinsentError(f"{path}: missing column(s) {', '.join(missing)} "
-                           f"(a newsdata.io export has title and description)")
-    return frame
+    except csv.Error as exc:
+        raise FinsentError(f"{path}: not a valid CSV: {exc}") from exc
 
 
 def _published(value: str) -> str | None:
@@ -88,10 +95,8 @@ def read_news(source: Path) -> list[NewsArticle]:
     articles: dict[str, NewsArticle] = {}
     blank = repeated = 0
     for path in csv_files(source):
-        frame = _read_export(path)
-        dates = frame[DATE_COLUMN] if DATE_COLUMN in frame.columns else [""] * len(frame)
-        for title, description, published in zip(frame["title"], frame["description"], dates):
-            text = article_text(title, description)
+        for row in _read_export(path):
+            text = article_text(row["title"] or "", row["description"] or "")
             if not text:
                 blank += 1
                 continue
@@ -99,7 +104,7 @@ def read_news(source: Path) -> list[NewsArticle]:
             if key in articles:
                 repeated += 1
                 continue
-            articles[key] = NewsArticle(key, text, _published(published))
+            articles[key] = NewsArticle(key, text, _published(row.get(DATE_COLUMN) or ""))
     if blank or repeated:
         log.info("%s: skipped %d row(s) without title/description and %d repeated article(s)",
                  source, blank, repeated)
@@ -110,11 +115,12 @@ def read_news(source: Path) -> list[NewsArticle]:
 
 def write_news_csv(target: Path, rows: Iterable[tuple[str, dict]]) -> int:
     """Write `Article,JSON` rows (each JSON re-validated as a SentimentResponse) atomically."""
-    articles, answers = [], []
-    for text, response in rows:
-        answers.append(json.dumps(SentimentResponse.model_validate(response).model_dump(),
-                                  ensure_ascii=False))
-        articles.append(text)
-    with atomic_path(target) as tmp:
-        pd.DataFrame({"Article": articles, "JSON": answers}).to_csv(tmp, index=False)
-    return len(articles)
+    count = 0
+    with atomic_path(target) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["Article", "JSON"])
+        for text, response in rows:
+            answer = SentimentResponse.model_validate(response).model_dump()
+            writer.writerow([text, json.dumps(answer, ensure_ascii=False)])
+            count += 1
+    return count

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import sys
 
-from dataset_builder.labeller import ResultStore, article_messages, label_articles
-from dataset_builder.news_articles import read_news, write_news_csv
+from dataset_builder.label_store import ResultStore
+from dataset_builder.news_articles import article_messages, read_news, write_news_csv
 from utils.cli import config_from_args, stage_parser
 from utils.errors import cli_entry
 
@@ -42,10 +42,11 @@ def main(argv=None) -> int:
           f"recorded in {config.step_03_results}, {len(todo)} to label")
     if args.dry_run:
         if todo:
-            print("first prompt:\n" + json.dumps(article_messages(todo[0], config.labeller),
+            print("first prompt:\n" + json.dumps(article_messages(todo[0], config.labeller.few_shot),
                                                  indent=2, ensure_ascii=False))
         return 0
     store.forget_failed({article.id for article in todo})
+    from dataset_builder.labeller import label_articles  # the SDKs take seconds to import
     try:
         summary = label_articles(todo, store, config.labeller, show_progress=not args.no_progress)
     finally:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from dataset_builder.labeller import ResultStore, label_articles
+from dataset_builder.label_store import ResultStore
+from dataset_builder.labeller import label_articles
 from dataset_builder.news_articles import read_news
 from dataset_builder.providers import ProviderAuthError, ProviderPool
 from tests.fault_server import FaultServer, expected_response
