@@ -46,11 +46,13 @@ class ResultStore:
                                        for rec in self.records.values()), encoding="utf-8")
         return len(drop)
 
-    def append(self, record: dict[str, Any]) -> None:
+    def append(self, records: list[dict[str, Any]]) -> None:
+        """Append and fsync `records` together; safe to call from one writer thread."""
         if self._appender is None:
             self._appender = JsonlAppender(self.path)
-        self._appender.append(record)
-        self.records[record["id"]] = record
+        self._appender.append_many(records)
+        for record in records:
+            self.records[record["id"]] = record
 
     def ok_rows(self, articles: list[NewsArticle]) -> list[tuple[str, dict]]:
         """(text, answer) of every article labelled ok, in input order."""

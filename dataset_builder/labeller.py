@@ -99,37 +99,53 @@ class Labeller:
         queue: asyncio.Queue[NewsArticle] = asyncio.Queue()
         for article in articles:
             queue.put_nowait(article)
+        finished: asyncio.Queue[dict | None] = asyncio.Queue()  # records waiting for the disk
         with tqdm(total=len(articles), unit="article", desc="labelling", smoothing=0.05,
                   disable=not self.show_progress) as bar:
-            workers = [asyncio.create_task(self._worker(queue, bar))
+            writer = asyncio.create_task(self._writer(finished, bar))
+            workers = [asyncio.create_task(self._worker(queue, finished))
                        for _ in range(min(self.config.max_in_flight, len(articles)))]
-            done: set[asyncio.Task] = set()
+            labelling = asyncio.gather(*workers)
             try:
-                if workers:
-                    done, _ = await asyncio.wait(workers, return_when=asyncio.FIRST_EXCEPTION)
+                await asyncio.wait([labelling, writer], return_when=asyncio.FIRST_COMPLETED)
             finally:
                 for worker in workers:
                     worker.cancel()
                 await asyncio.gather(*workers, return_exceptions=True)
+                finished.put_nowait(None)  # the writer saves what is queued, then stops
+                await asyncio.wait([writer])
         self.summary.seconds = time.monotonic() - started
-        for worker in done:
-            if not worker.cancelled() and worker.exception():
-                raise worker.exception()
+        for task in (writer, labelling):
+            if not task.cancelled() and task.exception():
+                raise task.exception()
         return self.summary
 
-    async def _worker(self, queue: asyncio.Queue, bar: tqdm) -> None:
+    async def _worker(self, queue: asyncio.Queue, finished: asyncio.Queue) -> None:
         while True:
             try:
                 article = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
-            record = await self.label(article)
-            self.store.append(record)
-            usage = self.summary.usage.setdefault(record["provider"], ProviderUsage())
-            usage.ok += record["status"] == "ok"
-            usage.failed += record["status"] == "failed"
-            bar.update(1)
-            bar.set_postfix(ok=self.summary.ok, failed=self.summary.failed, refresh=False)
+            finished.put_nowait(await self.label(article))
+
+    async def _writer(self, finished: asyncio.Queue, bar: tqdm) -> None:
+        """Append finished records in batches, one fsync each (a group commit), in a thread so
+        that the disk never stalls the requests in flight."""
+        while True:
+            batch = [await finished.get()]
+            while not finished.empty():
+                batch.append(finished.get_nowait())
+            records = [record for record in batch if record is not None]
+            if records:
+                await asyncio.to_thread(self.store.append, records)
+                for record in records:
+                    usage = self.summary.usage.setdefault(record["provider"], ProviderUsage())
+                    usage.ok += record["status"] == "ok"
+                    usage.failed += record["status"] == "failed"
+                bar.update(len(records))
+                bar.set_postfix(ok=self.summary.ok, failed=self.summary.failed, refresh=False)
+            if None in batch:
+                return
 
     async def label(self, article: NewsArticle) -> dict[str, Any]:
         """Ask one model until it gives a valid answer (re-asking at most `max_reasks` times)

@@ -187,6 +187,12 @@ class FaultServer:
                       "total_tokens": prompt_tokens + len(content) // 4},
         })
 
+    async def _stats(self, request: web.Request) -> web.Response:
+        """What the server saw, for a client in another process (the benchmark)."""
+        with self._lock:
+            return web.json_response({"requests": len(self.seen), "faults": self.faults_seen(),
+                                      "peak_in_flight": self.peak_in_flight})
+
     # --- life cycle -------------------------------------------------------------------
     def start(self) -> "FaultServer":
         started = threading.Event()
@@ -217,6 +223,7 @@ class FaultServer:
         app = web.Application(client_max_size=16 * 2**20)
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/openai/v1/chat/completions", self._chat)
+        app.router.add_get("/stats", self._stats)
         self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0, backlog=1024)
@@ -263,14 +270,18 @@ def _content(answer: dict, fault: str | None) -> str:
 
 
 def main() -> None:
-    """`python -m tests.fault_server [--latency S] [--fault-rate R]`: serve until Ctrl-C."""
+    """`python -m tests.fault_server`: serve in its own process (prints the base URL) until
+    killed; `GET /stats` reports what it saw."""
     import argparse
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--latency", type=float, default=0.3)
+    parser = argparse.ArgumentParser(description="A fault-injecting OpenAI-compatible server.")
+    parser.add_argument("--latency", type=float, default=0.3, help="seconds per answer")
     parser.add_argument("--fault-rate", type=float, default=0.05)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--retry-after", type=float, default=1, help="Retry-After of a 429, s")
     args = parser.parse_args()
-    with FaultServer(latency_s=args.latency, fault_rate=args.fault_rate) as server:
+    with FaultServer(latency_s=args.latency, fault_rate=args.fault_rate, seed=args.seed,
+                     retry_after_s=args.retry_after) as server:
         print(server.base_url, flush=True)
         try:
             threading.Event().wait()
