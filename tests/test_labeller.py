@@ -14,6 +14,7 @@ from dataset_builder.news_articles import read_news
 from dataset_builder.providers import ProviderAuthError, ProviderPool
 from tests.fault_server import FaultServer, expected_response
 from tests.labeller_support import fast_config, numbered_articles, provider, write_export
+from utils.errors import FinsentError
 from utils.schema import SentimentResponse
 
 # One article per fault; each expected outcome follows from the labeller's contract.
@@ -217,3 +218,16 @@ def test_rerun_skips_done_articles_and_a_torn_line_is_dropped(tmp_path):
     _check_one_record_each(ResultStore(path), articles)
     for text, response in ResultStore(path).ok_rows(articles):
         SentimentResponse.model_validate(response)
+
+
+def test_a_corrupt_record_inside_the_results_is_an_error_naming_the_line(tmp_path):
+    path = tmp_path / "labels.jsonl"
+    good = '{"id": "a", "status": "ok", "article": "x", "response": null}'
+    path.write_text(f"{good}\nnot json at all\n{good}\n", encoding="utf-8")
+    before = path.read_bytes()
+    with pytest.raises(FinsentError, match=r"labels.jsonl: line 2 is not valid JSON"):
+        ResultStore(path)
+    assert path.read_bytes() == before  # left for the user to inspect, not repaired away
+    path.write_text('{"id": "a"}\n', encoding="utf-8")
+    with pytest.raises(FinsentError, match=r"labels.jsonl: record 1 is not a step 03 record"):
+        ResultStore(path)
