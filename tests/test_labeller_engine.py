@@ -12,7 +12,7 @@ from tests.labeller_support import write_config
 from dataset_builder.settings import LabellerConfig
 from utils.schema import SentimentResponse
 
-ARTICLES = 4
+ARTICLES = 3
 
 
 @pytest.mark.slow
