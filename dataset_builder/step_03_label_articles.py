@@ -54,6 +54,9 @@ def main(argv=None) -> int:
         rows = write_news_csv(config.step_03_csv, store.ok_rows(articles))
         print(f"wrote {rows} labelled articles to {config.step_03_csv}")
     print("\n".join(summary.lines()))
+    if summary.failed:
+        print(f"{summary.failed} failed: reasons in {config.step_03_results}; "
+              f"--retry-failed asks again for them")
     return 0
 
 
