@@ -1,0 +1,246 @@
+"""The concurrent, crash-safe labeller of step 03.
+
+Articles go to the configured providers with a bounded number of requests in flight, each
+provider kept under its requests/min and tokens/min. Every answer is validated; an invalid
+one is re-asked (bounded), then recorded as failed with the reason. Each article ends as one
+JSONL record, appended and fsync'd: that file is the cache a rerun continues from.
+"""
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import groq
+import openai
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tqdm import tqdm
+
+from dataset_builder.label_store import ResultStore
+from dataset_builder.news_articles import NewsArticle, article_messages
+from dataset_builder.providers import (Lane, ProviderAuthError, ProviderPool, describe_error,
+                                       is_transient, response_format, retry_after_s, status_code)
+from dataset_builder.settings import LabellerConfig, ProviderConfig
+from utils.errors import FinsentError
+from utils.schema import ResponseParseError, parse_sentiment_response
+
+_API_ERRORS = (openai.APIError, groq.APIError)
+REASK = ("That answer is not valid ({reason}). Reply again with only the JSON object, with "
+         "exactly the keys reasoning, sentiment and confidence.")
+
+
+@dataclass
+class ProviderUsage:
+    requests: int = 0
+    ok: int = 0
+    failed: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def cost(self, provider: ProviderConfig) -> float:
+        return (self.prompt_tokens * provider.price_input_per_million
+                + self.completion_tokens * provider.price_output_per_million) / 1e6
+
+
+@dataclass
+class RunSummary:
+    providers: dict[str, ProviderConfig]
+    usage: dict[str, ProviderUsage] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> int:
+        return sum(u.ok for u in self.usage.values())
+
+    @property
+    def failed(self) -> int:
+        return sum(u.failed for u in self.usage.values())
+
+    def lines(self) -> list[str]:
+        rate = (self.ok + self.failed) / self.seconds if self.seconds else 0.0
+        out = [f"labelled {self.ok} ok, {self.failed} failed in {self.seconds:.1f} s ({rate:.2f} articles/s)"]
+        total = 0.0
+        for name, usage in self.usage.items():
+            cost = usage.cost(self.providers[name])
+            total += cost
+            out.append(f"  {name}: {usage.requests} requests, {usage.ok} ok, {usage.failed} failed, "
+                       f"{usage.prompt_tokens} prompt + {usage.completion_tokens} completion tokens, "
+                       f"estimated ${cost:.4f}")
+        out.append(f"  estimated cost in all: ${total:.4f}")
+        return out
+
+
+@dataclass
+class _Tally:
+    """What labelling one article took."""
+
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class Labeller:
+    def __init__(self, config: LabellerConfig, pool: ProviderPool, store: ResultStore,
+                 show_progress: bool = True):
+        self.config = config
+        self.pool = pool
+        self.store = store
+        self.show_progress = show_progress
+        self._backoff = wait_exponential_jitter(multiplier=config.backoff_initial_s,
+                                                max=config.backoff_max_s,
+                                                jitter=config.backoff_initial_s)
+        self.summary = RunSummary({lane.provider.name: lane.provider for lane in pool.lanes})
+
+    async def run(self, articles: list[NewsArticle]) -> RunSummary:
+        started = time.monotonic()
+        queue: asyncio.Queue[NewsArticle] = asyncio.Queue()
+        for article in articles:
+            queue.put_nowait(article)
+        finished: asyncio.Queue[dict | None] = asyncio.Queue()  # records waiting for the disk
+        with tqdm(total=len(articles), unit="article", desc="labelling", smoothing=0.05,
+                  disable=not self.show_progress) as bar:
+            writer = asyncio.create_task(self._writer(finished, bar))
+            workers = [asyncio.create_task(self._worker(queue, finished))
+                       for _ in range(min(self.config.max_in_flight, len(articles)))]
+            labelling = asyncio.gather(*workers)
+            try:
+                await asyncio.wait([labelling, writer], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for worker in workers:
+                    worker.cancel()
+                await asyncio.gather(*workers, return_exceptions=True)
+                finished.put_nowait(None)  # the writer saves what is queued, then stops
+                await asyncio.wait([writer])
+        self.summary.seconds = time.monotonic() - started
+        for task in (writer, labelling):
+            if not task.cancelled() and task.exception():
+                raise task.exception()
+        return self.summary
+
+    async def _worker(self, queue: asyncio.Queue, finished: asyncio.Queue) -> None:
+        while True:
+            try:
+                article = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            finished.put_nowait(await self.label(article))
+
+    async def _writer(self, finished: asyncio.Queue, bar: tqdm) -> None:
+        """Append finished records in batches, one fsync each (a group commit), in a thread so
+        that the disk never stalls the requests in flight."""
+        while True:
+            batch = [await finished.get()]
+            while not finished.empty():
+                batch.append(finished.get_nowait())
+            records = [record for record in batch if record is not None]
+            if records:
+                await asyncio.to_thread(self.store.append, records)
+                for record in records:
+                    usage = self.summary.usage.setdefault(record["provider"], ProviderUsage())
+                    usage.ok += record["status"] == "ok"
+                    usage.failed += record["status"] == "failed"
+                bar.update(len(records))
+                bar.set_postfix(ok=self.summary.ok, failed=self.summary.failed, refresh=False)
+            if None in batch:
+                return
+
+    async def label(self, article: NewsArticle) -> dict[str, Any]:
+        """Ask one model until it gives a valid answer (re-asking at most `max_reasks` times)
+        or a request fails for good; return the article's record."""
+        lane = self.pool.next_lane()
+        messages = article_messages(article, self.config.few_shot)
+        tally = _Tally()
+        started = time.monotonic()
+        response, reason, attempts = None, None, 0
+        while attempts <= self.config.max_reasks:
+            attempts += 1
+            try:
+                content = await self._ask(lane, messages, tally)
+            except _API_ERRORS as exc:
+                reason = (f"gave up after {self.config.max_retries + 1} tries: {describe_error(exc)}"
+                          if is_transient(exc) else f"request refused: {describe_error(exc)}")
+                break
+            try:
+                response = parse_sentiment_response(content).model_dump()
+                reason = None
+                break
+            except ResponseParseError as exc:
+                reason = f"invalid answer: {exc}"
+                messages = [*messages, {"role": "assistant", "content": content or ""},
+                            {"role": "user", "content": REASK.format(reason=exc)}]
+        usage = self.summary.usage.setdefault(lane.provider.name, ProviderUsage())
+        usage.requests += tally.requests
+        usage.prompt_tokens += tally.prompt_tokens
+        usage.completion_tokens += tally.completion_tokens
+        return {
+            "id": article.id, "status": "ok" if response else "failed", "reason": reason,
+            "article": article.text, "published": article.published, "response": response,
+            "provider": lane.provider.name, "model": lane.model, "attempts": attempts,
+            "requests": tally.requests, "latency_s": round(time.monotonic() - started, 3),
+            "prompt_tokens": tally.prompt_tokens, "completion_tokens": tally.completion_tokens,
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+
+    def _wait(self, state) -> float:
+        """Exponential backoff with jitter, or the wait the server asked for (Retry-After)."""
+        asked = retry_after_s(state.outcome.exception())
+        if asked is None:
+            return self._backoff(state)
+        asked = min(asked, self.config.retry_after_max_s)
+        return asked + random.uniform(0, min(1.0, 0.1 * asked + 0.01))
+
+    async def _ask(self, lane: Lane, messages: list[dict[str, str]], tally: _Tally) -> str | None:
+        """One answer from `lane`, retrying transient failures; 401/403/404 stop the run."""
+        provider = lane.provider
+        estimate = sum(len(m["content"]) for m in messages) // 4 + self.config.max_tokens
+        extra = {"response_format": fmt} if (fmt := response_format(provider)) else {}
+        retrying = AsyncRetrying(retry=retry_if_exception(is_transient), wait=self._wait,
+                                 stop=stop_after_attempt(self.config.max_retries + 1), reraise=True)
+        async for attempt in retrying:
+            with attempt:
+                await lane.limiter.acquire(estimate)
+                tally.requests += 1
+                try:
+                    completion = await lane.client.chat.completions.create(
+                        model=lane.model, messages=messages, temperature=self.config.temperature,
+                        max_tokens=self.config.max_tokens, **extra)
+                except _API_ERRORS as exc:
+                    lane.limiter.settle(estimate, 0)
+                    _stop_if_fatal(exc, lane)
+                    raise
+        usage = completion.usage
+        prompt, answer = (usage.prompt_tokens or 0, usage.completion_tokens or 0) if usage else (0, 0)
+        lane.limiter.settle(estimate, prompt + answer if usage else estimate)
+        tally.prompt_tokens += prompt
+        tally.completion_tokens += answer
+        return completion.choices[0].message.content if completion.choices else None
+
+
+def _stop_if_fatal(exc: BaseException, lane: Lane) -> None:
+    code = status_code(exc)
+    provider = lane.provider
+    if code in {401, 403}:
+        where = f" from {provider.api_key_env}" if provider.api_key_env else ""
+        raise ProviderAuthError(f"provider '{provider.name}' refused the API key{where} (HTTP {code}): "
+                                f"check the key and its access to model '{lane.model}'") from None
+    if code == 404:
+        raise FinsentError(f"provider '{provider.name}' answered HTTP 404 for model '{lane.model}': "
+                           f"check the model name and base_url") from None
+
+
+async def _label(articles: list[NewsArticle], store: ResultStore, config: LabellerConfig,
+                 show_progress: bool) -> RunSummary:
+    pool = ProviderPool(config)
+    try:
+        return await Labeller(config, pool, store, show_progress).run(articles)
+    finally:
+        await pool.close()
+
+
+def label_articles(articles: list[NewsArticle], store: ResultStore, config: LabellerConfig,
+                   show_progress: bool = True) -> RunSummary:
+    """Label `articles` (appending a record for each to `store`) and return the summary."""
+    return asyncio.run(_label(articles, store, config, show_progress))

@@ -1,0 +1,199 @@
+"""LLM providers for step 03: official clients, error classes, client-side rate limits and
+the choice of model for each article (round-robin or weighted)."""
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import itertools
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import groq
+import openai
+from dotenv import find_dotenv, load_dotenv
+
+from dataset_builder.settings import LabellerConfig, ProviderConfig
+from utils.errors import FinsentError
+from utils.schema import sentiment_json_schema
+
+# Both SDKs are generated from the same template: the same error classes in two modules.
+_STATUS_ERRORS = (openai.APIStatusError, groq.APIStatusError)
+_CONNECTION_ERRORS = (openai.APIConnectionError, groq.APIConnectionError)  # timeouts included
+_AUTH_STATUSES = {401, 403}
+_TRANSIENT_STATUSES = {408, 409, 429}
+
+
+class ProviderAuthError(FinsentError):
+    """A provider refused our credentials (401/403): every further request would fail too."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """429, 5xx, timeouts and connection errors: worth retrying after a wait."""
+    if isinstance(exc, _CONNECTION_ERRORS):
+        return True
+    if isinstance(exc, _STATUS_ERRORS):
+        return exc.status_code in _TRANSIENT_STATUSES or exc.status_code >= 500
+    return False
+
+
+def status_code(exc: BaseException) -> int | None:
+    return exc.status_code if isinstance(exc, _STATUS_ERRORS) else None
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for a record's `reason`; never the request (which holds no key anyway)."""
+    code = status_code(exc)
+    if code is not None:
+        return f"HTTP {code} ({type(exc).__name__})"
+    if isinstance(exc, (openai.APITimeoutError, groq.APITimeoutError)):
+        return "timeout: no answer in time"
+    if isinstance(exc, _CONNECTION_ERRORS):
+        return "connection error"
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
+
+
+def retry_after_s(exc: BaseException) -> float | None:
+    """The wait a server asked for (Retry-After / retry-after-ms headers), if any."""
+    response = getattr(exc, "response", None)
+    if response is None:
+        return None
+    headers = response.headers
+    if milliseconds := headers.get("retry-after-ms"):
+        try:
+            return max(0.0, float(milliseconds) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        moment = email.utils.parsedate_to_datetime(value)  # an HTTP date
+        return max(0.0, moment.timestamp() - time.time()) if moment else None
+
+
+class _Bucket:
+    """A token bucket refilled at `per_minute`/60 per second, holding up to 5 s of budget."""
+
+    def __init__(self, per_minute: float):
+        self.rate = per_minute / 60.0
+        self.capacity = max(1.0, self.rate * 5)
+        self.level = self.capacity
+        self.stamp = time.monotonic()
+
+    def refill(self, now: float) -> None:
+        self.level = min(self.capacity, self.level + (now - self.stamp) * self.rate)
+        self.stamp = now
+
+    def wait_for(self, amount: float) -> float:
+        # A request larger than the bucket goes when the bucket is full and leaves it in debt.
+        needed = min(amount, self.capacity) - self.level
+        return max(0.0, needed / self.rate)
+
+
+class RateLimiter:
+    """Client-side requests/min and tokens/min of one provider, shared by its models."""
+
+    def __init__(self, requests_per_minute: float | None, tokens_per_minute: float | None):
+        self._requests = _Bucket(requests_per_minute) if requests_per_minute else None
+        self._tokens = _Bucket(tokens_per_minute) if tokens_per_minute else None
+        self._lock = asyncio.Lock()  # first come, first served
+
+    async def acquire(self, tokens: int) -> None:
+        async with self._lock:
+            while True:
+                now = time.monotonic()
+                waits = [0.0]
+                for bucket, amount in ((self._requests, 1), (self._tokens, tokens)):
+                    if bucket:
+                        bucket.refill(now)
+                        waits.append(bucket.wait_for(amount))
+                if max(waits) <= 0:
+                    break
+                await asyncio.sleep(max(waits))
+            if self._requests:
+                self._requests.level -= 1
+            if self._tokens:
+                self._tokens.level -= tokens
+
+    def settle(self, estimated: int, actual: int) -> None:
+        """Correct the token budget once the answer says what the request really cost."""
+        if self._tokens:
+            self._tokens.level += estimated - actual
+
+
+def api_key(provider: ProviderConfig) -> str:
+    """The provider's key from the environment or `.env`; its value is never shown."""
+    if not provider.api_key_env:
+        return "not-needed"  # local OpenAI-compatible servers take any key
+    load_dotenv(find_dotenv(usecwd=True), override=False)  # .env of the working directory
+    key = os.environ.get(provider.api_key_env, "").strip()
+    if not key:
+        raise FinsentError(f"provider '{provider.name}': the environment variable "
+                           f"{provider.api_key_env} is not set (set it or put it in .env)")
+    return key
+
+
+def make_client(provider: ProviderConfig) -> Any:
+    """The official async client; its own retries are off (ours honour Retry-After)."""
+    options: dict[str, Any] = {"api_key": api_key(provider), "timeout": provider.timeout_s,
+                               "max_retries": 0}
+    if provider.base_url:
+        options["base_url"] = provider.base_url
+    if provider.kind == "groq":
+        return groq.AsyncGroq(**options)
+    if provider.kind == "openai_compatible" and not provider.base_url:
+        raise FinsentError(f"provider '{provider.name}': kind openai_compatible needs a base_url")
+    return openai.AsyncOpenAI(**options)
+
+
+def response_format(provider: ProviderConfig) -> dict[str, Any] | None:
+    if provider.response_format == "json_schema":
+        return {"type": "json_schema",
+                "json_schema": {"name": "sentiment", "schema": sentiment_json_schema()}}
+    if provider.response_format == "json_object":
+        return {"type": "json_object"}
+    return None
+
+
+@dataclass
+class Lane:
+    """One (provider, model) pair that articles are sent to."""
+
+    provider: ProviderConfig
+    model: str
+    weight: float
+    client: Any
+    limiter: RateLimiter
+    current: float = field(default=0.0, repr=False)  # smooth weighted round-robin state
+
+
+class ProviderPool:
+    """Clients and limits for every configured provider, and the model for each article."""
+
+    def __init__(self, config: LabellerConfig):
+        self.weighted = config.strategy == "weighted"
+        self.lanes: list[Lane] = []
+        for provider in config.providers:
+            client = make_client(provider)
+            limiter = RateLimiter(provider.requests_per_minute, provider.tokens_per_minute)
+            self.lanes += [Lane(provider, m.name, m.weight, client, limiter) for m in provider.models]
+        self._cycle = itertools.cycle(self.lanes)
+
+    def next_lane(self) -> Lane:
+        if not self.weighted:
+            return next(self._cycle)
+        # Smooth weighted round-robin (as in nginx): deterministic and evenly interleaved.
+        total = sum(lane.weight for lane in self.lanes)
+        for lane in self.lanes:
+            lane.current += lane.weight
+        chosen = max(self.lanes, key=lambda lane: lane.current)
+        chosen.current -= total
+        return chosen
+
+    async def close(self) -> None:
+        for client in {id(lane.client): lane.client for lane in self.lanes}.values():
+            await client.close()
