@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 import time
@@ -43,7 +44,8 @@ class Demo:
         print(f"\n=== [{self.done}/{self.total_steps}] {title}", flush=True)
         started = time.monotonic()
         command = [sys.executable, str(REPO_ROOT / script), *self.config_args, *args]
-        if subprocess.run(command).returncode != 0:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+        if subprocess.run(command, env=env).returncode != 0:
             raise FinsentError(f"the demo stopped at '{title}': {script} failed (its error is above)")
         print(f"--- {title}: done in {time.monotonic() - started:.0f} s", flush=True)
 
@@ -81,10 +83,13 @@ def run(config_path: str | None, iterations: int) -> None:
               "dataset_builder/step_02_process_financial_phrasebank.py")
     with EmbeddedEngine(EngineSettings(n_parallel=4)) as engine:
         labeller = {"name": "embedded", "kind": "openai_compatible", "base_url": engine.base_url,
-                    "models": [DEFAULT_MODEL_NAME], "response_format": "json_schema"}
+                    "models": [DEFAULT_MODEL_NAME], "response_format": "json_schema",
+                    "timeout_s": 600}
+        # As many requests in flight as the engine has slots: more would only queue and time out.
         demo.step("step 03: news articles labelled by the embedded llama.cpp engine (Gemma 3 270M)",
                   "dataset_builder/step_03_label_articles.py",
-                  "--set", f"dataset.labeller.providers={_flow([labeller])}")
+                  "--set", f"dataset.labeller.providers={_flow([labeller])}",
+                  "--set", f"dataset.labeller.max_in_flight={engine.settings.n_parallel}")
     demo.step("step 04: join the labelled sources", "dataset_builder/step_04_join_outputs.py")
     demo.step("step 05: ShareGPT dataset with leak-free splits", "dataset_builder/step_05_build_sharegpt_dataset.py")
     if _cuda_available():
