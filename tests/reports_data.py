@@ -8,8 +8,6 @@ from typing import Sequence
 
 from eval.sentiment_files import iteration_file_path
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "reference_eval_msft"
-
 
 def article_key(url: str) -> str:
     return hashlib.md5(url.encode()).hexdigest()[:8]
