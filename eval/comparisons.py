@@ -290,24 +290,27 @@ def article_consistency(metrics: pd.DataFrame, data: SentimentData) -> pd.DataFr
 
 def pair_articles(metrics: pd.DataFrame, pairs: Sequence[tuple[str, str]]) -> pd.DataFrame:
     """Per pair and article: both models' variance and mean sentiment, and which was steadier."""
-    indexed = metrics.set_index(["Model Name", "Article Key"])
-    frames = []
-    for model1, model2 in pairs:
-        a = indexed.xs(model1, level="Model Name")
-        b = indexed.xs(model2, level="Model Name")
-        both = a.join(b, how="outer", lsuffix=" 1", rsuffix=" 2")
-        frame = pd.DataFrame({
-            "Comparison": f"{model1} vs {model2}",
-            "Variance 1": both["Sentiment Variance 1"], "Variance 2": both["Sentiment Variance 2"],
-            "Mean Sentiment 1": both["Mean Sentiment 1"], "Mean Sentiment 2": both["Mean Sentiment 2"],
-            "Valid JSON Rate 1": both["Valid JSON Rate 1"], "Valid JSON Rate 2": both["Valid JSON Rate 2"],
-        })
-        diff = frame["Variance 1"] - frame["Variance 2"]
-        frame["Steadier"] = np.select([diff < 0, diff > 0, diff == 0], ["model 1", "model 2", "tie"], "n/a")
-        frames.append(frame.rename_axis("Article Key").reset_index())
     columns = ["Comparison", "Article Key", "Variance 1", "Variance 2", "Mean Sentiment 1",
                "Mean Sentiment 2", "Valid JSON Rate 1", "Valid JSON Rate 2", "Steadier"]
-    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+    if not pairs:
+        return pd.DataFrame(columns=columns)
+    values = ["Sentiment Variance", "Mean Sentiment", "Valid JSON Rate"]
+    grid = metrics.set_index(["Model Name", "Article Key"])[values].unstack("Article Key")
+    first = grid.loc[[m1 for m1, _ in pairs]].stack("Article Key", future_stack=True)
+    second = grid.loc[[m2 for _, m2 in pairs]].stack("Article Key", future_stack=True)
+    articles = first.index.get_level_values("Article Key")
+    table = pd.DataFrame({
+        "Comparison": np.repeat([f"{m1} vs {m2}" for m1, m2 in pairs], grid.columns.levshape[1]),
+        "Article Key": articles,
+        "Variance 1": first["Sentiment Variance"].to_numpy(),
+        "Variance 2": second["Sentiment Variance"].to_numpy(),
+        "Mean Sentiment 1": first["Mean Sentiment"].to_numpy(),
+        "Mean Sentiment 2": second["Mean Sentiment"].to_numpy(),
+        "Valid JSON Rate 1": first["Valid JSON Rate"].to_numpy(),
+        "Valid JSON Rate 2": second["Valid JSON Rate"].to_numpy()})
+    diff = table["Variance 1"] - table["Variance 2"]
+    table["Steadier"] = np.select([diff < 0, diff > 0, diff == 0], ["model 1", "model 2", "tie"], "n/a")
+    return table[columns]
 
 
 # --- the Guide sheet -------------------------------------------------------------------------

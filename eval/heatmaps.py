@@ -26,6 +26,8 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.text import Text  # noqa: E402
+from matplotlib.transforms import TransformedPatchPath  # noqa: E402
 
 from eval.metrics import metric_grid  # noqa: E402
 from utils.io import atomic_path  # noqa: E402
@@ -141,20 +143,43 @@ def build_heatmap(job: HeatmapJob) -> Figure:
                            1 - (bottom + top) / height))
     spec = job.spec
     colour = job.colour if job.colour is not None else grid
-    sns.heatmap(colour, ax=ax, cbar_ax=cax, cmap=spec.cmap, vmin=spec.vmin, vmax=spec.vmax,
-                center=spec.center, annot=job.annotations(), fmt="", linewidths=0.4,
-                linecolor="white", annot_kws={"size": ANNOT_FONT},
-                cbar_kws={"label": "column's range" if job.colour is not None else spec.column},
-                xticklabels=True, yticklabels=True)
+    # tick labels and annotations are ours: seaborn would draw the whole figure once more to
+    # check label overlap (the size above already prevents it), and annotates with one
+    # format for every column
+    mesh = sns.heatmap(colour, ax=ax, cbar_ax=cax, cmap=spec.cmap, vmin=spec.vmin, vmax=spec.vmax,
+                       center=spec.center, linewidths=0.4, linecolor="white",
+                       cbar_kws={"label": "column's range" if job.colour is not None else spec.column},
+                       xticklabels=False, yticklabels=False).collections[0]
+    ax.set_xticks(np.arange(cols) + 0.5, [str(c) for c in grid.columns], fontsize=LABEL_FONT,
+                  rotation=rotation)
+    ax.set_yticks(np.arange(rows) + 0.5, [str(i) for i in grid.index], fontsize=LABEL_FONT,
+                  rotation=0, va="center")
+    ax.set(xlabel="", ylabel="")
+    annotate(ax, mesh, job.annotations())
     if "Mean" in grid.columns:
         ax.axvline(list(grid.columns).index("Mean"), color="black", linewidth=1.5)
     blank = " (blank: no valid answer)" if grid.isna().to_numpy().any() else ""
     ax.set_title(spec.title + blank, fontsize=11, loc="left")
-    ax.set_xlabel("")
-    ax.set_ylabel("")
-    ax.tick_params(axis="y", labelsize=LABEL_FONT, rotation=0)
-    ax.tick_params(axis="x", labelsize=LABEL_FONT, rotation=rotation)
     return figure
+
+
+def annotate(ax, mesh, texts: np.ndarray) -> None:
+    """Write each cell's text in dark or white, by the cell colour's luminance (as seaborn
+    does), sharing one clip path: matplotlib would build one per text."""
+    mesh.update_scalarmappable()
+    colours = mesh.get_facecolors()[:, :3]
+    linear = np.where(colours <= 0.03928, colours / 12.92, ((colours + 0.055) / 1.055) ** 2.4)
+    dark = linear @ np.array([0.2126, 0.7152, 0.0722]) > 0.408
+    clip = TransformedPatchPath(ax.patch)
+    rows, cols = texts.shape
+    for index, text in enumerate(texts.flat):
+        if not text:
+            continue
+        row, col = divmod(index, cols)
+        label = Text(col + 0.5, row + 0.5, text, color=".15" if dark[index] else "white",
+                     ha="center", va="center", fontsize=ANNOT_FONT, transform=ax.transData)
+        label.set_clip_path(clip)
+        ax.add_artist(label)
 
 
 def render(job: HeatmapJob) -> Path:
