@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -156,22 +157,32 @@ BASELINE = {"metrics": baseline_metrics, "comparison": baseline_comparison,
 
 # --- measurement ---------------------------------------------------------------------------------
 
-def timed(command: list[str], cwd: Path) -> float:
+CPU_SECONDS: dict[str, dict[str, list[float]]] = {"ours": {s: [] for s in OURS},
+                                                  "baseline": {s: [] for s in OURS}}
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(command: list[str], cwd: Path) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (the script and every process it waited for)."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    start = time.perf_counter()
+    cpu, start = children_cpu(), time.perf_counter()
     result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if result.returncode != 0:
         sys.exit(f"error: {' '.join(command)} failed:\n{result.stderr[-3000:]}")
-    return seconds
+    return seconds, children_cpu() - cpu
 
 
-def run_ours(stage: str, data: Path, out: Path) -> float:
+def run_ours(stage: str, data: Path, out: Path) -> tuple[float, float]:
     return timed([sys.executable, str(REPO / OURS[stage]), "--config", str(data / "config.yaml"),
                   "--sentiments", str(data / "sentiments")], out)
 
 
-def run_baseline(stage: str, data: Path, out: Path) -> float:
+def run_baseline(stage: str, data: Path, out: Path) -> tuple[float, float]:
     return timed([sys.executable, str(Path(__file__).resolve()), "--baseline-stage", stage,
                   "--data", str(data), "--out", str(out)], out)
 
@@ -200,7 +211,9 @@ def main() -> int:
                 (("ours", run_ours), ("baseline", run_baseline)):
             with tempfile.TemporaryDirectory() as scratch:
                 for stage in OURS:
-                    samples[name][stage].append(runner(stage, args.data, Path(scratch)))
+                    wall, cpu = runner(stage, args.data, Path(scratch))
+                    samples[name][stage].append(wall)
+                    CPU_SECONDS[name][stage].append(cpu)
             print(f"repeat {repeat + 1}/{args.repeats} {name:8s} "
                   + "  ".join(f"{s} {samples[name][s][-1]:.2f} s" for s in OURS), flush=True)
     medians = {name: {stage: statistics.median(v) for stage, v in stages.items()}
@@ -209,11 +222,15 @@ def main() -> int:
               for name, stages in samples.items()}
     total = {name: statistics.median(v) for name, v in totals.items()}
     ratio = total["baseline"] / total["ours"]
+    cpu_total = {name: statistics.median([sum(stages[s][i] for s in OURS) for i in range(args.repeats)])
+                 for name, stages in CPU_SECONDS.items()}
     for stage in OURS:
         print(f"{stage:10s} ours {medians['ours'][stage]:6.2f} s   baseline {medians['baseline'][stage]:6.2f} s"
               f"   ×{medians['baseline'][stage] / medians['ours'][stage]:.2f}")
     print(f"{'total':10s} ours {total['ours']:6.2f} s   baseline {total['baseline']:6.2f} s   ×{ratio:.2f}"
           f"   (target: ≤ 11 s and ≥ 2× faster)")
+    print(f"{'CPU total':10s} ours {cpu_total['ours']:6.2f} s   baseline {cpu_total['baseline']:6.2f} s"
+          f"   ×{cpu_total['baseline'] / cpu_total['ours']:.2f}   load average {load_average()}")
     result = {"benchmark": "reports", "data": "reference_eval_msft: 34 models × 14 iterations × 19 articles",
               "baseline": "our re-implementation of the original study's method (benchmarks/bench_reports.py)",
               "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
@@ -221,6 +238,8 @@ def main() -> int:
                           "load_average_after": load_average()},
               "repeats": args.repeats, "median_seconds": medians, "total_seconds": total,
               "speedup_total": round(ratio, 2), "samples_seconds": samples,
+              "cpu_total_seconds": cpu_total, "cpu_samples_seconds": CPU_SECONDS,
+              "speedup_cpu": round(cpu_total["baseline"] / cpu_total["ours"], 2),
               "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     out = REPO / "benchmarks" / "results" / "reports.json"
     out.parent.mkdir(parents=True, exist_ok=True)

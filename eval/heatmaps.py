@@ -49,13 +49,12 @@ class HeatmapSpec:
     cmap: str
     vmin: float | None = None
     vmax: float | None = None
-    center: float | None = None
     fmt: str = ".2f"
 
 
 HEATMAPS = [
     HeatmapSpec("mean_sentiment_heatmap.png", "Mean Sentiment", "Mean sentiment over iterations",
-                "RdYlGn", -1, 1, 0),
+                "RdYlGn", -1, 1),
     HeatmapSpec("sentiment_variance_heatmap.png", "Sentiment Variance",
                 "Sentiment variance over iterations (0 = same answer every time)", "Reds", 0,
                 fmt=".3f"),
@@ -147,7 +146,7 @@ def build_heatmap(job: HeatmapJob) -> Figure:
     # check label overlap (the size above already prevents it), and annotates with one
     # format for every column
     mesh = sns.heatmap(colour, ax=ax, cbar_ax=cax, cmap=spec.cmap, vmin=spec.vmin, vmax=spec.vmax,
-                       center=spec.center, linewidths=0.4, linecolor="white",
+                       linewidths=0.4, linecolor="white",
                        cbar_kws={"label": "column's range" if job.colour is not None else spec.column},
                        xticklabels=False, yticklabels=False).collections[0]
     ax.set_xticks(np.arange(cols) + 0.5, [str(c) for c in grid.columns], fontsize=LABEL_FONT,

@@ -12,9 +12,13 @@ import pytest
 from PIL import Image
 from scipy import stats
 
-from eval.heatmaps import HEATMAPS, SUMMARY_FILE
-from eval.metrics import KEYS, METRIC_COLUMNS
+from eval.heatmaps import HEATMAPS, SUMMARY_FILE, build_heatmap, metric_jobs
+from eval.metrics import KEYS, METRIC_COLUMNS, article_metrics
+from eval.sentiment_files import load_sentiments
+from utils.config import load_config
 from tests.conftest import run_script
+
+pytestmark = pytest.mark.slow
 
 SHEETS = ["Model Details", "Statistical Comparisons", "Quantization ANOVA", "Article Consistency",
           "Pair Articles", "Guide", "Notes"]
@@ -118,3 +122,16 @@ def test_heatmaps_are_nontrivial_pngs_one_row_per_model(outputs):
     width, height = sizes["mean_sentiment_heatmap.png"]
     # 34 model rows of 0.3 in at 100 dpi plus margins
     assert 34 * 30 < height < 34 * 30 + 400 and width > 1200
+
+
+def test_heatmap_figure_has_one_row_per_model_and_a_text_per_value(reference):
+    config = load_config(reference / "config.yaml").eval
+    data = load_sentiments(reference / "sentiments", config.models_to_test)
+    job = metric_jobs(article_metrics(data), data.models, Path("unused"))[0]
+    figure = build_heatmap(job)
+    ax = figure.axes[0]
+    assert ax.collections[0].get_array().shape == (34, 20)  # 19 articles + the mean
+    assert [label.get_text() for label in ax.get_yticklabels()] == data.models
+    assert len(ax.texts) == job.grid.notna().to_numpy().sum()
+    first = job.grid.iloc[0]
+    assert ax.texts[0].get_text() == f"{first.iloc[0]:.2f}"
