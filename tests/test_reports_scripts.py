@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from scipy import stats
 
-from eval.heatmaps import HEATMAPS, SUMMARY_FILE, build_heatmap, metric_jobs
+from eval.heatmaps import HEATMAPS, SUMMARY_FILE, CellTexts, build_heatmap, metric_jobs
 from eval.metrics import KEYS, METRIC_COLUMNS, article_metrics
 from eval.sentiment_files import load_sentiments
 from utils.config import load_config
@@ -132,6 +132,8 @@ def test_heatmap_figure_has_one_row_per_model_and_a_text_per_value(reference):
     ax = figure.axes[0]
     assert ax.collections[0].get_array().shape == (34, 20)  # 19 articles + the mean
     assert [label.get_text() for label in ax.get_yticklabels()] == data.models
-    assert len(ax.texts) == job.grid.notna().to_numpy().sum()
-    first = job.grid.iloc[0]
-    assert ax.texts[0].get_text() == f"{first.iloc[0]:.2f}"
+    (labels,) = [artist for artist in ax.get_children() if isinstance(artist, CellTexts)]
+    assert len(labels.texts) == job.grid.notna().to_numpy().sum()
+    assert labels.texts[0] == f"{job.grid.iloc[0, 0]:.2f}" and tuple(labels.centres[0]) == (0.5, 0.5)
+    last = job.grid.iloc[-1, -1]  # the last model's mean, in the bottom-right cell
+    assert labels.texts[-1] == f"{last:.2f}" and tuple(labels.centres[-1]) == (19.5, 33.5)
