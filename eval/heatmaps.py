@@ -9,6 +9,7 @@ every figure twice.
 """
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import sys
@@ -238,6 +239,10 @@ def render_all(jobs: list[HeatmapJob], workers: int | None = None) -> list[Path]
         return [render(job) for job in jobs]
     # the longest-to-draw (largest) first, so the last worker does not wait on one big figure
     ordered = sorted(jobs, key=lambda job: -job.grid.size)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) as pool:
-        list(pool.map(render, ordered))
+    gc.freeze()  # forked workers then do not collect (and so copy) the parent's objects
+    try:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) as pool:
+            list(pool.map(render, ordered))
+    finally:
+        gc.unfreeze()
     return [job.path for job in jobs]
