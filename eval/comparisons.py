@@ -27,6 +27,7 @@ from statsmodels.stats.multitest import multipletests
 
 from eval.metrics import QUANT_ORDER, model_details, model_family, quantization_level
 from eval.sentiment_files import SentimentData, model_folder_name
+from utils.errors import FinsentError
 
 NAN = math.nan
 ORIGINAL_PAIR_COLUMNS = ["Comparison", "F-Statistic", "F-Test P-Value", "T-Statistic",
@@ -43,7 +44,13 @@ def quantization_families(models: Sequence[str],
     """Family → its models (two or more quantization levels). `configured` (family → model
     names) wins; otherwise families come from the names' quantization suffixes."""
     if configured:
-        return {family: [model_folder_name(m) for m in names] for family, names in configured.items()}
+        families = {family: [model_folder_name(m) for m in names] for family, names in configured.items()}
+        for family, members in families.items():
+            unknown = [m for m in members if m not in models]
+            if unknown:
+                raise FinsentError(f"quantization_families '{family}': no model folder "
+                                   f"{', '.join(repr(m) for m in unknown)}")
+        return families
     families: dict[str, list[str]] = {}
     for model in models:
         if quantization_level(model) is not None:

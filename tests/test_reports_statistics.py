@@ -14,6 +14,7 @@ from eval.comparisons import (PairInputs, compare_pair, pair_comparisons, quanti
 from eval.metrics import article_metrics, model_details, quantization_level
 from eval.sentiment_files import load_sentiments
 from tests.reports_data import write_model
+from utils.errors import FinsentError
 
 ARTICLES = 8
 ITERATIONS = 6
@@ -127,3 +128,7 @@ def test_quantization_anova_against_scipy(tmp_path):
     friedman = stats.friedmanchisquare(*(blocks[m] for m in families["fam-7b"]))
     assert row["Friedman Chi2"] == pytest.approx(friedman.statistic)
     assert row["Paired Articles"] == ARTICLES
+    configured = {"mine": ["fam-7b.q4_K_M", "other-model"]}
+    assert quantization_families(data.models, configured) == configured
+    with pytest.raises(FinsentError, match="quantization_families 'typo': no model folder 'fam-7b.q5'"):
+        quantization_families(data.models, {"typo": ["fam-7b.q5", "other-model"]})
