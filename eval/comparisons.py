@@ -264,6 +264,9 @@ def quantization_anova(data: SentimentData, families: Mapping[str, Sequence[str]
     columns = ["Family", "Levels", "Models", "Valid Answers per Level", "Means per Level", "ANOVA F",
                "ANOVA P-Value", "Brown-Forsythe W", "Brown-Forsythe P-Value", "Paired Articles",
                "Friedman Chi2", "Friedman P-Value", "Note"]
+    if not rows:
+        rows = [{"Note": "no model family with two or more quantization levels (names ending in "
+                         "q4_K_M, q5_K_M, q8_0, fp16, ...; or set eval.quantization_families)"}]
     return pd.DataFrame(rows, columns=columns)
 
 

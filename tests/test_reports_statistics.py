@@ -98,6 +98,7 @@ def test_degenerate_pairs_give_nan_and_a_note(tmp_path):
     assert math.isnan(same["F-Statistic"]) and math.isnan(same["Levene P-Value"])
     assert "no within-group variance" in same["Note"] and "per-article means identical" in same["Note"]
     assert math.isnan(same["Cohen's d"])
+    assert quantization_anova(data, {})["Note"].item().startswith("no model family")
     assert math.isnan(silent["T-Test P-Value"]) and "fewer than 2 valid answers (6 and 0)" in silent["Note"]
     assert silent["Fisher P-Value"] < 0.01  # 6/6 valid against 0/6: that part is defined
     assert result["Welch P (Holm)"].isna().all()
