@@ -24,3 +24,7 @@ class EvalConfig(BaseModel):
     default_temperature: float = Field(default=0.2, ge=0)
     context_window_size: int = Field(default=8192, ge=256)
     num_tokens_to_predict: int = Field(default=1024, ge=1)
+    # --- reports (added by the reports stage) ----------------------------------------------
+    comparison_report_file: str = "reports/model_comparisons.xlsx"
+    quantization_families: dict[str, list[str]] = Field(default_factory=dict)
+    heatmap_workers: int = Field(default=0, ge=0)

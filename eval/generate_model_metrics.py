@@ -1,0 +1,40 @@
+"""Per model × article metrics of the sentiments folder (Inference Rate (s), Valid JSON Rate,
+Sentiment Variance, Mean Sentiment, Mean Confidence), to eval.report_output_file (xlsx) and
+eval.report_output_csv_file (csv)."""
+from __future__ import annotations
+
+import logging
+import sys
+
+from eval.excel_style import notes_frame, write_csv, write_workbook
+from eval.metrics import article_metrics
+from eval.sentiment_files import load_sentiments
+from utils.cli import config_from_args, stage_parser
+from utils.errors import cli_entry
+
+log = logging.getLogger("generate_model_metrics")
+
+
+@cli_entry
+def main(argv: list[str] | None = None) -> int:
+    parser = stage_parser(__doc__)
+    parser.add_argument("--sentiments", help="sentiments folder (eval.sentiment_save_folder)")
+    parser.add_argument("--output", help="xlsx file (eval.report_output_file)")
+    parser.add_argument("--csv", help="csv file (eval.report_output_csv_file)")
+    args = parser.parse_args(argv)
+    config = config_from_args(args, {"eval.sentiment_save_folder": args.sentiments,
+                                     "eval.report_output_file": args.output,
+                                     "eval.report_output_csv_file": args.csv}).eval
+
+    data = load_sentiments(config.sentiment_save_folder, config.models_to_test)
+    metrics = article_metrics(data)
+    write_workbook(config.report_output_file,
+                   {"Model Details": metrics, "Notes": notes_frame(data.skipped)}, decimals=2)
+    write_csv(config.report_output_csv_file, metrics)
+    log.info("%d models × articles → %s, %s", len(metrics), config.report_output_file,
+             config.report_output_csv_file)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

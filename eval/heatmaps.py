@@ -1,0 +1,265 @@
+"""Seaborn heatmaps, one row per model and one column per article (plus the model's mean),
+of the per-article metrics, and one summary figure of the per-model figures.
+
+Figures are built with matplotlib's object API on the Agg canvas (no pyplot state, no
+display) and rendered in parallel worker processes; the figure size grows with the number
+of models and articles so labels stay readable (34 models × 19 articles: about 15 × 12 in).
+Margins are computed from the label lengths instead of `tight_layout`, which would draw
+every figure twice.
+"""
+from __future__ import annotations
+
+import gc
+import multiprocessing
+import os
+import sys
+import textwrap
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.artist import Artist  # noqa: E402
+from matplotlib.font_manager import FontProperties  # noqa: E402
+
+from eval.metrics import metric_grid  # noqa: E402
+from utils.io import atomic_path  # noqa: E402
+
+CELL_WIDTH_IN = 0.62
+CELL_HEIGHT_IN = 0.3
+LABEL_FONT = 8.5
+ANNOT_FONT = 7
+DPI = 100
+# glyph hinting costs a third of the drawing time and changes nothing visible at this size
+RC = {"text.hinting": "none"}
+
+
+@dataclass(frozen=True)
+class HeatmapSpec:
+    file_name: str
+    column: str
+    title: str
+    cmap: str
+    vmin: float | None = None
+    vmax: float | None = None
+    fmt: str = ".2f"
+
+
+HEATMAPS = [
+    HeatmapSpec("mean_sentiment_heatmap.png", "Mean Sentiment", "Mean sentiment over iterations",
+                "RdYlGn", -1, 1),
+    HeatmapSpec("sentiment_variance_heatmap.png", "Sentiment Variance",
+                "Sentiment variance over iterations (0 = same answer every time)", "Reds", 0,
+                fmt=".3f"),
+    HeatmapSpec("valid_json_rate_heatmap.png", "Valid JSON Rate", "Valid JSON rate", "RdYlGn", 0, 1),
+    HeatmapSpec("mean_confidence_heatmap.png", "Mean Confidence", "Mean self-reported confidence",
+                "viridis", 0, 1),
+    HeatmapSpec("inference_rate_heatmap.png", "Inference Rate (s)",
+                "Inference time per answer (s)", "YlOrRd", 0),
+]
+SUMMARY_FILE = "summary_heatmap.png"
+SUMMARY_COLUMNS = ["Mean Sentiment", "Mean Per-Article Variance", "Valid JSON Rate",
+                   "Mean Confidence", "Mean Inference Time (s)"]
+SUMMARY_FORMATS = {"Mean Per-Article Variance": ".4f", "Mean Inference Time (s)": ".1f"}
+
+
+@dataclass
+class HeatmapJob:
+    """One figure to draw: its grid (rows = models), how to colour it, where to save it.
+    `colour` (same shape) colours the cells when given, `grid` is what the cells say."""
+    grid: pd.DataFrame
+    spec: HeatmapSpec
+    path: Path
+    colour: pd.DataFrame | None = None
+    column_formats: dict[str, str] | None = None
+
+    def annotations(self) -> np.ndarray:
+        """Cell texts: each column in its format, blank where there is no value."""
+        formats = [(self.column_formats or {}).get(c, self.spec.fmt) for c in self.grid.columns]
+        return np.array([["" if pd.isna(value) else format(value, fmt)
+                          for value, fmt in zip(row, formats)] for row in self.grid.to_numpy()])
+
+
+def with_mean_column(grid: pd.DataFrame) -> pd.DataFrame:
+    """The grid with each model's mean over articles as a last column, as the original's
+    heatmaps had a Mean row."""
+    return grid.assign(Mean=grid.mean(axis=1))
+
+
+def metric_jobs(metrics: pd.DataFrame, models: list[str], folder: Path) -> list[HeatmapJob]:
+    return [HeatmapJob(with_mean_column(metric_grid(metrics, spec.column, models)), spec,
+                       folder / spec.file_name) for spec in HEATMAPS]
+
+
+def summary_job(details: pd.DataFrame, folder: Path) -> HeatmapJob:
+    """Model × per-model figure; each column coloured on its own min–max scale."""
+    grid = details.set_index("Model Name")[SUMMARY_COLUMNS]
+    span = (grid.max() - grid.min()).replace(0, np.nan)
+    colour = ((grid - grid.min()) / span).fillna(0.5)
+    spec = HeatmapSpec(SUMMARY_FILE, "summary", "Per-model summary (colour: each column's own range)",
+                       "Blues", 0, 1)
+    grid.columns = [textwrap.fill(c, 16) for c in grid.columns]
+    colour.columns = grid.columns
+    formats = {textwrap.fill(c, 16): f for c, f in SUMMARY_FORMATS.items()}
+    return HeatmapJob(grid, spec, folder / SUMMARY_FILE, colour, formats)
+
+
+def _inches(text_lengths: int, font: float) -> float:
+    return text_lengths * font * 0.62 / 72  # average glyph ≈ 0.62 em
+
+
+def _column_label_height(labels: list[str]) -> tuple[float, int]:
+    """Inches under the plot for the column labels, and their rotation: short labels
+    (article keys) stand vertical, long ones are wrapped and lie flat."""
+    longest_line = max((len(line) for label in labels for line in label.split("\n")), default=4)
+    if longest_line <= 10 and all("\n" not in label for label in labels):
+        return _inches(longest_line, LABEL_FONT) + 0.3, 90
+    lines = max((label.count("\n") + 1 for label in labels), default=1)
+    return lines * LABEL_FONT * 1.35 / 72 + 0.3, 0
+
+
+def build_heatmap(job: HeatmapJob) -> Figure:
+    """The figure of one job (not saved): rows = models, columns = grid columns."""
+    grid = job.grid
+    rows, cols = grid.shape
+    left = _inches(max((len(str(i)) for i in grid.index), default=4), LABEL_FONT) + 0.3
+    bottom, rotation = _column_label_height([str(c) for c in grid.columns])
+    top, right = 0.55, 1.3
+    width = left + cols * CELL_WIDTH_IN * (2.2 if job.colour is not None else 1) + right
+    height = bottom + rows * CELL_HEIGHT_IN + top
+    figure = Figure(figsize=(width, height), dpi=DPI)
+    FigureCanvasAgg(figure)
+    ax = figure.add_axes((left / width, bottom / height, 1 - (left + right) / width,
+                          1 - (bottom + top) / height))
+    cax = figure.add_axes((1 - (right - 0.2) / width, bottom / height, 0.18 / width,
+                           1 - (bottom + top) / height))
+    spec = job.spec
+    colour = job.colour if job.colour is not None else grid
+    # tick labels and annotations are ours: seaborn would draw the whole figure once more to
+    # check label overlap (the size above already prevents it), and annotates with one
+    # format for every column
+    mesh = sns.heatmap(colour, ax=ax, cbar_ax=cax, cmap=spec.cmap, vmin=spec.vmin, vmax=spec.vmax,
+                       linewidths=0.4, linecolor="white",
+                       cbar_kws={"label": "column's range" if job.colour is not None else spec.column},
+                       xticklabels=False, yticklabels=False).collections[0]
+    ax.set_xticks(np.arange(cols) + 0.5, [str(c) for c in grid.columns], fontsize=LABEL_FONT,
+                  rotation=rotation)
+    ax.set_yticks(np.arange(rows) + 0.5, [str(i) for i in grid.index], fontsize=LABEL_FONT,
+                  rotation=0, va="center")
+    ax.set(xlabel="", ylabel="")
+    annotate(ax, mesh, job.annotations())
+    if "Mean" in grid.columns:
+        ax.axvline(list(grid.columns).index("Mean"), color="black", linewidth=1.5)
+    blank = " (blank: no valid answer)" if grid.isna().to_numpy().any() else ""
+    ax.set_title(spec.title + blank, fontsize=11, loc="left")
+    return figure
+
+
+class CellTexts(Artist):
+    """Short centred texts, one per heatmap cell, drawn straight through the renderer.
+
+    A matplotlib `Text` re-reads the font's metric tables and lays itself out on every draw
+    (about 1 ms each, 680 per figure: more than half the figure's time); here each distinct
+    string is measured once and drawn at its cell centre. `texts` and `colours` are public so
+    a test can read what the figure says.
+    """
+
+    zorder = 3  # above the cells, as Text
+
+    def __init__(self, centres: np.ndarray, texts: list[str], colours: list[str], fontsize: float):
+        super().__init__()
+        self.centres, self.texts, self.colours = centres, texts, colours
+        self.font = FontProperties(size=fontsize)
+
+    def draw(self, renderer) -> None:
+        if not self.get_visible() or not self.texts:
+            return
+        points = self.axes.transData.transform(self.centres)
+        if renderer.flipy():  # Agg counts y from the top
+            points[:, 1] = renderer.get_canvas_width_height()[1] - points[:, 1]
+        sign = -1 if renderer.flipy() else 1
+        gc = renderer.new_gc()
+        gc.set_clip_rectangle(self.axes.bbox)
+        sizes: dict[str, tuple[float, float, float]] = {}
+        for (x, y), text, colour in zip(points, self.texts, self.colours):
+            if text not in sizes:
+                sizes[text] = renderer.get_text_width_height_descent(text, self.font, ismath=False)
+            width, height, descent = sizes[text]
+            gc.set_foreground(colour)
+            baseline = y + sign * (descent - height / 2)
+            renderer.draw_text(gc, x - width / 2, baseline, text, self.font, 0)
+        gc.restore()
+        self.stale = False
+
+
+def annotate(ax, mesh, texts: np.ndarray) -> CellTexts:
+    """Write each cell's text in dark or white, by the cell colour's luminance (as seaborn
+    does)."""
+    mesh.update_scalarmappable()
+    colours = mesh.get_facecolors()[:, :3]
+    linear = np.where(colours <= 0.03928, colours / 12.92, ((colours + 0.055) / 1.055) ** 2.4)
+    dark = linear @ np.array([0.2126, 0.7152, 0.0722]) > 0.408
+    cols = texts.shape[1]
+    cells = [i for i, text in enumerate(texts.flat) if text]
+    centres = np.array([(i % cols + 0.5, i // cols + 0.5) for i in cells]).reshape(-1, 2)
+    labels = CellTexts(centres, [texts.flat[i] for i in cells],
+                       ["#262626" if dark[i] else "white" for i in cells], ANNOT_FONT)
+    ax.add_artist(labels)
+    return labels
+
+
+def render(job: HeatmapJob) -> Path:
+    """Build and save one figure atomically (runs in a worker process)."""
+    with matplotlib.rc_context(RC):
+        figure = build_heatmap(job)
+        with atomic_path(job.path) as tmp:
+            # zlib level 1: half the encoding time of the default, same size for flat colours
+            figure.savefig(tmp, format="png", dpi=DPI, pil_kwargs={"compress_level": 1})
+    return job.path
+
+
+def _pool_context():
+    # fork: workers inherit the imported matplotlib/seaborn (about 1 s each to import again)
+    if sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context()
+
+
+def share_out(jobs: list[HeatmapJob], shares: int) -> list[list[HeatmapJob]]:
+    """Split jobs into `shares` lists of about equal drawing work (cells + labels), largest
+    first onto the lightest list."""
+    loads = [0] * shares
+    lists: list[list[HeatmapJob]] = [[] for _ in range(shares)]
+    for job in sorted(jobs, key=lambda job: -(job.grid.size + len(job.grid))):
+        lightest = loads.index(min(loads))
+        lists[lightest].append(job)
+        loads[lightest] += job.grid.size + len(job.grid)
+    return lists
+
+
+def render_all(jobs: list[HeatmapJob], workers: int | None = None) -> list[Path]:
+    """Render every job on `workers` processes (one per core by default): this process
+    draws one share itself while forked workers draw the others."""
+    workers = max(1, min(len(jobs), workers or os.cpu_count() or 1))
+    if workers == 1:
+        return [render(job) for job in jobs]
+    mine, *theirs = share_out(jobs, workers)
+    gc.freeze()  # forked workers then do not collect (and so copy) the parent's objects
+    try:
+        with ProcessPoolExecutor(max_workers=workers - 1, mp_context=_pool_context()) as pool:
+            futures = [pool.submit(render, job) for share in theirs for job in share]
+            for job in mine:
+                render(job)
+            for future in futures:
+                future.result()
+    finally:
+        gc.unfreeze()
+    return [job.path for job in jobs]
