@@ -30,6 +30,7 @@ from utils.prompts import analysis_messages, date_message
 from utils.schema import sentiment_json_schema
 
 log = logging.getLogger(__name__)
+logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise here
 
 BACKENDS = ("ollama", "openai", "llamacpp")
 DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
@@ -336,3 +337,26 @@ def make_backend(spec: ModelSpec, config: EvalConfig, engine: Any = None) -> Sen
     if spec.backend == "openai":
         return OpenAIBackend(spec, config)
     return LlamaCppBackend(spec, config, engine=engine)
+
+
+def model_entry_from_cli(model: str | None, gguf: str | None, **options: Any) -> dict[str, Any]:
+    """A models_to_test-style mapping from --model / --gguf (default: the embedded Gemma).
+    `--model` may be a plain Ollama name or a YAML mapping; `options` fill what it leaves unset."""
+    import yaml
+
+    if gguf:
+        entry: dict[str, Any] = {"backend": "llamacpp", "gguf": gguf, "model": Path(gguf).stem}
+    elif model:
+        try:
+            parsed = yaml.safe_load(model)
+        except yaml.YAMLError as exc:
+            raise FinsentError(f"--model: not a model name or a YAML mapping: {exc}") from exc
+        entry = dict(parsed) if isinstance(parsed, dict) else {"backend": "ollama", "model": model}
+    else:
+        from utils.engine import DEFAULT_MODEL_NAME
+
+        entry = {"backend": "llamacpp", "model": DEFAULT_MODEL_NAME}
+    for key, value in options.items():
+        if value is not None and key not in entry:
+            entry[key] = value
+    return entry
