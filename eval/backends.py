@@ -284,6 +284,10 @@ class OpenAIBackend:
 class LlamaCppBackend:
     """llama.cpp's server in this process (or an engine already running, in tests)."""
 
+    # Reuse the KV cache of a slot's previous prompt: the system prompt and few-shot
+    # instructions are the same for every article, so only the article is processed.
+    cache_prompt = True
+
     def __init__(self, spec: ModelSpec, config: EvalConfig, engine: Any = None):
         self.spec = spec
         self.parallel = spec.parallel or 1
@@ -310,7 +314,7 @@ class LlamaCppBackend:
 
     def complete(self, messages: Messages) -> str:
         body: dict[str, Any] = {"messages": messages, "temperature": self.spec.temperature,
-                                "max_tokens": self.spec.max_tokens, "cache_prompt": True}
+                                "max_tokens": self.spec.max_tokens, "cache_prompt": self.cache_prompt}
         if self.spec.seed is not None:
             body["seed"] = self.spec.seed
         if self.spec.structured:
