@@ -52,11 +52,14 @@ def invalid_reference_answer(shared_data):
 
 def test_files_have_the_original_schema_and_reruns_skip(embedded_engine, tmp_path, shared_data):
     folder = tmp_path / "sentiments"
-    config = EvalConfig(sentiment_save_folder=str(folder), sample_size=2, max_article_chars=500,
-                        num_tokens_to_predict=96, max_reasoning_chars=150, models_to_test=[
-                            {"backend": "llamacpp", "model": "gemma:structured", "structured": True},
+    # The short "trained" prompt keeps this fast on 2 cores; the few-shot prompt runs in the
+    # Ollama script test below.
+    config = EvalConfig(sentiment_save_folder=str(folder), sample_size=2, max_article_chars=300,
+                        num_tokens_to_predict=96, max_reasoning_chars=120, models_to_test=[
+                            {"backend": "llamacpp", "model": "gemma:structured", "structured": True,
+                             "prompt": "trained"},
                             # 12 tokens cannot hold a whole answer: every free answer is cut off.
-                            {"backend": "llamacpp", "model": "gemma-free", "max_tokens": 12}])
+                            {"backend": "llamacpp", "model": "gemma-free", "max_tokens": 12, "prompt": "trained"}])
     specs = parse_model_entries(config.models_to_test, config)
     snapshot = small_snapshot(2)
     calls: Counter = Counter()
@@ -124,7 +127,7 @@ def test_script_runs_a_plain_ollama_model_and_a_rerun_skips(embedded_engine, tmp
     save_snapshot(small_snapshot(2), tmp_path / "news" / "snapshot.json")
     (tmp_path / "config.yaml").write_text(
         "models_to_test: ['gemma3:270m']\nsample_size: 2\nstructured: true\nnum_tokens_to_predict: 96\n"
-        "max_reasoning_chars: 150\nmax_article_chars: 500\nparallel_requests: 4\n")
+        "max_reasoning_chars: 120\nmax_article_chars: 300\nparallel_requests: 4\n")
     with OllamaProxy(embedded_engine.base_url, models=["gemma3:270m"]) as proxy:
         env = script_env(OLLAMA_HOST=proxy.host)
         result = run_script("eval/generate_model_sentiments.py", "--config", "config.yaml", cwd=tmp_path, env=env)
