@@ -206,7 +206,7 @@ class OllamaBackend:
             raise BackendUnavailable(f"Ollama server at {self.where} stopped answering: {exc}") from exc
 
     def close(self) -> None:
-        self._client._client.close()
+        self._client.close()
 
 
 class OpenAIBackend:

@@ -163,3 +163,22 @@ def test_bad_input_is_one_line_and_keeps_written_files(tmp_path, entry, message)
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and message.format(port=port) in last
     assert old.read_text() == '{"average_sentiment": 0.1, "time_taken": 1.0, "sentiments": {}}'
+
+
+def test_reference_results_read_back_and_their_averages_match_ours(shared_data):
+    """The original's files load through the reports' reader, count as complete for their own
+    articles, and our average_sentiment reproduces theirs wherever every answer is valid."""
+    from eval.sentiment_runner import is_complete, weighted_average_sentiment
+
+    folder = shared_data / "reference_eval_msft" / "sentiments"
+    data = load_sentiments(folder)
+    assert len(data.models) == 34 and len(data.files) == 476
+    checked = 0
+    for path in sorted(folder.glob("*/MSFT_*.json")):
+        answers = read_iteration_file(path)["sentiments"]
+        assert is_complete(path, set(answers)) and not is_complete(path, set(answers) | {"00000000"})
+        if all(a["valid"] for a in answers.values()):
+            stored = json.loads(path.read_text())["average_sentiment"]
+            assert weighted_average_sentiment(list(answers.values())) == pytest.approx(stored, abs=1e-9), path
+            checked += 1
+    assert checked > 300
