@@ -56,6 +56,8 @@ def main() -> int:
     parser.add_argument("--iterations", type=int, default=15)
     parser.add_argument("--parallel", type=int, default=4, help="our runner: requests in flight = llama.cpp slots")
     parser.add_argument("--max-tokens", type=int, default=256, help="our runner: answer cap")
+    parser.add_argument("--reasoning-chars", type=int, default=400,
+                        help="our runner: the schema's cap on the reasoning (baseline: 400)")
     parser.add_argument("--baseline-max-tokens", type=int, default=1024, help="the original's num_predict")
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "eval.json"))
     args = parser.parse_args()
@@ -73,7 +75,8 @@ def main() -> int:
     results: dict[str, dict] = {}
     with EmbeddedEngine(settings) as engine:
         for arm in ("baseline", "ours"):
-            config = EvalConfig(sample_size=args.iterations, max_reasoning_chars=400,
+            config = EvalConfig(sample_size=args.iterations,
+                                max_reasoning_chars=400 if arm == "baseline" else args.reasoning_chars,
                                 num_tokens_to_predict=args.baseline_max_tokens if arm == "baseline" else args.max_tokens,
                                 parallel_requests=1 if arm == "baseline" else args.parallel,
                                 sentiment_save_folder=str(Path("/tmp") / f"bench_eval_{arm}_{time.time_ns()}"))
@@ -107,8 +110,9 @@ def main() -> int:
             "articles": len(snapshot.articles), "iterations": args.iterations, "models": len(models),
             "answers_per_arm": workload},
         "baseline": {**results["baseline"], "parallel": 1, "cache_prompt": False,
-                     "max_tokens": args.baseline_max_tokens},
-        "ours": {**results["ours"], "parallel": args.parallel, "cache_prompt": True, "max_tokens": args.max_tokens},
+                     "max_tokens": args.baseline_max_tokens, "max_reasoning_chars": 400},
+        "ours": {**results["ours"], "parallel": args.parallel, "cache_prompt": True, "max_tokens": args.max_tokens,
+                 "max_reasoning_chars": args.reasoning_chars},
         "ratio_answers_per_s": ratio, "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores",
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, indent=2)
     return 0

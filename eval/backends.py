@@ -154,7 +154,7 @@ class BackendUnavailable(FinsentError):
 def _is_transient(exc: BaseException) -> bool:
     if isinstance(exc, (httpx.TimeoutException, httpx.NetworkError, ConnectionError)):
         return True
-    status = getattr(exc, "status_code", None)
+    status = getattr(exc, "status_code", None) or getattr(getattr(exc, "response", None), "status_code", None)
     return isinstance(status, int) and (status >= 500 or status == 429)
 
 
@@ -297,6 +297,7 @@ class LlamaCppBackend:
         self._timeout = config.request_timeout_s
         self._http: httpx.Client | None = None
         self.where = str(spec.gguf or "the default Gemma 3 270M")
+        self._call = _with_retries(config.request_retries + 1)(self._post)
         if spec.gguf and not Path(spec.gguf).is_file():
             raise FinsentError(f"model '{spec.label}': GGUF file not found: {spec.gguf}")
 
@@ -320,9 +321,12 @@ class LlamaCppBackend:
         if self.spec.structured:
             body["json_schema"] = self._schema
         try:
-            reply = self._http.post("/chat/completions", json=body)
+            return self._call(body)
         except httpx.ConnectError as exc:
             raise BackendUnavailable(f"llama.cpp engine at {self.where} stopped answering") from exc
+
+    def _post(self, body: dict[str, Any]) -> str:
+        reply = self._http.post("/chat/completions", json=body)
         reply.raise_for_status()
         return reply.json()["choices"][0]["message"]["content"] or ""
 
