@@ -19,6 +19,7 @@ if __package__ in (None, ""):  # run as `python eval/evaluate_labelled.py`
 
 from eval.backends import make_backend, model_entry_from_cli, parse_model_entry
 from eval.labelled import FPB_AGREEMENTS, evaluate, load_labelled, run_predictions, write_outputs
+from utils.chat_templates import CHAT_TEMPLATES, chat_template
 from utils.cli import config_from_args, stage_parser
 from utils.errors import cli_entry
 
@@ -30,6 +31,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     model = parser.add_mutually_exclusive_group()
     model.add_argument("--model", help="Ollama model name, or a YAML mapping as in models_to_test")
     model.add_argument("--gguf", help="GGUF file to run on the embedded llama.cpp engine")
+    parser.add_argument("--chat-template", choices=sorted(CHAT_TEMPLATES),
+                        help="--gguf: chat format family, for a GGUF that stores no template")
     parser.add_argument("--name", help="model name in the outputs (default: model or GGUF file name)")
     parser.add_argument("--prompt", choices=["few-shot", "trained"], default="few-shot",
                         help="few-shot: instructions with 5 examples; trained: system prompt + bare text, "
@@ -56,12 +59,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     config = config_from_args(args, {"eval.parallel_requests": args.parallel}).eval
     entry = model_entry_from_cli(args.model, args.gguf, name=args.name, prompt=args.prompt,
-                                 structured=args.structured, max_tokens=args.max_tokens, num_ctx=args.num_ctx)
+                                 structured=args.structured, max_tokens=args.max_tokens, num_ctx=args.num_ctx,
+                                 chat_template=chat_template(args.chat_template) if args.chat_template else None)
     spec = parse_model_entry(entry, 1, config)
     data = load_labelled(args.input, text_column=args.text_column, label_column=args.label_column,
                          label_map=args.label_map, source=args.source, fpb_agreement=args.fpb_agreement,
@@ -82,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     best, base = metrics["at_chosen_threshold"], metrics["at_0.15"]
     print(f"valid JSON {metrics['valid_json_rate']:.1%}; t = {metrics['threshold_chosen']:.2f}: "
           f"accuracy {best['accuracy']:.3f}, macro-F1 {best['macro_f1']:.3f}, weighted F1 {best['weighted_f1']:.3f}; "
-          f"t = 0.15: weighted F1 {base['weighted_f1']:.3f}; MAE {metrics['mae'] or float('nan'):.3f}, "
-          f"Spearman {metrics['spearman'] if metrics['spearman'] is not None else float('nan'):.3f}")
+          f"t = 0.15: weighted F1 {base['weighted_f1']:.3f}; MAE {_number(metrics['mae'])}, "
+          f"Spearman {_number(metrics['spearman'])}")
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
 
