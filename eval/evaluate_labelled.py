@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         predictions = run_predictions(backend, data, output / "predictions.cache.jsonl",
-                                      spec.model_dump_json(), backend.parallel, not args.no_progress)
+                                      spec.model_dump_json(exclude={"parallel"}), backend.parallel,
+                                      not args.no_progress)
     finally:
         backend.close()
     metrics = evaluate(predictions, spec, data, time.monotonic() - started)
