@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -129,6 +130,10 @@ class ThroughputCallback(TrainerCallback):
         return self.figures(self.train_seconds, self.tokens)
 
 
+def fsdp_checkpoints_activations() -> bool:
+    return os.environ.get("FSDP_ACTIVATION_CHECKPOINTING", "false").lower() in ("1", "true")
+
+
 def build_trainer(cfg: FinetuneConfig, model, tokenizer, train_dataset, eval_dataset, precision: Precision,
                   layout: OutputLayout, callback: ThroughputCallback, use_cpu: bool):
     from trl import SFTConfig, SFTTrainer
@@ -141,8 +146,9 @@ def build_trainer(cfg: FinetuneConfig, model, tokenizer, train_dataset, eval_dat
         learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler, warmup_steps=cfg.warmup_ratio,
         weight_decay=cfg.weight_decay, optim=cfg.optimizer, seed=cfg.seed, data_seed=cfg.seed,
         bf16=precision.name == "bf16", fp16=precision.name == "fp16", use_cpu=use_cpu,
-        # Unsloth brings its own (offloaded) gradient checkpointing, set in recipe.py.
-        gradient_checkpointing=cfg.gradient_checkpointing and cfg.backend == "hf",
+        # Unsloth brings its own (offloaded) gradient checkpointing, set in recipe.py; under FSDP
+        # with activation checkpointing (fsdp.yaml) FSDP's own does the job.
+        gradient_checkpointing=cfg.gradient_checkpointing and cfg.backend == "hf" and not fsdp_checkpoints_activations(),
         gradient_checkpointing_kwargs={"use_reentrant": False},
         max_length=cfg.max_seq_length, packing=cfg.packing,
         logging_steps=cfg.logging_steps, logging_first_step=True,
