@@ -4,6 +4,7 @@ PhraseBank in step 05's format. Import the fixtures a test module uses by name."
 from __future__ import annotations
 
 import json
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,9 @@ def llama_cpp_vendor() -> Path:
     return llama_cpp_dir()
 
 
+@cache
 def load_family_tokenizer(family: str, vendor: Path):
+    """Read once per session (converting a GGUF vocab takes seconds); callers copy before changing it."""
     from transformers import AutoTokenizer
 
     if family == "gemma-3":
