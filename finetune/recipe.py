@@ -153,12 +153,17 @@ def _load_unsloth(cfg: FinetuneConfig, precision: Precision):
     # LoRA: Unsloth keeps the frozen base in 16 bits and the adapters in fp32. Full fine-tune:
     # fp32 master weights under bf16/fp16 autocast (bf16 weights lose small updates).
     dtype = torch.float32 if cfg.full_finetune else precision.autocast_dtype
-    if cfg.full_finetune and precision.autocast_dtype is not None:
-        os.environ.setdefault("UNSLOTH_MIXED_PRECISION", "bfloat16" if precision.name == "bf16" else "float16")
     model, tokenizer = FastLanguageModel.from_pretrained(
         model_name=cfg.base_model, max_seq_length=cfg.max_seq_length, dtype=dtype,
         load_in_4bit=precision.load_in_4bit, full_finetuning=cfg.full_finetune)
-    if not cfg.full_finetune:
+    if cfg.full_finetune:
+        # Unsloth's trainer reads this: "bfloat16" would mean bf16 weights without autocast,
+        # "float32" keeps fp32 weights under the trainer's bf16/fp16 autocast.
+        os.environ["UNSLOTH_MIXED_PRECISION"] = "float32"
+        if next(model.parameters()).dtype != torch.float32:
+            model = model.float()
+            model.config.torch_dtype = torch.float32
+    else:
         model = FastLanguageModel.get_peft_model(
             model, r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
             target_modules=cfg.target_modules, bias="none", random_state=cfg.seed,
