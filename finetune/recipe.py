@@ -103,15 +103,22 @@ def check_backend(cfg: FinetuneConfig, device: Device) -> None:
                            "use --backend hf with finetune/accelerate/ddp.yaml for several GPUs")
 
 
-def count_params(base_model: str) -> int:
-    """Parameters of the base model from its config alone (no weights read, no memory)."""
+def count_params(base_model: str) -> tuple[int, int]:
+    """(parameters, parameters in matmuls) of the base model from its config alone (no weights
+    read). The input embedding is a lookup, not a matmul; the output head is one, tied or not."""
     from accelerate import init_empty_weights
     from transformers import AutoModelForCausalLM
 
     config = load_base_config(base_model)
     with init_empty_weights():
         model = AutoModelForCausalLM.from_config(config)
-    return sum(p.numel() for p in model.parameters())
+    total = sum(p.numel() for p in model.parameters())
+    embedding = model.get_input_embeddings().weight.numel()
+    output = model.get_output_embeddings()
+    tied = getattr(config.get_text_config(), "tie_word_embeddings", False)
+    if tied and output is not None and output.weight is not model.get_input_embeddings().weight:
+        total -= output.weight.numel()  # a meta-device model may leave the tie undone
+    return total, total - embedding + (embedding if tied else 0)
 
 
 def load_base_config(base_model: str):
@@ -175,7 +182,10 @@ def _load_hf(cfg: FinetuneConfig, precision: Precision):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     load_base_config(cfg.base_model)
-    kwargs: dict = {"dtype": torch.float32}
+    # Trained weights stay fp32 (bf16 weights lose small updates). LoRA's frozen base can sit in
+    # the autocast dtype: PEFT keeps the adapters themselves in fp32 (autocast_adapter_dtype).
+    frozen_dtype = torch.float32 if cfg.full_finetune else (precision.autocast_dtype or torch.float32)
+    kwargs: dict = {"dtype": frozen_dtype}
     if precision.load_in_4bit:
         from transformers import BitsAndBytesConfig
 

@@ -49,9 +49,10 @@ class FinetuneConfig(BaseModel):
     # Logging, evaluation, checkpoints
     logging_steps: int = Field(10, gt=0)
     eval_steps: int = Field(100, gt=0)
-    save_steps: int = Field(100, gt=0)
+    save_steps: int = Field(100, ge=0)  # 0: no checkpoints
     save_total_limit: int = Field(3, gt=0)
     report_to: str = "none"  # "tensorboard", "wandb", ... as transformers accepts
+    save_final: bool = True  # write adapter/ and merged/ at the end (false: benchmarks)
 
     # Export: GGUF quantizations and Ollama Modelfiles
     quants: list[Literal["f16", "q8_0", "q5_k_m", "q4_k_m"]] = Field(default_factory=lambda: list(QUANTS))

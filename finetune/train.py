@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     state.wait_for_everyone()
     set_seed(cfg.seed)
 
-    n_params = count_params(cfg.base_model)
+    n_params, matmul_params = count_params(cfg.base_model)
     precision = choose_precision(cfg, device, n_params)
     log.info("%s backend, %s, %.0fM parameters, %s%s on %s (%d process(es))", cfg.backend,
              "full fine-tune" if cfg.full_finetune else f"LoRA r={cfg.lora_r}", n_params / 1e6, precision.name,
@@ -86,16 +86,18 @@ def main(argv: list[str] | None = None) -> int:
                       if conversations["validation"] else None)
 
     peak = peak_flops(device, precision)
-    throughput = ThroughputCallback(flops_per_token(n_params, cfg.full_finetune),
+    throughput = ThroughputCallback(flops_per_token(matmul_params, cfg.full_finetune),
                                     peak * state.num_processes if peak else None, layout.throughput_log)
     trainer = build_trainer(cfg, model, tokenizer, train_set, validation_set, precision, layout, throughput,
                             use_cpu=not device.cuda)
     train_metrics = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None).metrics
+    figures = throughput.summary(trainer.accelerator)
     eval_metrics = trainer.evaluate() if validation_set is not None else {}
-    save_outputs(trainer, cfg, tokenizer, precision, layout)
+    if cfg.save_final:
+        save_outputs(trainer, cfg, tokenizer, precision, layout)
     if state.is_main_process:
         summary = write_summary(layout, cfg, precision, device.name, state.num_processes,
-                                train_metrics, eval_metrics, throughput.summary())
+                                train_metrics, eval_metrics, figures)
         print(json.dumps(summary, indent=2))
         print(f"merged model: {layout.merged}  (next: python finetune/export_gguf.py --config ...)")
     return 0

@@ -126,8 +126,13 @@ class ThroughputCallback(TrainerCallback):
         with self.log_path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
 
-    def summary(self) -> dict:
-        return self.figures(self.train_seconds, self.tokens)
+    def summary(self, accelerator) -> dict:
+        """Whole-run figures; every process must call it (it gathers each GPU's peak memory)."""
+        figures = self.figures(self.train_seconds, self.tokens)
+        if torch.cuda.is_available():
+            peak = torch.tensor([torch.cuda.max_memory_allocated() / 1024**3], device=accelerator.device)
+            figures["peak_gib_per_gpu"] = [round(v, 2) for v in accelerator.gather(peak).tolist()]
+        return figures
 
 
 def fsdp_checkpoints_activations() -> bool:
@@ -153,7 +158,8 @@ def build_trainer(cfg: FinetuneConfig, model, tokenizer, train_dataset, eval_dat
         max_length=cfg.max_seq_length, packing=cfg.packing,
         logging_steps=cfg.logging_steps, logging_first_step=True,
         eval_strategy="steps" if eval_dataset is not None else "no", eval_steps=cfg.eval_steps,
-        save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=cfg.save_total_limit,
+        save_strategy="steps" if cfg.save_steps else "no", save_steps=cfg.save_steps or 500,
+        save_total_limit=cfg.save_total_limit,
         include_num_input_tokens_seen="non_padding", report_to=cfg.report_to,
         ddp_find_unused_parameters=False,
     )
