@@ -169,29 +169,30 @@ def build_trainer(cfg: FinetuneConfig, model, tokenizer, train_dataset, eval_dat
 
 def save_outputs(trainer, cfg: FinetuneConfig, tokenizer, precision: Precision, layout: OutputLayout) -> None:
     """The LoRA adapter (LoRA runs) and a merged 16-bit model with the tokenizer and chat template."""
-    if cfg.backend == "unsloth":
+    if cfg.backend == "unsloth" and not cfg.full_finetune:
+        # Unsloth's own merge: it also dequantizes a 4-bit base to merge into 16 bits.
         model = trainer.model
-        if not cfg.full_finetune:
-            model.save_pretrained(str(layout.adapter))
-            tokenizer.save_pretrained(str(layout.adapter))
+        model.save_pretrained(str(layout.adapter))
+        tokenizer.save_pretrained(str(layout.adapter))
         partial = _partial_dir(layout.merged)
         model.save_pretrained_merged(str(partial), tokenizer, save_method="merged_16bit")
-        _publish(partial, layout.merged)
+        _publish(partial, layout.merged, cfg.base_model)
         return
-    # hf: the adapter (or the full fp32 weights) through the trainer, which gathers them under
+    # The adapter (or the full fp32 weights) through the trainer, which gathers them under
     # FSDP/DDP; then the main process merges on the CPU in 16 bits.
     trained = layout.root / ("full_fp32" if cfg.full_finetune else "adapter")
     trainer.save_model(str(trained))
     trainer.accelerator.wait_for_everyone()
     if trainer.accelerator.is_main_process:
         tokenizer.save_pretrained(str(trained))
-        merge_to_16bit(trained, layout.merged, precision.save_dtype, is_adapter=not cfg.full_finetune)
+        merge_to_16bit(trained, layout.merged, precision.save_dtype, is_adapter=not cfg.full_finetune,
+                       base_model=cfg.base_model)
         if cfg.full_finetune:
             shutil.rmtree(trained)
     trainer.accelerator.wait_for_everyone()
 
 
-def merge_to_16bit(trained: Path, target: Path, dtype: torch.dtype, is_adapter: bool) -> None:
+def merge_to_16bit(trained: Path, target: Path, dtype: torch.dtype, is_adapter: bool, base_model: str) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if is_adapter:
@@ -203,7 +204,7 @@ def merge_to_16bit(trained: Path, target: Path, dtype: torch.dtype, is_adapter: 
     partial = _partial_dir(target)
     model.save_pretrained(str(partial))
     AutoTokenizer.from_pretrained(str(trained)).save_pretrained(str(partial))
-    _publish(partial, target)
+    _publish(partial, target, base_model)
     log.info("merged %s model saved to %s", str(dtype).removeprefix("torch."), target)
 
 
@@ -214,8 +215,12 @@ def _partial_dir(target: Path) -> Path:
     return partial
 
 
-def _publish(partial: Path, target: Path) -> None:
-    """Swap a finished folder in: a crash before this leaves the previous one whole."""
+def _publish(partial: Path, target: Path, base_model: str) -> None:
+    """Swap a finished folder in: a crash before this leaves the previous one whole. The base
+    folder's SentencePiece `tokenizer.model` (which llama.cpp's converter reads) comes along."""
+    sentencepiece = Path(base_model) / "tokenizer.model"
+    if sentencepiece.is_file() and not (partial / "tokenizer.model").exists():
+        shutil.copyfile(sentencepiece, partial / "tokenizer.model")
     if target.exists():
         shutil.rmtree(target)
     partial.rename(target)
