@@ -69,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     check_backend(cfg, device)
     layout = OutputLayout(cfg.output_dir)
     resume_from = layout.check(resume=args.resume, overwrite=args.overwrite)
+    if resume_from:
+        log.info("resuming from %s", resume_from)
     state = PartialState()
     if state.is_main_process and args.overwrite:
         layout.clear()

@@ -74,7 +74,9 @@ def test_resume_continues_from_the_last_checkpoint(trained, tmp_path, tiny_llama
     shutil.copytree(trained, output)
     result = run_script(TRAIN, *train_args(tiny_llama, sharegpt_splits, output, "--max-steps", "6", "--resume"))
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "Continuing training from checkpoint" in result.stderr + result.stdout
+    assert f"resuming from {output / 'checkpoints' / 'checkpoint-4'}" in result.stderr
+    logged = [json.loads(line)["step"] for line in (output / "throughput.jsonl").read_text().splitlines()]
+    assert logged == [1, 2, 3, 4, 5, 6]  # steps 1-4 of the first run, then only 5 and 6
     state = json.loads((output / "checkpoints" / "checkpoint-6" / "trainer_state.json").read_text())
     steps = [entry["step"] for entry in state["log_history"] if "loss" in entry]
     assert steps == [1, 2, 3, 4, 5, 6]  # the history of the first run, then steps 5 and 6 only
@@ -168,3 +170,24 @@ def test_unsloth_backend_trains_on_the_gpu(tmp_path, tiny_llama, sharegpt_splits
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads((output / "train_summary.json").read_text())["backend"] == "unsloth"
     assert (output / "merged" / "config.json").is_file()
+
+
+@pytest.mark.slow
+def test_packing_fills_sequences_with_several_rows(tmp_path, tiny_llama, sharegpt_splits):  # noqa: F811
+    output = tmp_path / "out"
+    result = run_script(TRAIN, *train_args(tiny_llama, sharegpt_splits, output, "--max-steps", "1", "--packing",
+                                           "--max-seq-length", "512", "--set", "finetune.save_final=false",
+                                           "--set", "finetune.save_steps=0"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((output / "train_summary.json").read_text())
+    assert summary["packing"] is True
+    from transformers import AutoTokenizer
+
+    from finetune.data import read_sharegpt, tokenize_conversation
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
+    lengths = sorted(len(tokenize_conversation(tokenizer, "llama-3", c)["input_ids"])
+                     for c in read_sharegpt(sharegpt_splits["train"]))
+    # A step of 4 packed 512-token sequences carries more tokens than any 4 unpacked rows.
+    assert summary["tokens"] > sum(lengths[-4:])
+    assert not (output / "merged").exists() and not (output / "checkpoints").exists()
