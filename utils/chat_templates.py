@@ -13,18 +13,23 @@ from __future__ import annotations
 
 from utils.errors import FinsentError
 
+# Families without a system role (Gemma, Mistral): the system prompt opens the first user turn.
+_SYSTEM_INTO_FIRST_USER = (
+    "{%- if messages[0]['role'] == 'system' -%}"
+    "{%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}"
+    "{%- set loop_messages = messages[1:] -%}"
+    "{%- else -%}"
+    "{%- set first_user_prefix = '' -%}"
+    "{%- set loop_messages = messages -%}"
+    "{%- endif -%}"
+)
+
 CHAT_TEMPLATES: dict[str, dict[str, object]] = {
     "gemma-3": {
         # Gemma has no system role: the system prompt opens the first user turn.
         "jinja": (
             "{{ bos_token }}"
-            "{%- if messages[0]['role'] == 'system' -%}"
-            "{%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}"
-            "{%- set loop_messages = messages[1:] -%}"
-            "{%- else -%}"
-            "{%- set first_user_prefix = '' -%}"
-            "{%- set loop_messages = messages -%}"
-            "{%- endif -%}"
+            + _SYSTEM_INTO_FIRST_USER +
             "{%- for message in loop_messages -%}"
             "{%- set role = 'model' if message['role'] == 'assistant' else message['role'] -%}"
             "{{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else '')"
@@ -62,13 +67,7 @@ CHAT_TEMPLATES: dict[str, dict[str, object]] = {
         # Mistral Instruct has no system role either: the system prompt opens the first [INST].
         "jinja": (
             "{{ bos_token }}"
-            "{%- if messages[0]['role'] == 'system' -%}"
-            "{%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}"
-            "{%- set loop_messages = messages[1:] -%}"
-            "{%- else -%}"
-            "{%- set first_user_prefix = '' -%}"
-            "{%- set loop_messages = messages -%}"
-            "{%- endif -%}"
+            + _SYSTEM_INTO_FIRST_USER +
             "{%- for message in loop_messages -%}"
             "{%- if message['role'] == 'user' -%}"
             "{{ '[INST] ' + (first_user_prefix if loop.first else '') + message['content'] | trim + ' [/INST]' }}"
