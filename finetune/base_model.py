@@ -26,6 +26,8 @@ def gguf_to_hf_folder(gguf: Path, output: Path, family: str, dtype: str = "float
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     except (OSError, ValueError, KeyError) as exc:
         raise FinsentError(f"transformers cannot read {gguf}: {str(exc).splitlines()[0]}") from None
+    # transformers' GGUF tokenizer forgets the GGUF's add_bos_token; Gemma without <bos> is noise.
+    tokenizer.add_bos_token = bool(_gguf_value(gguf, "tokenizer.ggml.add_bos_token", False))
     config = type(loaded.config).from_dict(loaded.config.to_dict())
     for attribute in ("quantization_config", "_pre_quantization_dtype"):
         if hasattr(config, attribute):
@@ -45,6 +47,13 @@ def gguf_to_hf_folder(gguf: Path, output: Path, family: str, dtype: str = "float
     partial.rename(output)
     n_params = sum(p.numel() for p in model.parameters())
     return f"{config.model_type}, {n_params / 1e6:.0f}M parameters, {dtype}, chat template {family}"
+
+
+def _gguf_value(gguf: Path, key: str, default=None):
+    from gguf import GGUFReader
+
+    fields = GGUFReader(gguf).fields
+    return fields[key].contents() if key in fields else default
 
 
 def write_sentencepiece_model(gguf: Path, target: Path) -> bool:
