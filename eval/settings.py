@@ -24,3 +24,24 @@ class EvalConfig(BaseModel):
     default_temperature: float = Field(default=0.2, ge=0)
     context_window_size: int = Field(default=8192, ge=256)
     num_tokens_to_predict: int = Field(default=1024, ge=1)
+
+    # --- finsent's additions (all optional) -----------------------------------------------
+    # The frozen news snapshot every model and iteration reads (eval/fetch_news.py writes it).
+    news_snapshot: str = "news/snapshot.json"
+    news_feed_url: str = "https://feeds.finance.yahoo.com/rss/2.0/headline?s={ticker}"
+    fetch_timeout_s: float = Field(default=20, gt=0)
+    fetch_retries: int = Field(default=3, ge=1)
+    fetch_user_agent: str = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 "
+                             "(KHTML, like Gecko) Chrome/124.0 Safari/537.36 finsent/0.1")
+    min_article_chars: int = Field(default=200, ge=0)
+    # Article text sent to a model is cut here so it fits the context window of small models.
+    max_article_chars: int = Field(default=4000, ge=100)
+    # Defaults for every models_to_test entry (an entry's own keys win).
+    structured: bool = False
+    parallel_requests: int = Field(default=4, ge=1)
+    request_timeout_s: float = Field(default=600, gt=0)
+    request_retries: int = Field(default=2, ge=0)
+    seed: int | None = None
+    max_reasoning_chars: int = Field(default=400, ge=20)
+    ollama_host: str | None = None  # None: OLLAMA_HOST, else http://127.0.0.1:11434
+    generation_summary_file: str = "reports/generation_summary.json"

@@ -2,12 +2,62 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+
+ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+QUANTS = ("f16", "q8_0", "q5_k_m", "q4_k_m")
 
 
 class FinetuneConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    # What to train and on what
+    backend: Literal["unsloth", "hf"] = "unsloth"
+    base_model: str = "models/gemma-3-270m"  # an HF folder (prepare_base.py makes this one) or a hub id
+    family: str = "gemma-3"  # chat format: a key of utils.chat_templates.CHAT_TEMPLATES
+    train_file: Path = Path("data/sharegpt/train.jsonl")
+    validation_file: Path | None = Path("data/sharegpt/validation.jsonl")
     output_dir: Path = Path("outputs/finetune")
+    model_name: str = "finsent-gemma-3-270m"  # names the GGUF files and the Ollama model
+
+    # Model setup
+    full_finetune: bool = False  # train every weight (small models) instead of LoRA
+    load_in_4bit: bool | None = None  # None: 4-bit base when a >3B model meets a <24 GiB GPU
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"  # auto: bf16 autocast, fp16 on T4, fp32 on CPU
+    max_seq_length: int = Field(2048, gt=0)
+    gradient_checkpointing: bool = True
+    lora_r: int = Field(32, gt=0)
+    lora_alpha: int = Field(32, gt=0)
+    lora_dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: list[str] = Field(default_factory=lambda: list(ALL_LINEAR))
+
+    # Optimisation (TRL SFTTrainer)
+    epochs: float = Field(3.0, gt=0)
+    max_steps: int = -1  # > 0 overrides epochs
+    learning_rate: float = Field(2e-4, gt=0)
+    lr_scheduler: str = "cosine"
+    warmup_ratio: float = Field(0.03, ge=0, lt=1)
+    weight_decay: float = Field(0.01, ge=0)
+    batch_size: int = Field(8, gt=0)  # per device
+    gradient_accumulation_steps: int = Field(2, gt=0)
+    packing: bool = False
+    optimizer: str = "adamw_torch"  # any transformers optim name, e.g. adamw_8bit with bitsandbytes
     seed: int = 42
+
+    # Logging, evaluation, checkpoints
+    logging_steps: int = Field(10, gt=0)
+    eval_steps: int = Field(100, gt=0)
+    save_steps: int = Field(100, gt=0)
+    save_total_limit: int = Field(3, gt=0)
+    report_to: str = "none"  # "tensorboard", "wandb", ... as transformers accepts
+
+    # Export: GGUF quantizations and Ollama Modelfiles
+    quants: list[Literal["f16", "q8_0", "q5_k_m", "q4_k_m"]] = Field(default_factory=lambda: list(QUANTS))
+    llama_cpp_source: Path | None = None  # llama-cpp-python's sdist (.tar.gz or unpacked); None: find it
+    temperature: float = Field(0.2, ge=0)
+    num_ctx: int = Field(8192, gt=0)
+
+    # prepare_base.py: the GGUF base model made an HF folder (None: Gemma 3 270M from PyPI)
+    base_gguf: Path | None = None

@@ -1,0 +1,111 @@
+"""Step 02: the Financial PhraseBank folder (four nested `sentence@label` files) as labelled texts."""
+from __future__ import annotations
+
+import codecs
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from dataset_builder.labelled_csv import LabelledText, read_text_file
+from utils.errors import FinsentError
+from utils.schema import SentimentResponse
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AgreementLevel:
+    name: str          # file Sentences_<name>.txt
+    confidence: float
+    wording: str       # for the reasoning sentence
+
+
+# Highest agreement first: a sentence is kept at the first level it appears in.
+AGREEMENT_LEVELS = (
+    AgreementLevel("AllAgree", 1.0, "all annotators agreed"),
+    AgreementLevel("75Agree", 0.75, "at least 75% of annotators agreed"),
+    AgreementLevel("66Agree", 0.66, "at least 66% of annotators agreed"),
+    AgreementLevel("50Agree", 0.5, "at least half of the annotators agreed"),
+)
+PHRASEBANK_SENTIMENT = {"positive": 1.0, "neutral": 0.0, "negative": -1.0}
+
+
+@dataclass(frozen=True)
+class Sentence:
+    text: str
+    label: str
+    level: AgreementLevel
+    where: str  # file:line, for logs
+
+
+def phrasebank_reasoning(label: str, level: AgreementLevel) -> str:
+    effect = {"positive": "good news for the company",
+              "neutral": "neither good nor bad news for the company",
+              "negative": "bad news for the company"}[label]
+    return f"Financial analysts read this sentence as {effect}; {level.wording} that it is {label}."
+
+
+def _resaved_as_utf8(path: Path, encoding: str) -> bool:
+    """ISO-8859-1 decodes any bytes, so a copy re-saved as UTF-8 would silently turn 'ä' into
+    'Ã¤'. The real files hold bytes that are not valid UTF-8, so valid non-ASCII UTF-8 means
+    the file was converted."""
+    if codecs.lookup(encoding).name != "iso8859-1":
+        return False
+    raw = path.read_bytes()
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return not raw.isascii()
+
+
+def read_level(folder: Path, level: AgreementLevel, encoding: str) -> list[Sentence]:
+    path = Path(folder) / f"Sentences_{level.name}.txt"
+    text = read_text_file(path, encoding, "Financial PhraseBank file")
+    if "\x00" in text:
+        raise FinsentError(f"{path}: contains NUL bytes: not {encoding} text (UTF-16?)")
+    if _resaved_as_utf8(path, encoding):
+        raise FinsentError(f"{path}: the file is UTF-8, not {encoding}; "
+                           "set dataset.phrasebank_encoding: utf-8 to read it")
+    sentences = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}: line {number}"
+        sentence, sep, label = line.rpartition("@")
+        label = label.strip().lower()
+        if not sep or not sentence.strip():
+            raise FinsentError(f"{where}: expected 'sentence@label', got {line[:60]!r}")
+        if label not in PHRASEBANK_SENTIMENT:
+            raise FinsentError(f"{where}: unknown label {label!r} "
+                               f"(expected one of {', '.join(PHRASEBANK_SENTIMENT)})")
+        sentences.append(Sentence(sentence.strip(), label, level, where))
+    return sentences
+
+
+def _labelled(sentence: Sentence) -> LabelledText:
+    return LabelledText(sentence.text, SentimentResponse(
+        reasoning=phrasebank_reasoning(sentence.label, sentence.level),
+        sentiment=PHRASEBANK_SENTIMENT[sentence.label],
+        confidence=sentence.level.confidence))
+
+
+def process_phrasebank(folder: Path, encoding: str = "iso-8859-1",
+                       original_concat: bool = False) -> list[LabelledText]:
+    """Each sentence once, at its highest agreement level (default), or the original's
+    concatenation of all four files (each sentence up to four times)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FinsentError(f"Financial PhraseBank folder not found: {folder}")
+    levels = [read_level(folder, level, encoding) for level in AGREEMENT_LEVELS]
+    if original_concat:
+        return [_labelled(s) for sentences in levels for s in sentences]
+    kept: dict[str, Sentence] = {}
+    for sentences in levels:
+        for sentence in sentences:
+            first = kept.setdefault(sentence.text, sentence)
+            if first.label != sentence.label:
+                log.warning("two labels for one sentence: kept %s@%s (%s), dropped %s@%s (%s): %.70s",
+                            first.level.name, first.label, first.where,
+                            sentence.level.name, sentence.label, sentence.where, sentence.text)
+    return [_labelled(s) for s in kept.values()]

@@ -1,0 +1,35 @@
+"""Step 01: airline tweets (Kaggle Tweets.csv) → CSV of Article, JSON (a SentimentResponse):
+positive 1.0 / neutral 0.0 / negative -1.0, confidence = airline_sentiment_confidence."""
+from __future__ import annotations
+
+import logging
+import sys
+
+from dataset_builder.labelled_csv import write_labelled_csv
+from dataset_builder.tweets import process_tweets
+from utils.cli import config_from_args, stage_parser
+from utils.errors import cli_entry
+
+log = logging.getLogger("step_01")
+
+
+@cli_entry
+def main(argv: list[str] | None = None) -> int:
+    parser = stage_parser(__doc__)
+    parser.add_argument("--input", help="tweets CSV (default: dataset.tweets_csv)")
+    parser.add_argument("--output", help="output CSV (default: dataset.step_01_csv)")
+    parser.add_argument("--dedupe", action="store_true", default=None,
+                        help="keep only the first tweet of each repeated text (dataset.tweets_dedupe)")
+    args = parser.parse_args(argv)
+    config = config_from_args(args, {"dataset.tweets_csv": args.input, "dataset.step_01_csv": args.output,
+                                     "dataset.tweets_dedupe": args.dedupe}).dataset
+
+    rows = process_tweets(config.tweets_csv, dedupe=config.tweets_dedupe)
+    write_labelled_csv(config.step_01_csv, rows)
+    log.info("%d tweets%s from %s → %s", len(rows), " (deduplicated)" if config.tweets_dedupe else "",
+             config.tweets_csv, config.step_01_csv)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""Step 02: Financial PhraseBank folder (ISO-8859-1, sentence@label) → CSV of Article, JSON.
+Each sentence once at its highest agreement level (confidence AllAgree 1.0, 75 → 0.75,
+66 → 0.66, 50 → 0.5), or --original-concat for the original's four concatenated files."""
+from __future__ import annotations
+
+import logging
+import sys
+
+from dataset_builder.labelled_csv import write_labelled_csv
+from dataset_builder.phrasebank import process_phrasebank
+from utils.cli import config_from_args, stage_parser
+from utils.errors import cli_entry
+
+log = logging.getLogger("step_02")
+
+
+@cli_entry
+def main(argv: list[str] | None = None) -> int:
+    parser = stage_parser(__doc__)
+    parser.add_argument("--input", help="folder with Sentences_*Agree.txt (default: dataset.phrasebank_dir)")
+    parser.add_argument("--output", help="output CSV (default: dataset.step_02_csv)")
+    parser.add_argument("--original-concat", action="store_true", default=None,
+                        help="the original's concatenation: every sentence once per file it is in "
+                             "(14,780 rows; leaks across splits) (dataset.phrasebank_original_concat)")
+    args = parser.parse_args(argv)
+    config = config_from_args(args, {"dataset.phrasebank_dir": args.input,
+                                     "dataset.step_02_csv": args.output,
+                                     "dataset.phrasebank_original_concat": args.original_concat}).dataset
+
+    rows = process_phrasebank(config.phrasebank_dir, encoding=config.phrasebank_encoding,
+                              original_concat=config.phrasebank_original_concat)
+    write_labelled_csv(config.step_02_csv, rows)
+    log.info("%d sentences%s from %s → %s", len(rows),
+             " (original concatenation)" if config.phrasebank_original_concat else "",
+             config.phrasebank_dir, config.step_02_csv)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""Step 01: the Twitter US Airline Sentiment CSV (Kaggle) as labelled texts."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from dataset_builder.labelled_csv import LabelledText, read_csv_rows
+from utils.errors import FinsentError
+from utils.schema import SentimentResponse
+
+TWEET_COLUMNS = ("text", "airline_sentiment", "airline_sentiment_confidence", "negativereason")
+TWEET_SENTIMENT = {"positive": 1.0, "neutral": 0.0, "negative": -1.0}
+# Reasons the annotators gave when they could not name the complaint: no information.
+_UNINFORMATIVE_REASONS = {"", "can't tell"}
+
+
+def tweet_reasoning(label: str, negative_reason: str) -> str:
+    """One sentence from the annotators' label and, for a negative tweet, their reason."""
+    if label == "positive":
+        return "The tweet praises the airline or its service, so its sentiment is positive."
+    if label == "neutral":
+        return "The tweet states facts or asks a question without praise or complaint, so it is neutral."
+    reason = negative_reason.strip()
+    if reason.lower() in _UNINFORMATIVE_REASONS:
+        return "The tweet complains about the airline, so its sentiment is negative."
+    return f"The tweet complains about the airline (reason: {reason.lower()}), so its sentiment is negative."
+
+
+def _confidence(value: str, where: str) -> float:
+    try:
+        confidence = float(value)
+    except ValueError:
+        raise FinsentError(f"{where}: airline_sentiment_confidence {value!r} is not a number") from None
+    if not 0.0 <= confidence <= 1.0:
+        raise FinsentError(f"{where}: airline_sentiment_confidence {confidence} is outside [0, 1]")
+    return confidence
+
+
+def process_tweets(path: Path, dedupe: bool = False) -> list[LabelledText]:
+    """Every tweet as a labelled text (a repeated text stays a separate tweet unless `dedupe`,
+    which keeps the first). Unknown label, bad confidence or empty text → error naming the row."""
+    labelled: list[LabelledText] = []
+    seen: set[str] = set()
+    for line, row in read_csv_rows(path, TWEET_COLUMNS, "tweets CSV"):
+        where = f"{path}: line {line}"
+        text, label = row["text"], row["airline_sentiment"].strip().lower()
+        if label not in TWEET_SENTIMENT:
+            raise FinsentError(f"{where}: unknown airline_sentiment {row['airline_sentiment']!r} "
+                               f"(expected one of {', '.join(TWEET_SENTIMENT)})")
+        if not text.strip():
+            raise FinsentError(f"{where}: empty text")
+        if dedupe and text in seen:
+            continue
+        seen.add(text)
+        response = SentimentResponse(reasoning=tweet_reasoning(label, row["negativereason"]),
+                                     sentiment=TWEET_SENTIMENT[label],
+                                     confidence=_confidence(row["airline_sentiment_confidence"], where))
+        labelled.append(LabelledText(text, response))
+    return labelled

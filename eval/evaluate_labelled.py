@@ -1,0 +1,92 @@
+"""Run a model on labelled data and report how often it is right: valid-JSON rate, accuracy,
+macro-F1 and weighted F1 on three classes (threshold t chosen on the validation split, and
+t = 0.15), the confusion matrix, MAE and Spearman against the labels. Writes
+predictions.csv, metrics.json, metrics.xlsx and confusion_matrix.png to --output.
+
+Input: step 05's ShareGPT test JSONL (or its folder), Financial PhraseBank (its folder or a
+Sentences_*.txt), or any CSV/JSONL (--text-column, --label-column, --label-map).
+Model: the embedded Gemma 3 270M by default; --gguf PATH for another GGUF on the embedded
+engine; --model NAME for an Ollama model, or --model '{backend: openai, model: M, base_urls: [URL]}'."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python eval/evaluate_labelled.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from eval.backends import make_backend, model_entry_from_cli, parse_model_entry
+from eval.labelled import FPB_AGREEMENTS, evaluate, load_labelled, run_predictions, write_outputs
+from utils.cli import config_from_args, stage_parser
+from utils.errors import cli_entry
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = stage_parser(__doc__)
+    parser.add_argument("--input", required=True, help="labelled data: file or folder")
+    parser.add_argument("--output", required=True, help="folder for predictions and metrics")
+    model = parser.add_mutually_exclusive_group()
+    model.add_argument("--model", help="Ollama model name, or a YAML mapping as in models_to_test")
+    model.add_argument("--gguf", help="GGUF file to run on the embedded llama.cpp engine")
+    parser.add_argument("--name", help="model name in the outputs (default: model or GGUF file name)")
+    parser.add_argument("--prompt", choices=["few-shot", "trained"], default="few-shot",
+                        help="few-shot: instructions with 5 examples; trained: system prompt + bare text, "
+                             "what the fine-tunes were trained on")
+    parser.add_argument("--structured", action=argparse.BooleanOptionalAction, default=None,
+                        help="constrain answers to the JSON schema (default: eval.structured)")
+    parser.add_argument("--source", help="step 05 input: only rows of this source (tweets, financial_phrasebank, news)")
+    parser.add_argument("--text-column", default="text", help="CSV/JSONL: column with the text")
+    parser.add_argument("--label-column", default="label", help="CSV/JSONL: column with the label")
+    parser.add_argument("--label-map", help="e.g. bearish=negative,bullish=positive or 0=negative,1=positive,2=neutral")
+    parser.add_argument("--fpb-agreement", choices=FPB_AGREEMENTS, default="50Agree",
+                        help="Financial PhraseBank folder: which agreement level's file")
+    parser.add_argument("--validation", help="validation file for choosing t (default: step 05's "
+                                             "validation.jsonl, else a held-out part of the input)")
+    parser.add_argument("--validation-fraction", type=float, default=0.2,
+                        help="share of the input held out for t when there is no validation file")
+    parser.add_argument("--limit", type=int, help="evaluate at most N rows (seeded sample); also caps validation")
+    parser.add_argument("--validation-limit", type=int, help="validation rows at most (default: --limit)")
+    parser.add_argument("--parallel", type=int, help="requests in flight (default: eval.parallel_requests)")
+    parser.add_argument("--max-tokens", type=int, default=256, help="answer length cap")
+    parser.add_argument("--num-ctx", type=int, default=2048, help="context per request (tokens)")
+    parser.add_argument("--seed", type=int, default=42, help="sampling of rows and of the held-out split")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser.parse_args(argv)
+
+
+@cli_entry
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    config = config_from_args(args, {"eval.parallel_requests": args.parallel}).eval
+    entry = model_entry_from_cli(args.model, args.gguf, name=args.name, prompt=args.prompt,
+                                 structured=args.structured, max_tokens=args.max_tokens, num_ctx=args.num_ctx)
+    spec = parse_model_entry(entry, 1, config)
+    data = load_labelled(args.input, text_column=args.text_column, label_column=args.label_column,
+                         label_map=args.label_map, source=args.source, fpb_agreement=args.fpb_agreement,
+                         validation=args.validation, validation_fraction=args.validation_fraction,
+                         limit=args.limit, validation_limit=args.validation_limit, seed=args.seed)
+    print(f"{spec.folder} ({spec.backend}, {spec.prompt}, {spec.mode}): {len(data.test)} test rows from "
+          f"{data.description}, {len(data.validation)} validation rows ({data.validation_description})")
+    output = Path(args.output)
+    backend = make_backend(spec, config)
+    started = time.monotonic()
+    try:
+        predictions = run_predictions(backend, data, output / "predictions.cache.jsonl",
+                                      spec.model_dump_json(), backend.parallel, not args.no_progress)
+    finally:
+        backend.close()
+    metrics = evaluate(predictions, spec, data, time.monotonic() - started)
+    paths = write_outputs(output, predictions, metrics)
+    best, base = metrics["at_chosen_threshold"], metrics["at_0.15"]
+    print(f"valid JSON {metrics['valid_json_rate']:.1%}; t = {metrics['threshold_chosen']:.2f}: "
+          f"accuracy {best['accuracy']:.3f}, macro-F1 {best['macro_f1']:.3f}, weighted F1 {best['weighted_f1']:.3f}; "
+          f"t = 0.15: weighted F1 {base['weighted_f1']:.3f}; MAE {metrics['mae'] or float('nan'):.3f}, "
+          f"Spearman {metrics['spearman'] if metrics['spearman'] is not None else float('nan'):.3f}")
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

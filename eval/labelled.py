@@ -1,0 +1,467 @@
+"""Accuracy on labelled data: what the original study never measured.
+
+Inputs (`load_labelled`):
+* step 05's ShareGPT JSONL (`{"conversations": [system, human, gpt], "source", "label"}`), or
+  its folder (test.jsonl, with validation.jsonl beside it for the threshold);
+* Financial PhraseBank: its folder (`Sentences_<agreement>.txt`) or one of its files
+  (ISO-8859-1, `sentence@label`);
+* any CSV or JSONL with a text and a label column (`label_map` turns the user's labels into
+  positive/neutral/negative).
+
+A model's sentiment s becomes a class with a threshold t: positive if s > t, negative if
+s < -t, else neutral. t is chosen on a validation split (macro-F1) and reported; t = 0.15 is
+reported as well. An invalid answer counts as wrong in accuracy and F1 (its predicted class
+is "invalid"), so a model cannot look better by failing to answer.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import random
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from eval.backends import BackendUnavailable, ModelSpec, SentimentBackend
+from utils.errors import FinsentError
+from utils.io import JsonlAppender, atomic_path, atomic_write_json, read_jsonl
+from utils.schema import ResponseParseError, parse_sentiment_response
+
+log = logging.getLogger(__name__)
+
+LABELS = ("negative", "neutral", "positive")
+LABEL_VALUE = {"negative": -1.0, "neutral": 0.0, "positive": 1.0}
+DEFAULT_THRESHOLD = 0.15
+THRESHOLD_GRID = [round(0.05 * i, 2) for i in range(0, 19)]  # 0.00 … 0.90
+FPB_AGREEMENTS = ("AllAgree", "75Agree", "66Agree", "50Agree")
+
+
+@dataclass(frozen=True)
+class LabelledRow:
+    row: int  # 1-based line or record number in the input file
+    text: str
+    label: str
+    source: str = ""
+
+
+# --- reading -------------------------------------------------------------------------------
+
+def parse_label_map(spec: str | None) -> dict[str, str]:
+    """`"bearish=negative,bullish=positive"` → {"bearish": "negative", "bullish": "positive"}."""
+    mapping: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in (spec or "").split(","))):
+        key, sep, value = item.partition("=")
+        value = value.strip().lower()
+        if not sep or not key.strip() or value not in LABELS:
+            raise FinsentError(f"--label-map item {item!r}: expected FROM=TO with TO one of {', '.join(LABELS)}")
+        mapping[key.strip().lower()] = value
+    return mapping
+
+
+def _label(value: Any, label_map: dict[str, str], where: str) -> str:
+    text = str(value).strip()
+    if isinstance(value, float) and value.is_integer():
+        text = str(int(value))
+    key = text.lower()
+    label = label_map.get(key, key)
+    if label not in LABELS:
+        hint = "" if label_map else " (use --label-map, e.g. 0=negative,1=neutral,2=positive)"
+        raise FinsentError(f"{where}: label {text!r} is not positive/neutral/negative{hint}")
+    return label
+
+
+def read_phrasebank(path: Path) -> list[LabelledRow]:
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="iso-8859-1").splitlines(), start=1):
+        if not line.strip():
+            continue
+        text, sep, label = line.rpartition("@")
+        if not sep:
+            raise FinsentError(f"{path}: line {number}: no '@label' at the end")
+        rows.append(LabelledRow(number, text.strip(), _label(label, {}, f"{path}: line {number}"),
+                                "financial_phrasebank"))
+    return rows
+
+
+def read_sharegpt(path: Path) -> list[LabelledRow]:
+    rows = []
+    try:
+        records = read_jsonl(path)
+    except ValueError as exc:
+        raise FinsentError(str(exc)) from exc
+    for number, record in enumerate(records, start=1):
+        where = f"{path}: record {number}"
+        human = [turn.get("value") for turn in record.get("conversations", []) if turn.get("from") == "human"]
+        if not human or not isinstance(human[0], str):
+            raise FinsentError(f"{where}: no human turn in 'conversations'")
+        if "label" not in record:
+            raise FinsentError(f"{where}: no 'label' key")
+        rows.append(LabelledRow(number, human[0], _label(record["label"], {}, where), str(record.get("source", ""))))
+    return rows
+
+
+def read_table(path: Path, text_column: str, label_column: str, label_map: dict[str, str]) -> list[LabelledRow]:
+    if path.suffix.lower() == ".jsonl":
+        try:
+            records = read_jsonl(path)
+        except ValueError as exc:
+            raise FinsentError(str(exc)) from exc
+        first_row = 1
+    else:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            records = list(csv.DictReader(handle))
+        first_row = 2  # the header is line 1
+    if not records:
+        raise FinsentError(f"{path}: no rows")
+    for column in (text_column, label_column):
+        if column not in records[0]:
+            raise FinsentError(f"{path}: no column '{column}' (columns: {', '.join(map(str, records[0]))})")
+    rows = []
+    for number, record in enumerate(records, start=first_row):
+        where = f"{path}: row {number}"
+        text = record.get(text_column)
+        if not isinstance(text, str) or not text.strip():
+            raise FinsentError(f"{where}: empty '{text_column}'")
+        rows.append(LabelledRow(number, text.strip(), _label(record.get(label_column), label_map, where),
+                                str(record.get("source", ""))))
+    return rows
+
+
+def _is_sharegpt(path: Path) -> bool:
+    with open(path, encoding="utf-8") as handle:
+        first = handle.readline()
+    try:
+        return "conversations" in json.loads(first)
+    except (json.JSONDecodeError, TypeError):
+        return False
+
+
+@dataclass
+class LabelledInput:
+    test: list[LabelledRow]
+    validation: list[LabelledRow]
+    description: str
+    validation_description: str
+
+
+def resolve_input(path: str | Path, fpb_agreement: str = "50Agree") -> tuple[Path, Path | None]:
+    """The file to evaluate, and the validation file that comes with it (step 05's folder)."""
+    path = Path(path)
+    if not path.exists():
+        raise FinsentError(f"input not found: {path}")
+    if path.is_dir():
+        if (path / "test.jsonl").is_file():
+            return path / "test.jsonl", path / "validation.jsonl" if (path / "validation.jsonl").is_file() else None
+        fpb = path / f"Sentences_{fpb_agreement}.txt"
+        if fpb.is_file():
+            return fpb, None
+        raise FinsentError(f"{path}: neither step 05's test.jsonl nor Financial PhraseBank's {fpb.name} is in it")
+    sibling = path.with_name("validation.jsonl")
+    if path.name == "test.jsonl" and sibling.is_file():
+        return path, sibling
+    return path, None
+
+
+def read_rows(path: Path, text_column: str = "text", label_column: str = "label",
+              label_map: dict[str, str] | None = None, source: str | None = None) -> list[LabelledRow]:
+    if path.suffix.lower() == ".txt":
+        rows = read_phrasebank(path)
+    elif path.suffix.lower() == ".jsonl" and _is_sharegpt(path):
+        rows = read_sharegpt(path)
+    elif path.suffix.lower() in (".csv", ".jsonl"):
+        rows = read_table(path, text_column, label_column, label_map or {})
+    else:
+        raise FinsentError(f"{path}: unsupported input (step 05 JSONL, a Financial PhraseBank folder "
+                           "or .txt, or a CSV/JSONL with --text-column/--label-column)")
+    if source:
+        found = sorted({r.source for r in rows})
+        rows = [r for r in rows if r.source == source]
+        if not rows:
+            raise FinsentError(f"{path}: no row with source '{source}' (sources: {', '.join(found) or 'none'})")
+    if not rows:
+        raise FinsentError(f"{path}: no labelled rows")
+    return rows
+
+
+def sample(rows: list[LabelledRow], limit: int | None, seed: int) -> list[LabelledRow]:
+    """At most `limit` rows, a seeded random sample kept in file order."""
+    if not limit or limit >= len(rows):
+        return rows
+    chosen = set(random.Random(seed).sample(range(len(rows)), limit))
+    return [row for i, row in enumerate(rows) if i in chosen]
+
+
+def load_labelled(path: str | Path, *, text_column: str = "text", label_column: str = "label",
+                  label_map: str | None = None, source: str | None = None, fpb_agreement: str = "50Agree",
+                  validation: str | Path | None = None, validation_fraction: float = 0.2,
+                  limit: int | None = None, validation_limit: int | None = None,
+                  seed: int = 42) -> LabelledInput:
+    """Test rows and validation rows. Validation: the file given, else step 05's
+    validation.jsonl, else a seeded `validation_fraction` held out of the input."""
+    test_path, validation_path = resolve_input(path, fpb_agreement)
+    mapping = parse_label_map(label_map)
+    rows = read_rows(test_path, text_column, label_column, mapping, source)
+    if validation is not None:
+        validation_path = Path(validation)
+        if not validation_path.is_file():
+            raise FinsentError(f"validation file not found: {validation_path}")
+    if validation_path is not None:
+        held_out = read_rows(validation_path, text_column, label_column, mapping, source)
+        val_description = str(validation_path)
+    elif validation_fraction > 0:
+        order = list(range(len(rows)))
+        random.Random(seed).shuffle(order)
+        cut = set(order[: max(1, int(len(rows) * validation_fraction))])
+        held_out = [r for i, r in enumerate(rows) if i in cut]
+        rows = [r for i, r in enumerate(rows) if i not in cut]
+        val_description = f"{validation_fraction:.0%} of {test_path} held out (seed {seed})"
+    else:
+        held_out, val_description = [], "none"
+    held_out = sample(held_out, validation_limit if validation_limit is not None else limit, seed)
+    rows = sample(rows, limit, seed)
+    return LabelledInput(rows, held_out, str(test_path) + (f" (source {source})" if source else ""),
+                         val_description)
+
+
+# --- running -------------------------------------------------------------------------------
+
+@dataclass
+class Prediction:
+    split: str
+    row: LabelledRow
+    valid: bool
+    sentiment: float | None = None
+    confidence: float | None = None
+    reasoning: str | None = None
+    error: str | None = None
+    exception: str | None = None
+    raw: str | None = None
+    seconds: float = 0.0
+
+    def record(self, model: str) -> dict[str, Any]:
+        return {"model": model, "split": self.split, "row": self.row.row, "valid": self.valid,
+                "sentiment": self.sentiment, "confidence": self.confidence, "reasoning": self.reasoning,
+                "error": self.error, "exception": self.exception, "raw": self.raw, "seconds": self.seconds}
+
+
+def predict(backend: SentimentBackend, split: str, row: LabelledRow) -> Prediction:
+    started = time.monotonic()
+    raw = None
+    try:
+        raw = backend.complete(backend.spec.messages(row.text))
+        answer = parse_sentiment_response(raw)
+        return Prediction(split, row, True, answer.sentiment, answer.confidence, answer.reasoning,
+                          raw=raw, seconds=time.monotonic() - started)
+    except BackendUnavailable:
+        raise
+    except ResponseParseError as exc:
+        return Prediction(split, row, False, error=str(exc), raw=raw, seconds=time.monotonic() - started)
+    except Exception as exc:  # counted in the metrics, never lost
+        return Prediction(split, row, False, error="request failed", raw=raw,
+                          exception=f"{exc.__class__.__name__}: {exc}", seconds=time.monotonic() - started)
+
+
+def run_predictions(backend: SentimentBackend, data: LabelledInput, cache_path: Path, model_key: str,
+                    parallel: int, progress: bool = True) -> list[Prediction]:
+    """Predictions for validation and test rows. Each is appended to `cache_path` as it
+    arrives, so an interrupted run continues where it stopped (same model key only)."""
+    from tqdm import tqdm
+
+    cached: dict[tuple[str, int], dict] = {}
+    for record in read_jsonl(cache_path):
+        if record.get("model") == model_key:
+            cached[(record["split"], record["row"])] = record
+    jobs = [(split, row) for split, rows in (("validation", data.validation), ("test", data.test)) for row in rows]
+    results: dict[tuple[str, int], Prediction] = {}
+    todo = []
+    for split, row in jobs:
+        record = cached.get((split, row.row))
+        if record is None:
+            todo.append((split, row))
+            continue
+        results[(split, row.row)] = Prediction(split, row, record["valid"], record["sentiment"],
+                                               record["confidence"], record["reasoning"], record["error"],
+                                               record["exception"], record["raw"], record["seconds"])
+    if todo:
+        backend.check()
+        with JsonlAppender(cache_path) as cache, ThreadPoolExecutor(max_workers=parallel) as pool, \
+                tqdm(total=len(todo), desc=backend.spec.folder, unit="row", disable=not progress) as bar:
+            futures = [pool.submit(predict, backend, split, row) for split, row in todo]
+            try:
+                for future in futures:
+                    prediction = future.result()
+                    cache.append(prediction.record(model_key))
+                    results[(prediction.split, prediction.row.row)] = prediction
+                    bar.update(1)
+            except BackendUnavailable:
+                for future in futures:
+                    future.cancel()
+                raise
+    return [results[(split, row.row)] for split, row in jobs]
+
+
+# --- scoring -------------------------------------------------------------------------------
+
+def to_class(sentiment: float | None, threshold: float) -> str:
+    if sentiment is None:
+        return "invalid"
+    if sentiment > threshold:
+        return "positive"
+    if sentiment < -threshold:
+        return "negative"
+    return "neutral"
+
+
+def classification_metrics(predictions: list[Prediction], threshold: float) -> dict[str, Any]:
+    """Accuracy, macro/weighted F1 over all rows (invalid = wrong) and over valid rows only,
+    per-class F1 and the confusion matrix (rows: true label; columns: predicted, + invalid)."""
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+
+    truth = [p.row.label for p in predictions]
+    guess = [to_class(p.sentiment if p.valid else None, threshold) for p in predictions]
+    valid_idx = [i for i, p in enumerate(predictions) if p.valid]
+    labels = list(LABELS)
+
+    def scores(y_true: list[str], y_pred: list[str]) -> dict[str, float | None]:
+        if not y_true:
+            return {"accuracy": None, "macro_f1": None, "weighted_f1": None}
+        kwargs = {"labels": labels, "zero_division": 0}
+        return {"accuracy": float(accuracy_score(y_true, y_pred)),
+                "macro_f1": float(f1_score(y_true, y_pred, average="macro", **kwargs)),
+                "weighted_f1": float(f1_score(y_true, y_pred, average="weighted", **kwargs))}
+
+    matrix = confusion_matrix(truth, guess, labels=labels + ["invalid"])[: len(labels)] if truth else []
+    per_class = f1_score(truth, guess, labels=labels, average=None, zero_division=0) if truth else []
+    return {"threshold": threshold, **scores(truth, guess),
+            "valid_only": scores([truth[i] for i in valid_idx], [guess[i] for i in valid_idx]),
+            "f1_per_class": dict(zip(labels, map(float, per_class))),
+            "confusion_matrix": {"rows_true": labels, "columns_predicted": labels + ["invalid"],
+                                 "counts": [list(map(int, r)) for r in matrix]}}
+
+
+def choose_threshold(validation: list[Prediction]) -> tuple[float, dict[str, float]]:
+    """The t of THRESHOLD_GRID with the best macro-F1 on the validation predictions (ties:
+    the one nearest 0.15); DEFAULT_THRESHOLD when there is no valid validation answer."""
+    if not any(p.valid for p in validation):
+        return DEFAULT_THRESHOLD, {}
+    curve = {t: classification_metrics(validation, t)["macro_f1"] for t in THRESHOLD_GRID}
+    best = max(curve, key=lambda t: (curve[t], -abs(t - DEFAULT_THRESHOLD)))
+    return best, {f"{t:.2f}": round(v, 4) for t, v in curve.items()}
+
+
+def regression_metrics(predictions: list[Prediction]) -> dict[str, float | None]:
+    """MAE and Spearman's rho of the sentiment against the label as -1/0/+1 (valid answers)."""
+    from scipy.stats import spearmanr
+
+    pairs = [(p.sentiment, LABEL_VALUE[p.row.label]) for p in predictions if p.valid]
+    if len(pairs) < 2:
+        return {"mae": None, "spearman": None, "spearman_p": None}
+    guess, truth = zip(*pairs)
+    mae = sum(abs(g - t) for g, t in pairs) / len(pairs)
+    rho, p_value = spearmanr(guess, truth)
+    nan = rho != rho
+    return {"mae": mae, "spearman": None if nan else float(rho), "spearman_p": None if nan else float(p_value)}
+
+
+def evaluate(predictions: list[Prediction], spec: ModelSpec, data: LabelledInput, seconds: float) -> dict[str, Any]:
+    validation = [p for p in predictions if p.split == "validation"]
+    test = [p for p in predictions if p.split == "test"]
+    threshold, curve = choose_threshold(validation)
+    valid = sum(p.valid for p in test)
+    exceptions = Counter(p.exception.split(":")[0] for p in test + validation if p.exception)
+    return {
+        "model": spec.folder, "backend": spec.backend, "gguf": spec.gguf, "prompt": spec.prompt,
+        "structured": spec.structured, "input": data.description, "rows": len(test),
+        "label_counts": dict(Counter(p.row.label for p in test)),
+        "valid_json_rate": valid / len(test) if test else None,
+        "threshold_chosen": threshold,
+        "threshold_chosen_on": {"validation": data.validation_description, "rows": len(validation),
+                                "valid_json_rate": (sum(p.valid for p in validation) / len(validation))
+                                if validation else None, "macro_f1_by_threshold": curve},
+        "at_chosen_threshold": classification_metrics(test, threshold),
+        "at_0.15": classification_metrics(test, DEFAULT_THRESHOLD),
+        **regression_metrics(test),
+        "exceptions": dict(exceptions),
+        "invalid_reasons": dict(Counter(p.error.split(":")[0] for p in test if p.error).most_common(5)),
+        "seconds": round(seconds, 2),
+        "rows_per_s": len(predictions) / seconds if seconds else None,
+    }
+
+
+# --- writing -------------------------------------------------------------------------------
+
+PREDICTION_COLUMNS = ["split", "row", "source", "label", "valid", "sentiment", "confidence",
+                      "predicted_label", "predicted_label_t015", "error", "exception", "text",
+                      "reasoning", "raw"]
+
+
+def prediction_table(predictions: Iterable[Prediction], threshold: float):
+    import pandas as pd
+
+    return pd.DataFrame([{
+        "split": p.split, "row": p.row.row, "source": p.row.source, "label": p.row.label,
+        "valid": p.valid, "sentiment": p.sentiment, "confidence": p.confidence,
+        "predicted_label": to_class(p.sentiment if p.valid else None, threshold),
+        "predicted_label_t015": to_class(p.sentiment if p.valid else None, DEFAULT_THRESHOLD),
+        "error": p.error, "exception": p.exception, "text": p.row.text, "reasoning": p.reasoning,
+        "raw": p.raw} for p in predictions], columns=PREDICTION_COLUMNS)
+
+
+def _metric_rows(metrics: dict[str, Any]) -> list[tuple[str, Any]]:
+    rows = [(k, metrics[k]) for k in ("model", "backend", "gguf", "prompt", "structured", "input", "rows",
+                                      "valid_json_rate", "threshold_chosen", "mae", "spearman", "seconds")]
+    for block in ("at_chosen_threshold", "at_0.15"):
+        for key in ("accuracy", "macro_f1", "weighted_f1"):
+            rows.append((f"{block}.{key}", metrics[block][key]))
+    return rows
+
+
+def write_outputs(output: Path, predictions: list[Prediction], metrics: dict[str, Any]) -> dict[str, Path]:
+    """predictions.csv, metrics.json, metrics.xlsx and confusion_matrix.png in `output`."""
+    import pandas as pd
+
+    paths = {name: output / name for name in ("predictions.csv", "metrics.json", "metrics.xlsx",
+                                              "confusion_matrix.png")}
+    table = prediction_table(predictions, metrics["threshold_chosen"])
+    with atomic_path(paths["predictions.csv"]) as tmp:
+        table.to_csv(tmp, index=False)
+    atomic_write_json(paths["metrics.json"], metrics, indent=2)
+    with atomic_path(paths["metrics.xlsx"]) as tmp:
+        with pd.ExcelWriter(tmp, engine="openpyxl") as writer:
+            pd.DataFrame(_metric_rows(metrics), columns=["metric", "value"]).to_excel(
+                writer, sheet_name="Metrics", index=False)
+            for block, sheet in (("at_chosen_threshold", "Confusion (chosen t)"), ("at_0.15", "Confusion (t=0.15)")):
+                cm = metrics[block]["confusion_matrix"]
+                pd.DataFrame(cm["counts"], index=cm["rows_true"], columns=cm["columns_predicted"]).to_excel(
+                    writer, sheet_name=sheet)
+            table.to_excel(writer, sheet_name="Predictions", index=False)
+    plot_confusion(metrics, paths["confusion_matrix.png"])
+    return paths
+
+
+def plot_confusion(metrics: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for ax, block in zip(axes, ("at_chosen_threshold", "at_0.15")):
+        cm = metrics[block]["confusion_matrix"]
+        sns.heatmap(cm["counts"], annot=True, fmt="d", cmap="Blues", cbar=False, ax=ax,
+                    xticklabels=cm["columns_predicted"], yticklabels=cm["rows_true"])
+        f1 = metrics[block]["weighted_f1"]
+        ax.set_title(f"t = {metrics[block]['threshold']:.2f}, weighted F1 = "
+                     f"{'-' if f1 is None else f'{f1:.3f}'}")
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+    fig.suptitle(f"{metrics['model']} on {Path(metrics['input'].split(' (')[0]).name} ({metrics['rows']} rows)")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)

@@ -1,0 +1,284 @@
+"""The sentiments folder: one JSON file per model and iteration, read once into tidy tables.
+
+This module is the contract between the eval stage (which writes the files) and the reports
+(which read them). Both sides use it; nothing else should parse these files.
+
+Layout (the original study's, unchanged)::
+
+    <sentiment_save_folder>/<model folder>/<TICKER>_<iteration>.json
+
+* model folder = `model_folder_name(model)`: the model's name with ":" replaced by "_"
+  (`"llama3:8b-instruct-q4_K_M"` → `"llama3_8b-instruct-q4_K_M"`). A `models_to_test` entry
+  may be a string or a mapping with a `name` key (else a `model` key).
+* file = `iteration_file_path(folder, model, ticker, i)`; iteration numbers start at 0.
+
+One file::
+
+    {"average_sentiment": 0.65,            # mean sentiment of the valid answers (rounded)
+     "time_taken": 160.99,                 # seconds for the whole iteration
+     "sentiments": {
+        "<article key>": {                 # first 8 hex digits of md5(url)
+            "reasoning": str, "sentiment": float in [-1, 1], "confidence": float in [0, 1],
+            "valid": true, "url": str, "published": str, "time_taken": float},
+        "<article key>": {                 # an answer that did not parse: no reasoning,
+            "valid": false, "url": str, "published": str, "time_taken": float}}}
+
+API
+---
+`load_sentiments(folder, models=None) -> SentimentData`
+    Reads every file of every model once. `models`: names as in `models_to_test` (strings or
+    mappings); None or empty = every subfolder of `folder`, sorted. The result has
+
+    * `answers`: one row per (model, ticker, iteration, article): columns ANSWER_COLUMNS =
+      model, ticker, iteration, article_key, sentiment, confidence, valid, time_taken, url,
+      published, reasoning. `sentiment`/`confidence`/`reasoning` are NaN/None where
+      `valid` is False.
+    * `files`: one row per file: FILE_COLUMNS = model, ticker, iteration, path,
+      average_sentiment, time_taken, n_answers, n_valid.
+    * `models`: the model folder names, in the order asked for.
+    * `skipped`: one line per thing left out (corrupt file, empty iteration, stray file,
+      malformed answer, model without a valid answer), also logged as warnings with counts.
+
+    Errors (`SentimentFileError`, a one-line `FinsentError`): the folder is missing; a model
+    asked for has no folder; no model has any file.
+    Logged skips: a file that is not valid JSON or lacks the keys above (named, with the
+    reason); a file with no answers (empty iteration); a `.json` file whose name is not
+    `<TICKER>_<i>.json`; an answer marked valid without a numeric sentiment/confidence in
+    range (kept as invalid). A model whose answers are all invalid is kept (its valid-JSON
+    rate is a real 0) and listed in `SentimentData.models_without_valid`, never a silent 0.
+
+`read_iteration_file(path) -> dict`
+    One file, validated (the structure above); raises `SentimentFileError` naming the file
+    and the reason. The eval stage uses it to decide whether an iteration is already done.
+
+`resolve_pairs(pairs, models) -> list[tuple[str, str]]`
+    Maps `comparison_pairs` names onto model folder names: ":" → "_", then exact, then
+    case-insensitive. A name that matches nothing (or several folders) is an error naming it.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from utils.errors import FinsentError
+
+log = logging.getLogger(__name__)
+
+ANSWER_COLUMNS = ["model", "ticker", "iteration", "article_key", "sentiment", "confidence",
+                  "valid", "time_taken", "url", "published", "reasoning"]
+FILE_COLUMNS = ["model", "ticker", "iteration", "path", "average_sentiment", "time_taken",
+                "n_answers", "n_valid"]
+FILE_NAME = re.compile(r"^(?P<ticker>.+)_(?P<iteration>\d+)\.json$")
+
+
+class SentimentFileError(FinsentError):
+    """A sentiments file or folder that cannot be used, named in one line."""
+
+
+def model_folder_name(model: str | Mapping[str, Any]) -> str:
+    """Folder of a `models_to_test` entry: its name (or mapping's `name`, else `model`),
+    with ":" replaced by "_" as in the original study."""
+    if isinstance(model, Mapping):
+        name = model.get("name") or model.get("model")
+        if not name:
+            raise FinsentError(f"models_to_test entry {dict(model)!r} has neither 'name' nor 'model'")
+        model = name
+    return str(model).replace(":", "_")
+
+
+def iteration_file_path(folder: str | Path, model: str | Mapping[str, Any], ticker: str,
+                        iteration: int) -> Path:
+    """`<folder>/<model folder>/<TICKER>_<iteration>.json`."""
+    return Path(folder) / model_folder_name(model) / f"{ticker}_{iteration}.json"
+
+
+@dataclass
+class SentimentData:
+    answers: pd.DataFrame
+    files: pd.DataFrame
+    models: list[str]
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def models_without_valid(self) -> list[str]:
+        valid_models = set(self.answers.loc[self.answers["valid"], "model"])
+        return [m for m in self.models if m not in valid_models]
+
+    def valid(self) -> pd.DataFrame:
+        """The valid answers only."""
+        return self.answers[self.answers["valid"]]
+
+
+def read_iteration_file(path: str | Path) -> dict[str, Any]:
+    """Parse and check one iteration file; `SentimentFileError` names the file and the reason."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SentimentFileError(f"{path}: cannot read: {exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise SentimentFileError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno}") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("sentiments"), dict):
+        raise SentimentFileError(f"{path}: no 'sentiments' mapping of article key → answer")
+    for key, answer in data["sentiments"].items():
+        if not isinstance(answer, dict) or "valid" not in answer:
+            raise SentimentFileError(f"{path}: article '{key}': answer has no 'valid' flag")
+    return data
+
+
+def _number(value: Any, low: float, high: float) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return value if low <= value <= high and not math.isnan(value) else None
+
+
+def _float_or_nan(value: Any) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+
+
+def _model_files(folder: Path, model: str, skipped: list[str]) -> list[tuple[str, int, Path]]:
+    found = []
+    for path in folder.iterdir():
+        if path.suffix != ".json" or not path.is_file():
+            continue
+        match = FILE_NAME.match(path.name)
+        if match is None:
+            skipped.append(f"{path}: name is not <TICKER>_<iteration>.json")
+            continue
+        found.append((match["ticker"], int(match["iteration"]), path))
+    if not found:
+        raise SentimentFileError(f"model '{model}': no <TICKER>_<i>.json file in {folder}")
+    return sorted(found, key=lambda item: (item[0], item[1]))
+
+
+def configured_models(folder: str | Path, models: Sequence[str | Mapping[str, Any]] | None) -> list[str]:
+    """Folder names of `models`, or every subfolder of `folder` (sorted) when none are given."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise SentimentFileError(f"sentiments folder not found: {folder} (run the eval stage first)")
+    if models:
+        names = [model_folder_name(m) for m in models]
+        return list(dict.fromkeys(names))
+    names = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not names:
+        raise SentimentFileError(f"sentiments folder {folder} has no model subfolders")
+    return names
+
+
+def load_sentiments(folder: str | Path,
+                    models: Sequence[str | Mapping[str, Any]] | None = None) -> SentimentData:
+    """Read every iteration file of every model once (see the module docstring)."""
+    folder = Path(folder)
+    names = configured_models(folder, models)
+    columns: dict[str, list] = {c: [] for c in ANSWER_COLUMNS}
+    file_rows: list[tuple] = []
+    skipped: list[str] = []
+    corrupt = empty = malformed = 0
+    for model in names:
+        model_dir = folder / model
+        if not model_dir.is_dir():
+            raise SentimentFileError(f"model '{model}': folder not found: {model_dir} "
+                                     "(run the eval stage for it or remove it from models_to_test)")
+        for ticker, iteration, path in _model_files(model_dir, model, skipped):
+            try:
+                data = read_iteration_file(path)
+            except SentimentFileError as exc:
+                corrupt += 1
+                skipped.append(f"skipped corrupt file {exc}")
+                continue
+            answers = data["sentiments"]
+            if not answers:
+                empty += 1
+                skipped.append(f"skipped empty iteration {path}: no answers")
+                continue
+            n_valid = 0
+            for key, answer in answers.items():
+                valid = answer.get("valid") is True
+                sentiment = _number(answer.get("sentiment"), -1.0, 1.0) if valid else None
+                confidence = _number(answer.get("confidence"), 0.0, 1.0) if valid else None
+                if valid and (sentiment is None or confidence is None):
+                    malformed += 1
+                    skipped.append(f"{path}: article '{key}': marked valid without a sentiment in "
+                                   "[-1, 1] and a confidence in [0, 1]; counted as invalid")
+                    valid = False
+                n_valid += valid
+                columns["model"].append(model)
+                columns["ticker"].append(ticker)
+                columns["iteration"].append(iteration)
+                columns["article_key"].append(str(key))
+                columns["sentiment"].append(sentiment if valid else math.nan)
+                columns["confidence"].append(confidence if valid else math.nan)
+                columns["valid"].append(valid)
+                columns["time_taken"].append(_float_or_nan(answer.get("time_taken")))
+                columns["url"].append(answer.get("url"))
+                columns["published"].append(answer.get("published"))
+                columns["reasoning"].append(answer.get("reasoning") if valid else None)
+            file_rows.append((model, ticker, iteration, str(path),
+                              _float_or_nan(data.get("average_sentiment")),
+                              _float_or_nan(data.get("time_taken")), len(answers), n_valid))
+    answers_df = pd.DataFrame(columns)
+    answers_df["valid"] = answers_df["valid"].astype(bool)
+    answers_df["iteration"] = answers_df["iteration"].astype("int64")
+    data = SentimentData(answers=answers_df, files=pd.DataFrame(file_rows, columns=FILE_COLUMNS),
+                         models=names, skipped=skipped)
+    if answers_df.empty:
+        raise SentimentFileError(f"no usable answer in {folder} for models {', '.join(names)}"
+                                 + (f" ({skipped[0]})" if skipped else ""))
+    _log_skips(corrupt, empty, malformed, skipped)
+    without_valid = data.models_without_valid
+    for model in without_valid:
+        line = f"model '{model}': no valid answer in any file; its statistics are NaN"
+        skipped.append(line)
+        log.warning(line)
+    log.info("read %d files: %d answers (%d valid) of %d models", len(data.files),
+             len(answers_df), int(answers_df["valid"].sum()), len(names))
+    return data
+
+
+def _log_skips(corrupt: int, empty: int, malformed: int, skipped: list[str]) -> None:
+    for count, what in ((corrupt, "corrupt file(s)"), (empty, "empty iteration(s)"),
+                        (malformed, "malformed answer(s) counted as invalid")):
+        if count:
+            log.warning("skipped %d %s", count, what)
+    for line in skipped:
+        log.warning("%s", line)
+
+
+def resolve_pairs(pairs: Iterable[Sequence[str]], models: Sequence[str]) -> list[tuple[str, str]]:
+    """Map each `comparison_pairs` entry onto model folder names (":" → "_", then exact, then
+    case-insensitive); a name matching no folder, or several, is an error naming it."""
+    by_folded: dict[str, list[str]] = {}
+    for model in models:
+        by_folded.setdefault(model.casefold(), []).append(model)
+    resolved = []
+    for number, pair in enumerate(pairs, start=1):
+        if len(pair) != 2:
+            raise FinsentError(f"comparison_pairs entry {number} {list(pair)!r}: needs exactly two model names")
+        resolved.append(tuple(_resolve_name(name, number, models, by_folded) for name in pair))
+    return resolved  # type: ignore[return-value]
+
+
+def _resolve_name(name: str, number: int, models: Sequence[str], by_folded: dict[str, list[str]]) -> str:
+    folder = model_folder_name(name)
+    if folder in models:
+        return folder
+    matches = by_folded.get(folder.casefold(), [])
+    if len(matches) == 1:
+        if folder != matches[0]:
+            log.info("comparison_pairs entry %d: '%s' matched folder '%s' ignoring case",
+                     number, name, matches[0])
+        return matches[0]
+    if matches:
+        raise FinsentError(f"comparison_pairs entry {number}: '{name}' matches several model "
+                           f"folders ignoring case: {', '.join(matches)}")
+    raise FinsentError(f"comparison_pairs entry {number}: '{name}' matches no model folder "
+                       f"(looked for '{folder}' among {len(models)} models)")

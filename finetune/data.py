@@ -1,0 +1,93 @@
+"""Step 05's ShareGPT JSONL → token ids and labels, the loss on the assistant answers only.
+
+A record: {"conversations": [{"from": "system"|"human"|"gpt", "value": str}, ...], "source": ..., "label": ...}.
+Each conversation is rendered with the family's chat template (utils.chat_templates) and cut at
+every assistant turn: the text up to the generation prompt is masked (-100), the answer and
+its end-of-turn marker are learnt. The cut is the one inference sees (prompt tokens, then the
+model's own tokens), so the trained tokens are exactly the ones the model will have to emit.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from utils.chat_templates import chat_template
+from utils.errors import FinsentError
+
+ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
+IGNORE_INDEX = -100
+
+
+def read_sharegpt(path: Path) -> list[list[dict[str, str]]]:
+    """The conversations of a ShareGPT JSONL file as chat messages; any malformed row is a
+    one-line error naming the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise FinsentError(f"dataset not found: {path} (build it with dataset_builder step 05, or set finetune.train_file)")
+    conversations = []
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise FinsentError(f"{path}: line {number} is not valid JSON: {exc.msg}") from None
+            conversations.append(_messages(record, f"{path}: line {number}"))
+    if not conversations:
+        raise FinsentError(f"{path}: no conversations in the file")
+    return conversations
+
+
+def _messages(record: Any, where: str) -> list[dict[str, str]]:
+    if not isinstance(record, dict) or not isinstance(record.get("conversations"), list):
+        raise FinsentError(f"{where}: no 'conversations' list (expected step 05's ShareGPT format)")
+    messages = []
+    for turn in record["conversations"]:
+        role = ROLES.get(turn.get("from")) if isinstance(turn, dict) else None
+        if role is None or not isinstance(turn.get("value"), str):
+            raise FinsentError(f"{where}: a turn needs 'from' (system/human/gpt) and a string 'value', got {turn!r:.80}")
+        messages.append({"role": role, "content": turn["value"]})
+    if not any(m["role"] == "assistant" for m in messages):
+        raise FinsentError(f"{where}: no 'gpt' turn to learn from")
+    return messages
+
+
+def _render(tokenizer, template: str, messages: list[dict[str, str]], generation_prompt: bool) -> str:
+    return tokenizer.apply_chat_template(messages, chat_template=template, tokenize=False,
+                                         add_generation_prompt=generation_prompt)
+
+
+def tokenize_conversation(tokenizer, family: str, messages: list[dict[str, str]]) -> dict[str, list[int]]:
+    """input_ids and labels (IGNORE_INDEX outside the assistant turns) for one conversation."""
+    template = chat_template(family)
+    input_ids: list[int] = []
+    labels: list[int] = []
+    rendered = ""
+    for index, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        prompt = _render(tokenizer, template, messages[:index], generation_prompt=True)
+        with_answer = _render(tokenizer, template, messages[: index + 1], generation_prompt=False)
+        _append(tokenizer, prompt, rendered, input_ids, labels, learn=False)
+        _append(tokenizer, with_answer, prompt, input_ids, labels, learn=True)
+        rendered = with_answer
+    return {"input_ids": input_ids, "labels": labels}
+
+
+def _append(tokenizer, text: str, already: str, input_ids: list[int], labels: list[int], learn: bool) -> None:
+    if not text.startswith(already):
+        raise FinsentError("the chat template does not render a conversation as a growing prefix; "
+                           "masking the prompt needs one")
+    ids = tokenizer(text[len(already):], add_special_tokens=False)["input_ids"]
+    input_ids.extend(ids)
+    labels.extend(ids if learn else [IGNORE_INDEX] * len(ids))
+
+
+def tokenized_dataset(conversations: list[list[dict[str, str]]], tokenizer, family: str):
+    """A `datasets.Dataset` of input_ids + labels, ready for TRL's SFTTrainer."""
+    from datasets import Dataset
+
+    rows = [tokenize_conversation(tokenizer, family, messages) for messages in conversations]
+    return Dataset.from_list(rows)

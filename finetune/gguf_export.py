@@ -1,0 +1,65 @@
+"""HF folder → GGUF f16 through llama.cpp's own converter, then llama.cpp's quantizer (through
+llama-cpp-python) for q8_0 and the k-quants. Both write beside the target and rename at the end."""
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from finetune.llama_cpp_source import CONVERTER
+from utils.errors import FinsentError
+from utils.io import atomic_path
+
+log = logging.getLogger(__name__)
+
+FTYPES = {"f16": "LLAMA_FTYPE_MOSTLY_F16", "q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0",
+          "q5_k_m": "LLAMA_FTYPE_MOSTLY_Q5_K_M", "q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M"}
+
+
+def gguf_name(model_name: str, quant: str) -> str:
+    return f"{model_name}-{quant}.gguf"
+
+
+def convert_to_f16(model_dir: Path, target: Path, llama_cpp: Path) -> Path:
+    """Run convert_hf_to_gguf.py (with the sdist's own gguf-py) on `model_dir`."""
+    log.info("converting %s to %s", model_dir, target)
+    with atomic_path(target) as partial:
+        result = subprocess.run([sys.executable, str(llama_cpp / CONVERTER), str(model_dir), "--outfile", str(partial),
+                                 "--outtype", "f16"], capture_output=True, text=True,
+                                env=_converter_env())
+        if result.returncode != 0:
+            last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+            raise FinsentError(f"convert_hf_to_gguf.py failed on {model_dir}: {last}")
+    return readable(target)
+
+
+def _converter_env() -> dict[str, str]:
+    """The converter puts the sdist's gguf-py (its matching version) first unless NO_LOCAL_GGUF is set."""
+    return {name: value for name, value in os.environ.items() if name != "NO_LOCAL_GGUF"}
+
+
+def quantize(source: Path, target: Path, quant: str) -> Path:
+    """llama.cpp's quantizer: the k-quants pick per-tensor types as llama-quantize does."""
+    try:
+        import llama_cpp
+    except ImportError as exc:
+        raise FinsentError(f"llama-cpp-python is needed for the {quant} quantization ({exc}); "
+                           "pip install -r requirements-finetune.txt") from None
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = getattr(llama_cpp, FTYPES[quant])
+    params.nthread = os.cpu_count() or 1
+    log.info("quantizing %s to %s", source.name, target.name)
+    with atomic_path(target) as partial:
+        status = llama_cpp.llama_model_quantize(str(source).encode(), str(partial).encode(), ctypes.byref(params))
+        if status != 0:
+            raise FinsentError(f"llama.cpp could not quantize {source} to {quant} (status {status})")
+    return readable(target)
+
+
+def readable(path: Path) -> Path:
+    """rw-r--r--: the atomic temp file is private, and Ollama's server often runs as another user."""
+    path.chmod(0o644)
+    return path

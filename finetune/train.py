@@ -1,0 +1,107 @@
+"""Fine-tune a chat model on step 05's ShareGPT splits: Unsloth LoRA (or full fine-tuning) on a
+CUDA GPU, or the same recipe on transformers + PEFT with --backend hf (any device; several
+GPUs under `accelerate launch`). Saves checkpoints, the LoRA adapter and a merged 16-bit model.
+
+  python finetune/train.py --config config.yaml [--backend hf] [--resume | --overwrite]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: the repo root, not finetune/, is the import root
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from finetune.multigpu import keep_multicast_off  # noqa: E402
+
+keep_multicast_off()  # before torch.distributed starts NCCL in this process
+
+from accelerate import PartialState  # noqa: E402
+from transformers import set_seed  # noqa: E402
+
+from finetune.data import read_sharegpt, tokenized_dataset  # noqa: E402
+from finetune.recipe import (Device, check_backend, choose_precision, count_params, flops_per_token,  # noqa: E402
+                             load_model, peak_flops)
+from finetune.trainer_setup import (OutputLayout, ThroughputCallback, build_trainer, save_outputs,  # noqa: E402
+                                    write_summary)
+from utils.chat_templates import family_entry  # noqa: E402
+from utils.cli import config_from_args, stage_parser  # noqa: E402
+from utils.errors import cli_entry  # noqa: E402
+
+log = logging.getLogger("finetune.train")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = stage_parser(__doc__.strip().splitlines()[0] + " (config keys: finetune.*)")
+    parser.add_argument("--backend", choices=["unsloth", "hf"], help="training backend (finetune.backend)")
+    parser.add_argument("--base-model", help="HF folder or hub id of the base model (finetune.base_model)")
+    parser.add_argument("--family", help="chat format: gemma-3, llama-3, mistral, phi-3 (finetune.family)")
+    parser.add_argument("--train", help="ShareGPT JSONL to train on (finetune.train_file)")
+    parser.add_argument("--validation", help="ShareGPT JSONL for the validation loss (finetune.validation_file)")
+    parser.add_argument("--output-dir", help="where checkpoints, adapter and merged model go (finetune.output_dir)")
+    parser.add_argument("--full-finetune", action="store_true", default=None, help="train every weight, not LoRA")
+    parser.add_argument("--epochs", type=float, help="finetune.epochs")
+    parser.add_argument("--learning-rate", type=float, help="finetune.learning_rate")
+    parser.add_argument("--max-steps", type=int, help="stop after N optimizer steps (finetune.max_steps)")
+    parser.add_argument("--packing", action=argparse.BooleanOptionalAction, help="pack sequences (finetune.packing)")
+    parser.add_argument("--max-seq-length", type=int, help="finetune.max_seq_length")
+    parser.add_argument("--resume", action="store_true", help="continue from the output folder's last checkpoint")
+    parser.add_argument("--overwrite", action="store_true", help="delete an existing output folder and start over")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    cfg = config_from_args(args, {
+        "finetune.backend": args.backend, "finetune.base_model": args.base_model, "finetune.family": args.family,
+        "finetune.train_file": args.train, "finetune.validation_file": args.validation,
+        "finetune.output_dir": args.output_dir, "finetune.full_finetune": args.full_finetune,
+        "finetune.epochs": args.epochs, "finetune.learning_rate": args.learning_rate,
+        "finetune.max_steps": args.max_steps, "finetune.packing": args.packing,
+        "finetune.max_seq_length": args.max_seq_length}).finetune
+    family_entry(cfg.family)
+    conversations = {"train": read_sharegpt(cfg.train_file),
+                     "validation": read_sharegpt(cfg.validation_file) if cfg.validation_file else None}
+    device = Device.detect()
+    check_backend(cfg, device)
+    layout = OutputLayout(cfg.output_dir)
+    resume_from = layout.check(resume=args.resume, overwrite=args.overwrite)
+    state = PartialState()
+    if state.is_main_process and args.overwrite:
+        layout.clear()
+    state.wait_for_everyone()
+    set_seed(cfg.seed)
+
+    n_params = count_params(cfg.base_model)
+    precision = choose_precision(cfg, device, n_params)
+    log.info("%s backend, %s, %.0fM parameters, %s%s on %s (%d process(es))", cfg.backend,
+             "full fine-tune" if cfg.full_finetune else f"LoRA r={cfg.lora_r}", n_params / 1e6, precision.name,
+             ", 4-bit base" if precision.load_in_4bit else "", device.name, state.num_processes)
+    model, tokenizer = load_model(cfg, precision)
+    train_set = tokenized_dataset(conversations["train"], tokenizer, cfg.family)
+    validation_set = (tokenized_dataset(conversations["validation"], tokenizer, cfg.family)
+                      if conversations["validation"] else None)
+
+    peak = peak_flops(device, precision)
+    throughput = ThroughputCallback(flops_per_token(n_params, cfg.full_finetune),
+                                    peak * state.num_processes if peak else None, layout.throughput_log)
+    trainer = build_trainer(cfg, model, tokenizer, train_set, validation_set, precision, layout, throughput,
+                            use_cpu=not device.cuda)
+    train_metrics = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None).metrics
+    eval_metrics = trainer.evaluate() if validation_set is not None else {}
+    save_outputs(trainer, cfg, tokenizer, precision, layout)
+    if state.is_main_process:
+        summary = write_summary(layout, cfg, precision, device.name, state.num_processes,
+                                train_metrics, eval_metrics, throughput.summary())
+        print(json.dumps(summary, indent=2))
+        print(f"merged model: {layout.merged}  (next: python finetune/export_gguf.py --config ...)")
+    return 0
+
+
+main = cli_entry(main)
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,228 @@
+"""TRL's SFTTrainer set up from the config, the throughput/MFU callback, the output folder
+(checkpoints, LoRA adapter, merged 16-bit model, summary) and how runs resume."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import TrainerCallback
+from transformers.trainer_utils import get_last_checkpoint
+
+from finetune.recipe import Precision
+from finetune.settings import FinetuneConfig
+from utils.errors import FinsentError
+from utils.io import atomic_write_json
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OutputLayout:
+    root: Path
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def adapter(self) -> Path:
+        return self.root / "adapter"
+
+    @property
+    def merged(self) -> Path:
+        return self.root / "merged"
+
+    @property
+    def gguf(self) -> Path:
+        return self.root / "gguf"
+
+    @property
+    def throughput_log(self) -> Path:
+        return self.root / "throughput.jsonl"
+
+    @property
+    def summary(self) -> Path:
+        return self.root / "train_summary.json"
+
+    def check(self, resume: bool, overwrite: bool) -> Path | None:
+        """The checkpoint to resume from (or None); read-only, so every process can ask."""
+        if resume and overwrite:
+            raise FinsentError("--resume and --overwrite exclude each other")
+        exists = self.root.exists() and any(self.root.iterdir())
+        if resume:
+            last = get_last_checkpoint(str(self.checkpoints)) if self.checkpoints.is_dir() else None
+            if last is None:
+                raise FinsentError(f"--resume: no checkpoint in {self.checkpoints}")
+            return Path(last)
+        if exists and not overwrite:
+            raise FinsentError(f"output folder {self.root} exists: pass --resume to continue from its last "
+                               "checkpoint or --overwrite to start over")
+        return None
+
+    def clear(self) -> None:
+        """--overwrite: start from an empty folder (main process only)."""
+        if self.root.exists():
+            shutil.rmtree(self.root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+
+class ThroughputCallback(TrainerCallback):
+    """Logs training tokens/s (all processes together, non-padding tokens, optimizer steps only:
+    evaluation and checkpointing excluded), MFU and peak GPU memory at every logging step, into
+    the log and `throughput.jsonl`."""
+
+    def __init__(self, flops_per_token: float, peak_flops_total: float | None, log_path: Path):
+        self.flops_per_token = flops_per_token
+        self.peak_flops_total = peak_flops_total
+        self.log_path = log_path
+        self.train_seconds = 0.0
+        self.tokens = 0
+        self._step_start = 0.0
+        self._tokens_at_start = 0
+        self._last = (0.0, 0)
+
+    @staticmethod
+    def _sync() -> None:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._tokens_at_start = state.num_input_tokens_seen
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._sync()
+        self._step_start = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self._sync()
+        self.train_seconds += time.perf_counter() - self._step_start
+        self.tokens = state.num_input_tokens_seen - self._tokens_at_start
+
+    def figures(self, seconds: float, tokens: int) -> dict:
+        tokens_per_s = tokens / seconds if seconds > 0 else 0.0
+        mfu = (tokens_per_s * self.flops_per_token / self.peak_flops_total) if self.peak_flops_total else None
+        peak = torch.cuda.max_memory_allocated() / 1024**3 if torch.cuda.is_available() else None
+        return {"tokens": tokens, "train_seconds": round(seconds, 3), "tokens_per_s": round(tokens_per_s, 1),
+                "mfu": None if mfu is None else round(mfu, 4), "peak_gib": None if peak is None else round(peak, 2)}
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not logs or "loss" not in logs or not state.is_world_process_zero:
+            return
+        last_seconds, last_tokens = self._last
+        interval = self.figures(self.train_seconds - last_seconds, self.tokens - last_tokens)
+        self._last = (self.train_seconds, self.tokens)
+        record = {"step": state.global_step, "loss": logs["loss"], **interval}
+        log.info("step %d: loss %.4f, %.0f tokens/s, MFU %s, peak %s GiB", state.global_step, logs["loss"],
+                 interval["tokens_per_s"], "n/a" if interval["mfu"] is None else f"{interval['mfu']:.1%}",
+                 interval["peak_gib"])
+        with self.log_path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    def summary(self) -> dict:
+        return self.figures(self.train_seconds, self.tokens)
+
+
+def fsdp_checkpoints_activations() -> bool:
+    return os.environ.get("FSDP_ACTIVATION_CHECKPOINTING", "false").lower() in ("1", "true")
+
+
+def build_trainer(cfg: FinetuneConfig, model, tokenizer, train_dataset, eval_dataset, precision: Precision,
+                  layout: OutputLayout, callback: ThroughputCallback, use_cpu: bool):
+    from trl import SFTConfig, SFTTrainer
+
+    args = SFTConfig(
+        output_dir=str(layout.checkpoints),
+        num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler, warmup_steps=cfg.warmup_ratio,
+        weight_decay=cfg.weight_decay, optim=cfg.optimizer, seed=cfg.seed, data_seed=cfg.seed,
+        bf16=precision.name == "bf16", fp16=precision.name == "fp16", use_cpu=use_cpu,
+        # Unsloth brings its own (offloaded) gradient checkpointing, set in recipe.py; under FSDP
+        # with activation checkpointing (fsdp.yaml) FSDP's own does the job.
+        gradient_checkpointing=cfg.gradient_checkpointing and cfg.backend == "hf" and not fsdp_checkpoints_activations(),
+        gradient_checkpointing_kwargs={"use_reentrant": False},
+        max_length=cfg.max_seq_length, packing=cfg.packing,
+        logging_steps=cfg.logging_steps, logging_first_step=True,
+        eval_strategy="steps" if eval_dataset is not None else "no", eval_steps=cfg.eval_steps,
+        save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=cfg.save_total_limit,
+        include_num_input_tokens_seen="non_padding", report_to=cfg.report_to,
+        ddp_find_unused_parameters=False,
+    )
+    return SFTTrainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+                      processing_class=tokenizer, callbacks=[callback])
+
+
+def save_outputs(trainer, cfg: FinetuneConfig, tokenizer, precision: Precision, layout: OutputLayout) -> None:
+    """The LoRA adapter (LoRA runs) and a merged 16-bit model with the tokenizer and chat template."""
+    if cfg.backend == "unsloth":
+        model = trainer.model
+        if not cfg.full_finetune:
+            model.save_pretrained(str(layout.adapter))
+            tokenizer.save_pretrained(str(layout.adapter))
+        partial = _partial_dir(layout.merged)
+        model.save_pretrained_merged(str(partial), tokenizer, save_method="merged_16bit")
+        _publish(partial, layout.merged)
+        return
+    # hf: the adapter (or the full fp32 weights) through the trainer, which gathers them under
+    # FSDP/DDP; then the main process merges on the CPU in 16 bits.
+    trained = layout.root / ("full_fp32" if cfg.full_finetune else "adapter")
+    trainer.save_model(str(trained))
+    trainer.accelerator.wait_for_everyone()
+    if trainer.accelerator.is_main_process:
+        tokenizer.save_pretrained(str(trained))
+        merge_to_16bit(trained, layout.merged, precision.save_dtype, is_adapter=not cfg.full_finetune)
+        if cfg.full_finetune:
+            shutil.rmtree(trained)
+    trainer.accelerator.wait_for_everyone()
+
+
+def merge_to_16bit(trained: Path, target: Path, dtype: torch.dtype, is_adapter: bool) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if is_adapter:
+        from peft import AutoPeftModelForCausalLM
+
+        model = AutoPeftModelForCausalLM.from_pretrained(str(trained), dtype=dtype).merge_and_unload()
+    else:
+        model = AutoModelForCausalLM.from_pretrained(str(trained), dtype=dtype)
+    partial = _partial_dir(target)
+    model.save_pretrained(str(partial))
+    AutoTokenizer.from_pretrained(str(trained)).save_pretrained(str(partial))
+    _publish(partial, target)
+    log.info("merged %s model saved to %s", str(dtype).removeprefix("torch."), target)
+
+
+def _partial_dir(target: Path) -> Path:
+    partial = target.with_name(target.name + ".partial")
+    if partial.exists():
+        shutil.rmtree(partial)
+    return partial
+
+
+def _publish(partial: Path, target: Path) -> None:
+    """Swap a finished folder in: a crash before this leaves the previous one whole."""
+    if target.exists():
+        shutil.rmtree(target)
+    partial.rename(target)
+
+
+def write_summary(layout: OutputLayout, cfg: FinetuneConfig, precision: Precision, device_name: str,
+                  processes: int, train_metrics: dict, eval_metrics: dict, throughput: dict) -> dict:
+    summary = {
+        "backend": cfg.backend, "base_model": cfg.base_model, "family": cfg.family,
+        "full_finetune": cfg.full_finetune, "packing": cfg.packing, "precision": precision.name,
+        "load_in_4bit": precision.load_in_4bit, "device": device_name, "processes": processes,
+        "train_loss": train_metrics.get("train_loss"), "eval_loss": eval_metrics.get("eval_loss"),
+        **throughput,
+    }
+    atomic_write_json(layout.summary, summary)
+    return summary

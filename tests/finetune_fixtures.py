@@ -1,0 +1,87 @@
+"""Fixtures of the fine-tune tests: real tokenizers from llama-cpp-python's sdist, a tiny random
+Llama with the real Llama-3 tokenizer, and ShareGPT files built from the real Financial
+PhraseBank in step 05's format. Import the fixtures a test module uses by name."""
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+from utils.prompts import system_prompt
+
+LABEL_SCORES = {"positive": 0.8, "neutral": 0.0, "negative": -0.8}
+# Tokenizers from the sdist's vocab files, per family (mistral uses Llama-2's SentencePiece vocab)
+VOCAB_FILES = {"llama-3": "ggml-vocab-llama-bpe.gguf", "phi-3": "ggml-vocab-phi-3.gguf",
+               "mistral": "ggml-vocab-llama-spm.gguf"}
+
+
+@pytest.fixture(scope="session")
+def llama_cpp_vendor() -> Path:
+    from finetune.llama_cpp_source import llama_cpp_dir
+
+    return llama_cpp_dir()
+
+
+@cache
+def load_family_tokenizer(family: str, vendor: Path):
+    """Read once per session (converting a GGUF vocab takes seconds); callers copy before changing it."""
+    from transformers import AutoTokenizer
+
+    if family == "gemma-3":
+        from utils.engine import default_gguf_path
+
+        path = default_gguf_path()
+        return AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    return AutoTokenizer.from_pretrained(vendor / "models", gguf_file=VOCAB_FILES[family])
+
+
+def phrasebank_rows(shared_data: Path, count: int, offset: int = 0) -> list[tuple[str, str]]:
+    lines = (shared_data / "financial_phrasebank" / "Sentences_AllAgree.txt").read_text(encoding="latin-1").splitlines()
+    rows = [line.rsplit("@", 1) for line in lines if "@" in line]
+    return [(text.strip(), label.strip()) for text, label in rows[offset: offset + count]]
+
+
+def sharegpt_record(text: str, label: str) -> dict:
+    answer = {"reasoning": f"The sentence reads as {label} for the company.",
+              "sentiment": LABEL_SCORES[label], "confidence": 0.9}
+    return {"conversations": [{"from": "system", "value": system_prompt()},
+                              {"from": "human", "value": text},
+                              {"from": "gpt", "value": json.dumps(answer)}],
+            "source": "financial_phrasebank", "label": label}
+
+
+def write_sharegpt(path: Path, rows: list[tuple[str, str]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(sharegpt_record(text, label)) + "\n" for text, label in rows),
+                    encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def sharegpt_splits(tmp_path_factory, shared_data) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("sharegpt")
+    return {"train": write_sharegpt(folder / "train.jsonl", phrasebank_rows(shared_data, 24)),
+            "validation": write_sharegpt(folder / "validation.jsonl", phrasebank_rows(shared_data, 8, offset=1000))}
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory, llama_cpp_vendor) -> Path:
+    """A 2-layer random Llama (hidden 64) with the real Llama-3 tokenizer, saved as an HF folder."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from finetune.recipe import prepare_tokenizer
+
+    tokenizer = prepare_tokenizer(load_family_tokenizer("llama-3", llama_cpp_vendor), "llama-3")
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.convert_tokens_to_ids("<|eot_id|>"),
+                         tie_word_embeddings=False)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -1,0 +1,59 @@
+"""Sentiments folders written in the real format, for the report tests (hand-built cases)."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Sequence
+
+from eval.sentiment_files import iteration_file_path
+
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "reference_eval_msft"
+
+
+def article_key(url: str) -> str:
+    return hashlib.md5(url.encode()).hexdigest()[:8]
+
+
+def write_iteration(folder: Path, model: str, iteration: int,
+                    sentiments: Sequence[float | None], ticker: str = "MSFT",
+                    confidence: float = 0.8, seconds: float = 1.5) -> Path:
+    """One iteration file: article j gets sentiments[j] (None = an invalid answer)."""
+    answers = {}
+    for j, value in enumerate(sentiments):
+        url = f"https://example.com/news/{ticker}/{j}"
+        answer = {"valid": value is not None, "url": url,
+                  "published": "Thu, 23 May 2024 18:11:26 +0000", "time_taken": seconds + j / 10}
+        if value is not None:
+            answer = {"reasoning": f"article {j}", "sentiment": value, "confidence": confidence,
+                      **answer}
+        answers[article_key(url)] = answer
+    valid = [v for v in sentiments if v is not None]
+    data = {"average_sentiment": round(sum(valid) / len(valid), 2) if valid else 0,
+            "time_taken": seconds * len(sentiments), "sentiments": answers}
+    path = iteration_file_path(folder, model, ticker, iteration)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2))
+    return path
+
+
+def write_model(folder: Path, model: str, table: Sequence[Sequence[float | None]], **kwargs) -> None:
+    """table[i][j] = sentiment of iteration i on article j."""
+    for iteration, row in enumerate(table):
+        write_iteration(folder, model, iteration, row, **kwargs)
+
+
+def write_config(path: Path, sentiments: Path, models: Sequence[str] = (),
+                 pairs: Sequence[Sequence[str]] = (), out: Path | None = None) -> Path:
+    out = out or path.parent
+    lines = [f"sentiment_save_folder: '{sentiments}'",
+             f"report_output_file: '{out / 'reports' / 'model_metrics.xlsx'}'",
+             f"report_output_csv_file: '{out / 'reports' / 'model_metrics.csv'}'",
+             f"report_output_csv_folder: '{out / 'reports'}'",
+             f"heatmaps_folder: '{out / 'heatmaps'}'",
+             "models_to_test:" + ("" if models else " []")]
+    lines += [f"  - '{m}'" for m in models]
+    lines.append("comparison_pairs:" + ("" if pairs else " []"))
+    lines += [f"  - ['{a}', '{b}']" for a, b in pairs]
+    path.write_text("\n".join(lines) + "\n")
+    return path

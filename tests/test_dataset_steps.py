@@ -1,0 +1,141 @@
+"""Steps 01 and 02 on the real data sets in ../shared/data, run as the user runs them."""
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from dataset_builder.phrasebank import AGREEMENT_LEVELS, PHRASEBANK_SENTIMENT
+from dataset_builder.tweets import TWEET_SENTIMENT
+from tests.conftest import run_script
+from utils.schema import SentimentResponse
+
+STEP_01 = "dataset_builder/step_01_process_tweets.py"
+STEP_02 = "dataset_builder/step_02_process_financial_phrasebank.py"
+
+
+def read_labelled(path: Path) -> list[tuple[str, SentimentResponse]]:
+    """Rows of a step output; every JSON cell must validate (raises otherwise)."""
+    with open(path, encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        assert reader.fieldnames == ["Article", "JSON"]
+        return [(row["Article"], SentimentResponse.model_validate_json(row["JSON"])) for row in reader]
+
+
+def run_ok(script: str, *args) -> str:
+    result = run_script(script, *args)
+    assert result.returncode == 0, result.stderr
+    return result.stderr
+
+
+@pytest.fixture(scope="module")
+def tweets_rows(shared_data) -> list[dict[str, str]]:
+    with open(shared_data / "airline_tweets" / "Tweets.csv", encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_step_01_keeps_every_tweet_with_its_label_and_confidence(shared_data, tweets_rows, tmp_path):
+    output = tmp_path / "tweets.csv"
+    run_ok(STEP_01, "--input", shared_data / "airline_tweets" / "Tweets.csv", "--output", output)
+    rows = read_labelled(output)
+    assert len(rows) == 14_640 == len(tweets_rows)
+    for (article, response), source in zip(rows, tweets_rows):
+        assert article == source["text"]
+        assert response.sentiment == TWEET_SENTIMENT[source["airline_sentiment"]]
+        assert response.confidence == float(source["airline_sentiment_confidence"])
+        assert source["airline_sentiment"] in response.reasoning
+    reasoned = [r.reasoning for (_, r), s in zip(rows, tweets_rows)
+                if s["airline_sentiment"] == "negative" and s["negativereason"] == "Lost Luggage"]
+    assert reasoned and all("lost luggage" in text for text in reasoned)
+
+
+def test_step_01_dedupe_keeps_the_first_of_each_text(shared_data, tweets_rows, tmp_path):
+    output = tmp_path / "tweets.csv"
+    run_ok(STEP_01, "--input", shared_data / "airline_tweets" / "Tweets.csv", "--output", output, "--dedupe")
+    rows = read_labelled(output)
+    assert len(rows) == 14_427 == len({row["text"] for row in tweets_rows})
+    first_of_text: dict[str, dict[str, str]] = {}
+    for source in tweets_rows:
+        first_of_text.setdefault(source["text"], source)
+    assert [article for article, _ in rows] == list(first_of_text)
+    for article, response in rows:
+        assert response.confidence == float(first_of_text[article]["airline_sentiment_confidence"])
+
+
+def read_phrasebank_lines(folder: Path) -> dict[str, list[tuple[str, str]]]:
+    levels = {}
+    for level in AGREEMENT_LEVELS:
+        text = (folder / f"Sentences_{level.name}.txt").read_text(encoding="iso-8859-1")
+        levels[level.name] = [tuple(line.rsplit("@", 1)) for line in text.splitlines() if line.strip()]
+    return levels
+
+
+def test_step_02_keeps_each_sentence_once_at_its_highest_agreement(shared_data, tmp_path):
+    folder = shared_data / "financial_phrasebank"
+    output = tmp_path / "fpb.csv"
+    stderr = run_ok(STEP_02, "--input", folder, "--output", output)
+    rows = read_labelled(output)
+    assert len(rows) == 4_838
+    articles = [article for article, _ in rows]
+    assert len(set(articles)) == len(articles)
+
+    levels = read_phrasebank_lines(folder)
+    assert set(articles) == {sentence.strip() for sentence, _ in levels["50Agree"]}
+    highest: dict[str, tuple[float, set[str]]] = {}
+    for level in AGREEMENT_LEVELS:  # highest first
+        for sentence, label in levels[level.name]:
+            conf, labels = highest.setdefault(sentence.strip(), (level.confidence, set()))
+            if conf == level.confidence:
+                labels.add(label)
+    for article, response in rows:
+        confidence, labels = highest[article]
+        assert response.confidence == confidence
+        assert {label for label, value in PHRASEBANK_SENTIMENT.items() if value == response.sentiment} <= labels
+    # the two sentences with two labels: kept at 66Agree (positive), the 50Agree neutral logged
+    conflicts = [line for line in stderr.splitlines() if "two labels for one sentence" in line]
+    assert len(conflicts) == 2
+    assert all("kept 66Agree@positive" in line and "dropped 50Agree@neutral" in line for line in conflicts)
+    by_article = dict(rows)
+    for line in conflicts:
+        start = line.split(": ")[-1]
+        matches = [a for a in by_article if a.startswith(start)]
+        assert len(matches) == 1 and by_article[matches[0]].sentiment == 1.0
+
+
+def test_step_02_original_concat_reproduces_the_original_rows(shared_data, tmp_path):
+    folder = shared_data / "financial_phrasebank"
+    output = tmp_path / "fpb.csv"
+    run_ok(STEP_02, "--input", folder, "--output", output, "--original-concat")
+    rows = read_labelled(output)
+    assert len(rows) == 14_780
+    levels = read_phrasebank_lines(folder)
+    expected = [(s.strip(), level.confidence, PHRASEBANK_SENTIMENT[label])
+                for level in AGREEMENT_LEVELS for s, label in levels[level.name]]
+    assert [(a, r.confidence, r.sentiment) for a, r in rows] == expected
+    assert Counter(r.confidence for _, r in rows) == {lv.confidence: len(levels[lv.name]) for lv in AGREEMENT_LEVELS}
+
+
+def test_steps_01_02_run_on_the_examples_with_the_project_config(repo_root, tmp_path):
+    run_ok(STEP_01, "--output", tmp_path / "t.csv")
+    run_ok(STEP_02, "--output", tmp_path / "p.csv")
+    tweets, sentences = read_labelled(tmp_path / "t.csv"), read_labelled(tmp_path / "p.csv")
+    assert len(tweets) == sum(1 for _ in csv.DictReader(open(repo_root / "examples/airline_tweets/Tweets.csv",
+                                                              encoding="utf-8", newline="")))
+    fifty = (repo_root / "examples/financial_phrasebank/Sentences_50Agree.txt").read_text(encoding="iso-8859-1")
+    assert len(sentences) == len({line.rsplit("@", 1)[0] for line in fifty.splitlines()})
+    assert any("ä" in article for article, _ in sentences)  # decoded as ISO-8859-1, not mojibake
+
+
+@pytest.mark.parametrize("script, purpose, flags", [
+    (STEP_01, "Step 01: airline tweets", ["--input", "--output", "--dedupe", "--config", "--set"]),
+    (STEP_02, "Step 02: Financial PhraseBank", ["--input", "--output", "--original-concat"]),
+    ("dataset_builder/step_04_join_outputs.py", "Step 04: join", ["--input", "SOURCE=PATH", "--output"]),
+    ("dataset_builder/step_05_build_sharegpt_dataset.py", "Step 05:", ["--input", "--output", "--push-to-hub"]),
+])
+def test_every_step_answers_help(script, purpose, flags):
+    result = run_script(script, "--help")
+    assert result.returncode == 0
+    assert purpose in " ".join(result.stdout.split())
+    assert all(flag in result.stdout for flag in flags)

@@ -1,0 +1,184 @@
+"""generate_model_sentiments: real model answers (embedded Gemma 3 270M) written in the original
+study's format, read back through the reports' reader; reruns, --force, faults, bad input."""
+import json
+from collections import Counter
+
+import pytest
+
+from eval.backends import make_backend, parse_model_entries
+from eval.news import Article, load_snapshot, save_snapshot
+from eval.sentiment_files import load_sentiments, read_iteration_file
+from eval.sentiment_runner import run_models, summary_table
+from eval.settings import EvalConfig
+from tests.conftest import REPO_ROOT, run_script, script_env
+from tests.ollama_proxy import OllamaProxy
+from utils.engine import free_port
+
+EXAMPLE = REPO_ROOT / "examples" / "news_snapshot.json"
+
+
+def small_snapshot(n: int = 2):
+    snapshot = load_snapshot(EXAMPLE)
+    return snapshot.model_copy(update={"articles": snapshot.articles[:n]})
+
+
+def counting_factory(engine, calls: Counter):
+    def factory(spec, config):
+        backend = make_backend(spec, config, engine=engine)
+        complete = backend.complete
+
+        def counted(messages):
+            calls[spec.folder] += 1
+            return complete(messages)
+
+        backend.complete = counted
+        return backend
+    return factory
+
+
+def reference_file(shared_data):
+    return read_iteration_file(shared_data / "reference_eval_msft" / "sentiments" / "llama3_8b-instruct-q4_K_M"
+                               / "MSFT_0.json")
+
+
+def invalid_reference_answer(shared_data):
+    folder = shared_data / "reference_eval_msft" / "sentiments" / "phi3_3.8b-mini-instruct-4k-fp16"
+    for path in sorted(folder.glob("MSFT_*.json")):
+        for answer in read_iteration_file(path)["sentiments"].values():
+            if not answer["valid"]:
+                return answer
+    raise AssertionError("the reference data has invalid answers")
+
+
+def test_files_have_the_original_schema_and_reruns_skip(embedded_engine, tmp_path, shared_data):
+    folder = tmp_path / "sentiments"
+    # The short "trained" prompt keeps this fast on 2 cores; the few-shot prompt runs in the
+    # Ollama script test below.
+    config = EvalConfig(sentiment_save_folder=str(folder), sample_size=2, max_article_chars=300,
+                        num_tokens_to_predict=96, max_reasoning_chars=120, models_to_test=[
+                            {"backend": "llamacpp", "model": "gemma:structured", "structured": True,
+                             "prompt": "trained"},
+                            # 12 tokens cannot hold a whole answer: every free answer is cut off.
+                            {"backend": "llamacpp", "model": "gemma-free", "max_tokens": 12, "prompt": "trained"}])
+    specs = parse_model_entries(config.models_to_test, config)
+    snapshot = small_snapshot(2)
+    calls: Counter = Counter()
+    summaries = run_models(specs, snapshot, config, progress=False, backend_factory=counting_factory(
+        embedded_engine, calls))
+    assert calls == {"gemma_structured": 4, "gemma-free": 4}
+    assert [s.iterations_written for s in summaries] == [2, 2]
+
+    data = load_sentiments(folder, config.models_to_test)  # the reports' reader
+    assert data.models == ["gemma_structured", "gemma-free"]
+    assert len(data.answers) == 8 and set(data.answers["article_key"]) == {a.key for a in snapshot.articles}
+
+    reference = reference_file(shared_data)
+    valid_keys = set(next(iter(reference["sentiments"].values())))
+    invalid_keys = set(invalid_reference_answer(shared_data))
+    for path in sorted(folder.glob("*/MSFT_*.json")):
+        ours = json.loads(path.read_text())
+        assert list(ours) == list(reference)  # average_sentiment, time_taken, sentiments
+        assert isinstance(ours["average_sentiment"], float) and isinstance(ours["time_taken"], float)
+        for key, answer in ours["sentiments"].items():
+            assert set(answer) == (valid_keys if answer["valid"] else invalid_keys), path
+            assert answer["url"] in {a.url for a in snapshot.articles}
+            assert answer["published"] in {a.published for a in snapshot.articles}
+
+    free = summaries[1]
+    assert free.valid < free.answers  # cut-off answers are invalid…
+    sidecars = sorted((folder / "gemma-free").glob("MSFT_*.invalid.jsonl"))
+    kept = [json.loads(line) for p in sidecars for line in p.read_text().splitlines()]
+    assert len(kept) == free.answers - free.valid  # …and each one's raw text is kept
+    assert all(k["raw"] and k["error"] for k in kept)
+    table = summary_table(summaries)
+    assert "structured mode:" in table and "free mode:" in table
+
+    mtimes = {p: p.stat().st_mtime_ns for p in folder.glob("*/*.json")}
+    calls.clear()
+    again = run_models(specs, snapshot, config, progress=False, backend_factory=counting_factory(
+        embedded_engine, calls))
+    assert not calls and [s.iterations_skipped for s in again] == [2, 2]
+    assert mtimes == {p: p.stat().st_mtime_ns for p in folder.glob("*/*.json")}
+
+    forced = run_models(specs[1:], snapshot, config, force=True, progress=False,
+                        backend_factory=counting_factory(embedded_engine, calls))
+    assert calls == {"gemma-free": 4} and forced[0].iterations_written == 2
+
+
+def test_a_failing_request_is_counted_and_kept(embedded_engine, tmp_path):
+    """An article longer than a slot's context makes llama.cpp answer HTTP 400: counted, not lost."""
+    snapshot = small_snapshot(1)
+    huge = Article(key="0123abcd", url="https://example.com/huge", title="Huge", published="",
+                   text="Microsoft revenue grew strongly this quarter. " * 1500)
+    snapshot = snapshot.model_copy(update={"articles": snapshot.articles + [huge]})
+    config = EvalConfig(sentiment_save_folder=str(tmp_path / "s"), sample_size=1, max_article_chars=100_000,
+                        num_tokens_to_predict=8, models_to_test=[{"backend": "llamacpp", "model": "g"}])
+    summary = run_models(parse_model_entries(config.models_to_test, config), snapshot, config,
+                         progress=False, backend_factory=counting_factory(embedded_engine, Counter()))[0]
+    assert summary.exceptions == {"HTTPStatusError": 1}
+    assert "0123abcd" in summary.exception_examples[0]
+    written = read_iteration_file(tmp_path / "s" / "g" / "MSFT_0.json")["sentiments"]
+    assert written["0123abcd"]["valid"] is False
+    sidecar = [json.loads(line) for line in (tmp_path / "s" / "g" / "MSFT_0.invalid.jsonl").open()]
+    assert any(r["key"] == "0123abcd" and r["exception"].startswith("HTTPStatusError") for r in sidecar)
+
+
+def test_script_runs_a_plain_ollama_model_and_a_rerun_skips(embedded_engine, tmp_path):
+    save_snapshot(small_snapshot(2), tmp_path / "news" / "snapshot.json")
+    (tmp_path / "config.yaml").write_text(
+        "models_to_test: ['gemma3:270m']\nsample_size: 2\nstructured: true\nnum_tokens_to_predict: 96\n"
+        "max_reasoning_chars: 120\nmax_article_chars: 300\nparallel_requests: 4\n")
+    with OllamaProxy(embedded_engine.base_url, models=["gemma3:270m"]) as proxy:
+        env = script_env(OLLAMA_HOST=proxy.host)
+        result = run_script("eval/generate_model_sentiments.py", "--config", "config.yaml", cwd=tmp_path, env=env)
+        assert result.returncode == 0, result.stderr
+        chats = [p for p, _ in proxy.requests if p == "/api/chat"]
+        assert len(chats) == 4
+        assert "structured mode: " in result.stdout
+        files = sorted((tmp_path / "sentiments" / "gemma3_270m").glob("MSFT_*.json"))
+        assert [f.name for f in files] == ["MSFT_0.json", "MSFT_1.json"]
+        summary = json.loads((tmp_path / "reports" / "generation_summary.json").read_text())
+        assert summary["models"][0]["answers"] == 4 and summary["models"][0]["mode"] == "structured"
+
+        proxy.requests.clear()
+        rerun = run_script("eval/generate_model_sentiments.py", "--config", "config.yaml", cwd=tmp_path, env=env)
+        assert rerun.returncode == 0 and not proxy.requests  # complete files: no server needed
+
+
+@pytest.mark.parametrize("entry, message", [
+    ("{backend: vllm, model: x}", "models_to_test entry 1: unknown backend 'vllm'"),
+    ("{backend: llamacpp, model: ft, gguf: absent.gguf}", "GGUF file not found: absent.gguf"),
+    ("'llama3:8b'", "Ollama server at http://127.0.0.1:{port} is not reachable"),
+])
+def test_bad_input_is_one_line_and_keeps_written_files(tmp_path, entry, message):
+    port = free_port()
+    save_snapshot(small_snapshot(1), tmp_path / "news" / "snapshot.json")
+    (tmp_path / "config.yaml").write_text(f"models_to_test: [{entry}]\nsample_size: 1\n")
+    old = tmp_path / "sentiments" / "llama3_8b" / "MSFT_0.json"
+    old.parent.mkdir(parents=True)
+    old.write_text('{"average_sentiment": 0.1, "time_taken": 1.0, "sentiments": {}}')
+    result = run_script("eval/generate_model_sentiments.py", "--config", "config.yaml", "--force",
+                        cwd=tmp_path, env=script_env(OLLAMA_HOST=f"http://127.0.0.1:{port}"))
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and message.format(port=port) in last
+    assert old.read_text() == '{"average_sentiment": 0.1, "time_taken": 1.0, "sentiments": {}}'
+
+
+def test_reference_results_read_back_and_their_averages_match_ours(shared_data):
+    """The original's files load through the reports' reader, count as complete for their own
+    articles, and our average_sentiment reproduces theirs wherever every answer is valid."""
+    from eval.sentiment_runner import is_complete, weighted_average_sentiment
+
+    folder = shared_data / "reference_eval_msft" / "sentiments"
+    data = load_sentiments(folder)
+    assert len(data.models) == 34 and len(data.files) == 476
+    checked = 0
+    for path in sorted(folder.glob("*/MSFT_*.json")):
+        answers = read_iteration_file(path)["sentiments"]
+        assert is_complete(path, set(answers)) and not is_complete(path, set(answers) | {"00000000"})
+        if all(a["valid"] for a in answers.values()):
+            stored = json.loads(path.read_text())["average_sentiment"]
+            assert weighted_average_sentiment(list(answers.values())) == pytest.approx(stored, abs=1e-9), path
+            checked += 1
+    assert checked > 300

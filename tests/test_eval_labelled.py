@@ -1,0 +1,130 @@
+"""evaluate_labelled: readers of the three input kinds, the scoring, and the script end to end
+on the real embedded model (few rows: the model is slow on 2 cores)."""
+import json
+
+import pytest
+
+from eval.labelled import (LabelledRow, Prediction, choose_threshold, classification_metrics,
+                           load_labelled, regression_metrics, to_class)
+from tests.conftest import run_script
+from utils.errors import FinsentError
+from utils.prompts import system_prompt
+
+
+def sharegpt_record(text: str, label: str, source: str) -> dict:
+    answer = {"reasoning": "r", "sentiment": {"positive": 0.7, "neutral": 0.0, "negative": -0.7}[label],
+              "confidence": 0.9}
+    return {"conversations": [{"from": "system", "value": system_prompt()}, {"from": "human", "value": text},
+                              {"from": "gpt", "value": json.dumps(answer)}], "source": source, "label": label}
+
+
+def write_step05(folder, fpb_file, n_test: int, n_validation: int):
+    """A step-05-format split made of real Financial PhraseBank sentences and one tweet."""
+    lines = [line.rpartition("@") for line in fpb_file.read_text(encoding="iso-8859-1").splitlines()]
+    by_label = {label: [t for t, _, l in lines if l == label] for label in ("positive", "neutral", "negative")}
+    picks = [(by_label[label][i], label) for i in range(20) for label in ("positive", "neutral", "negative")]
+    folder.mkdir(parents=True)
+    for name, rows in (("test", picks[:n_test]), ("validation", picks[n_test:n_test + n_validation])):
+        records = [sharegpt_record(text, label, "financial_phrasebank") for text, label in rows]
+        records.append(sharegpt_record("@united thanks, the crew was great today!", "positive", "tweets"))
+        (folder / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def test_financial_phrasebank_folder_and_file(shared_data):
+    fpb = shared_data / "financial_phrasebank"
+    data = load_labelled(fpb, fpb_agreement="AllAgree", validation_fraction=0)
+    assert len(data.test) == 2264 and not data.validation  # the README's row count
+    assert {r.label for r in data.test} == {"positive", "neutral", "negative"}
+    held = load_labelled(fpb / "Sentences_75Agree.txt", validation_fraction=0.2, limit=50, seed=1)
+    assert len(held.test) == 50 and len(held.validation) == 50
+    assert not {r.row for r in held.test} & {r.row for r in held.validation}
+
+
+def test_step05_jsonl_with_source_filter(tmp_path, shared_data):
+    write_step05(tmp_path / "sharegpt", shared_data / "financial_phrasebank" / "Sentences_AllAgree.txt", 6, 3)
+    data = load_labelled(tmp_path / "sharegpt", source="financial_phrasebank")
+    assert len(data.test) == 6 and len(data.validation) == 3  # validation.jsonl found beside test.jsonl
+    assert {r.source for r in data.test} == {"financial_phrasebank"}
+    tweets = load_labelled(tmp_path / "sharegpt" / "test.jsonl", source="tweets")
+    assert [r.text for r in tweets.test] == ["@united thanks, the crew was great today!"]
+    with pytest.raises(FinsentError, match="no row with source 'news' .*financial_phrasebank, tweets"):
+        load_labelled(tmp_path / "sharegpt", source="news")
+
+
+def test_csv_with_columns_and_label_map(tmp_path):
+    path = tmp_path / "mine.csv"
+    path.write_text("id,headline,stance\n1,Stock soars on record profit,bullish\n2,Shares sink after warning,"
+                    "bearish\n3,Company holds meeting,meh\n")
+    data = load_labelled(path, text_column="headline", label_column="stance",
+                         label_map="bullish=positive,bearish=negative,meh=neutral", validation_fraction=0)
+    assert [(r.row, r.label) for r in data.test] == [(2, "positive"), (3, "negative"), (4, "neutral")]
+    with pytest.raises(FinsentError, match=r"mine.csv: row 4: label 'meh' is not"):
+        load_labelled(path, text_column="headline", label_column="stance",
+                      label_map="bullish=positive,bearish=negative")
+    with pytest.raises(FinsentError, match=r"no column 'text' \(columns: id, headline, stance\)"):
+        load_labelled(path)
+    with pytest.raises(FinsentError, match="--label-map item 'x=good'"):
+        load_labelled(path, label_map="x=good")
+    numeric = tmp_path / "n.jsonl"
+    numeric.write_text('{"text": "a", "label": 0}\n{"text": "b", "label": 2}\n')
+    rows = load_labelled(numeric, label_map="0=negative,1=neutral,2=positive", validation_fraction=0).test
+    assert [r.label for r in rows] == ["negative", "positive"]
+
+
+def prediction(label: str, sentiment: float | None) -> Prediction:
+    return Prediction("test", LabelledRow(1, "t", label), sentiment is not None, sentiment, 0.9 if sentiment
+                      is not None else None)
+
+
+def test_scoring_counts_invalid_answers_as_wrong():
+    preds = [prediction("positive", 0.6), prediction("positive", 0.1), prediction("neutral", 0.05),
+             prediction("negative", -0.5), prediction("negative", None)]
+    assert [to_class(p.sentiment, 0.15) for p in preds] == ["positive", "neutral", "neutral", "negative",
+                                                           "invalid"]
+    scores = classification_metrics(preds, 0.15)
+    assert scores["accuracy"] == pytest.approx(3 / 5)
+    assert scores["valid_only"]["accuracy"] == pytest.approx(3 / 4)
+    assert scores["confusion_matrix"]["counts"] == [[1, 0, 0, 1], [0, 1, 0, 0], [0, 1, 1, 0]]
+    # t = 0.05 makes the 0.1 answer positive: the chosen threshold must be one that gets it right.
+    best, curve = choose_threshold(preds)
+    assert 0.05 <= best < 0.1 and curve[f"{best:.2f}"] == max(curve.values())
+    reg = regression_metrics(preds)
+    assert reg["mae"] == pytest.approx((0.4 + 0.9 + 0.05 + 0.5) / 4)
+    assert reg["spearman"] > 0.8
+
+
+def test_script_end_to_end_on_the_embedded_model(tmp_path, shared_data):
+    write_step05(tmp_path / "sharegpt", shared_data / "financial_phrasebank" / "Sentences_AllAgree.txt", 3, 2)
+    out = tmp_path / "eval_out"
+    args = ["--input", tmp_path / "sharegpt" / "test.jsonl", "--output", out, "--source", "financial_phrasebank",
+            "--prompt", "trained", "--structured", "--max-tokens", "64", "--parallel", "4", "--no-progress",
+            "--set", "eval.max_reasoning_chars=100"]
+    result = run_script("eval/evaluate_labelled.py", *args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["rows"] == 3 and metrics["threshold_chosen_on"]["rows"] == 2
+    assert metrics["prompt"] == "trained" and metrics["structured"] is True
+    for block in ("at_chosen_threshold", "at_0.15"):
+        assert 0 <= metrics[block]["weighted_f1"] <= 1
+        assert sum(map(sum, metrics[block]["confusion_matrix"]["counts"])) == 3
+    assert 0 <= metrics["valid_json_rate"] <= 1
+    import pandas as pd
+
+    table = pd.read_csv(out / "predictions.csv")
+    assert list(table["split"]).count("test") == 3 and list(table["split"]).count("validation") == 2
+    assert set(pd.ExcelFile(out / "metrics.xlsx").sheet_names) >= {"Metrics", "Predictions"}
+    assert (out / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
+    # A rerun answers from the cache: no engine is started.
+    again = run_script("eval/evaluate_labelled.py", *args, cwd=tmp_path)
+    assert again.returncode == 0 and "starting the embedded llama.cpp engine" not in again.stderr
+    assert json.loads((out / "metrics.json").read_text())["at_0.15"] == metrics["at_0.15"]
+
+
+def test_script_bad_input_is_one_line(tmp_path, shared_data):
+    result = run_script("eval/evaluate_labelled.py", "--input", shared_data / "financial_phrasebank",
+                        "--output", tmp_path / "o", "--gguf", tmp_path / "absent.gguf", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "GGUF file not found" in result.stderr.strip().splitlines()[-1]
+    result = run_script("eval/evaluate_labelled.py", "--input", tmp_path / "none.csv", "--output", tmp_path / "o",
+                        cwd=tmp_path)
+    assert result.returncode == 2 and "input not found" in result.stderr.strip().splitlines()[-1]

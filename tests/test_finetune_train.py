@@ -1,0 +1,169 @@
+"""finetune/train.py end to end on CPU (--backend hf, a tiny random Llama with the real Llama-3
+tokenizer, ShareGPT rows from the real Financial PhraseBank): checkpoints, validation loss,
+throughput log, LoRA adapter, merged model; --resume; export to GGUF served by the embedded
+llama.cpp engine; bad input as one-line errors."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import run_script
+from tests.finetune_fixtures import (llama_cpp_vendor, sharegpt_splits, tiny_llama,  # noqa: F401
+                                     write_sharegpt)
+
+TRAIN = "finetune/train.py"
+SMALL_RUN = ["--backend", "hf", "--family", "llama-3", "--max-seq-length", "256",
+             "--set", "finetune.batch_size=4", "--set", "finetune.gradient_accumulation_steps=1",
+             "--set", "finetune.logging_steps=1", "--set", "finetune.eval_steps=2", "--set", "finetune.save_steps=2",
+             "--set", "finetune.learning_rate=1e-3", "--set", "finetune.quants=[q8_0,q4_k_m]"]
+
+
+def train_args(model: Path, splits: dict[str, Path], output: Path, *extra: str) -> list[str]:
+    return ["--base-model", model, "--train", splits["train"], "--validation", splits["validation"],
+            "--output-dir", output, *SMALL_RUN, *extra]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_llama, sharegpt_splits) -> Path:  # noqa: F811
+    output = tmp_path_factory.mktemp("run") / "out"
+    result = run_script(TRAIN, *train_args(tiny_llama, sharegpt_splits, output, "--max-steps", "4"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return output
+
+
+@pytest.mark.slow
+def test_training_writes_checkpoints_adapter_merged_model_and_figures(trained):
+    summary = json.loads((trained / "train_summary.json").read_text())
+    assert summary["backend"] == "hf" and summary["processes"] == 1 and summary["precision"] == "fp32"
+    assert 0 < summary["eval_loss"] < 20 and 0 < summary["train_loss"] < 20
+    assert summary["tokens"] > 0 and summary["tokens_per_s"] > 0
+    assert sorted(p.name for p in (trained / "checkpoints").glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+    state = json.loads((trained / "checkpoints" / "checkpoint-4" / "trainer_state.json").read_text())
+    assert [entry["step"] for entry in state["log_history"] if "eval_loss" in entry] == [2, 4]
+    logged = [json.loads(line) for line in (trained / "throughput.jsonl").read_text().splitlines()]
+    assert [record["step"] for record in logged] == [1, 2, 3, 4]
+    assert all(record["tokens_per_s"] > 0 for record in logged)
+    assert (trained / "adapter" / "adapter_model.safetensors").is_file()
+    adapter_config = json.loads((trained / "adapter" / "adapter_config.json").read_text())
+    assert set(adapter_config["target_modules"]) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+                                                     "up_proj", "down_proj"}
+
+
+@pytest.mark.slow
+def test_merged_model_loads_with_the_chat_template_and_differs_from_the_base(trained, tiny_llama):  # noqa: F811
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    merged = AutoModelForCausalLM.from_pretrained(trained / "merged")
+    base = AutoModelForCausalLM.from_pretrained(tiny_llama)
+    assert merged.dtype == torch.bfloat16
+    changed = [name for name, weight in merged.state_dict().items()
+               if not torch.allclose(weight.float(), base.state_dict()[name].float(), atol=1e-2)]
+    assert any("q_proj" in name for name in changed)
+    assert "<|start_header_id|>" in AutoTokenizer.from_pretrained(trained / "merged").chat_template
+
+
+@pytest.mark.slow
+def test_resume_continues_from_the_last_checkpoint(trained, tmp_path, tiny_llama, sharegpt_splits):  # noqa: F811
+    output = tmp_path / "out"
+    shutil.copytree(trained, output)
+    result = run_script(TRAIN, *train_args(tiny_llama, sharegpt_splits, output, "--max-steps", "6", "--resume"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Continuing training from checkpoint" in result.stderr + result.stdout
+    state = json.loads((output / "checkpoints" / "checkpoint-6" / "trainer_state.json").read_text())
+    steps = [entry["step"] for entry in state["log_history"] if "loss" in entry]
+    assert steps == [1, 2, 3, 4, 5, 6]  # the history of the first run, then steps 5 and 6 only
+
+
+@pytest.mark.slow
+def test_export_to_gguf_quants_that_the_embedded_engine_serves(trained, tmp_path):
+    from utils.engine import EmbeddedEngine, EngineSettings
+
+    result = run_script("finetune/export_gguf.py", "--output-dir", trained, "--gguf-dir", tmp_path, "--name", "tiny",
+                        "--family", "llama-3", "--quants", "q8_0,q4_k_m")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(p.name for p in tmp_path.glob("*.gguf")) == ["tiny-q4_k_m.gguf", "tiny-q8_0.gguf"]
+    assert (tmp_path / "tiny-q4_k_m.gguf").stat().st_size < (tmp_path / "tiny-q8_0.gguf").stat().st_size
+    modelfile = (tmp_path / "Modelfile.q4_k_m").read_text()
+    assert modelfile.startswith("FROM ./tiny-q4_k_m.gguf\n") and 'PARAMETER stop "<|eot_id|>"' in modelfile
+
+    settings = EngineSettings(gguf_path=tmp_path / "tiny-q4_k_m.gguf", n_parallel=1, n_ctx=1024, port=None)
+    with EmbeddedEngine(settings) as engine:
+        reply = httpx.post(f"{engine.base_url}/chat/completions", timeout=120, json={
+            "messages": [{"role": "system", "content": "You rate sentiment."},
+                         {"role": "user", "content": "Profit rose 20%."}],
+            "max_tokens": 8, "temperature": 0}).json()
+        props = httpx.get(engine.base_url.removesuffix("/v1") + "/props", timeout=30).json()
+    assert reply["choices"][0]["message"]["role"] == "assistant"
+    assert reply["usage"]["completion_tokens"] > 0
+    assert "<|start_header_id|>" in props["chat_template"]  # the training template travelled in the GGUF
+
+
+def one_line_error(result) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode != 0 and lines, result.stderr
+    assert lines[-1].startswith("error: ") and "Traceback" not in result.stderr, result.stderr[-2000:]
+    return lines[-1]
+
+
+def test_dataset_without_conversations_is_a_one_line_error(tmp_path, tiny_llama, sharegpt_splits):  # noqa: F811
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"text": "Profit rose.", "label": "positive"}) + "\n")
+    result = run_script(TRAIN, *train_args(tiny_llama, {**sharegpt_splits, "train": bad}, tmp_path / "out"))
+    assert one_line_error(result) == f"error: {bad}: line 1: no 'conversations' list (expected step 05's ShareGPT format)"
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_family_is_a_one_line_error(tmp_path, tiny_llama, sharegpt_splits):  # noqa: F811
+    result = run_script(TRAIN, *train_args(tiny_llama, sharegpt_splits, tmp_path / "out"), "--family", "llama-2")
+    assert "unknown model family 'llama-2'" in one_line_error(result)
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_unsloth_without_cuda_names_the_hf_backend(tmp_path, tiny_llama, sharegpt_splits):  # noqa: F811
+    result = run_script(TRAIN, *train_args(tiny_llama, sharegpt_splits, tmp_path / "out"), "--backend", "unsloth")
+    line = one_line_error(result)
+    assert "needs a CUDA GPU" in line and "--backend hf" in line
+
+
+def test_existing_output_folder_needs_resume_or_overwrite(tmp_path, tiny_llama, sharegpt_splits):  # noqa: F811
+    output = tmp_path / "out"
+    output.mkdir()
+    (output / "keep.txt").write_text("an earlier run")
+    result = run_script(TRAIN, *train_args(tiny_llama, sharegpt_splits, output))
+    line = one_line_error(result)
+    assert str(output) in line and "--resume" in line and "--overwrite" in line
+    assert (output / "keep.txt").read_text() == "an earlier run"
+    result = run_script(TRAIN, *train_args(tiny_llama, sharegpt_splits, output, "--resume"))
+    assert "no checkpoint" in one_line_error(result)
+
+
+def test_offline_hub_id_is_a_one_line_error(tmp_path, sharegpt_splits):  # noqa: F811
+    from tests.conftest import script_env
+
+    result = run_script(TRAIN, *train_args(Path("meta-llama/Meta-Llama-3-8B"), sharegpt_splits, tmp_path / "out"),
+                        env=script_env(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf")))
+    line = one_line_error(result)
+    assert "cannot load the base model 'meta-llama/Meta-Llama-3-8B'" in line and "hub id" in line
+
+
+def test_help_names_the_options():
+    result = run_script(TRAIN, "--help")
+    assert result.returncode == 0
+    for option in ("--backend", "--base-model", "--family", "--resume", "--overwrite", "--packing", "--full-finetune"):
+        assert option in result.stdout
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="Unsloth needs a CUDA GPU")
+def test_unsloth_backend_trains_on_the_gpu(tmp_path, tiny_llama, sharegpt_splits):  # noqa: F811
+    pytest.importorskip("unsloth", reason="unsloth is not installed")
+    output = tmp_path / "out"
+    result = run_script(TRAIN, *train_args(tiny_llama, sharegpt_splits, output, "--max-steps", "2"), "--backend", "unsloth")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((output / "train_summary.json").read_text())["backend"] == "unsloth"
+    assert (output / "merged" / "config.json").is_file()
