@@ -15,7 +15,7 @@
 #   --text-column, --label-column, --label-map ...).
 # Environment (defaults): DATA (data/sharegpt: steps 01, 02, 04, 05 on ../shared/data), WORK
 # (outputs/gpu_quality), BACKEND (hf), EPOCHS (2), LR (1e-4), BATCH (32), PARALLEL (16 engine slots),
-# LLAMA_CPP (llama.cpp converter folder; default: export_gguf.py finds llama-cpp-python's sdist),
+# LLAMA_CPP (required: llama.cpp's converter folder, an unpacked llama-cpp-python sdist's vendor/llama.cpp),
 # QUANTIZE (a llama-quantize binary; default: llama-cpp-python's quantizer through export_gguf.py).
 set -euo pipefail
 stage=all; extra=""; extra_args=""
@@ -76,19 +76,20 @@ fi
 
 if [ "$stage" != train ]; then
   t=$(date +%s); stamp "export: f16 GGUF, then q8_0 and q4_k_m"
-  # llama.cpp's converter reads Gemma's vocabulary from tokenizer.model only; the folder made
-  # from the GGUF has tokenizer.json alone: write tokenizer.model from the base GGUF's vocabulary.
+  # llama.cpp's converter reads Gemma's vocabulary from tokenizer.model only, which a folder made
+  # from a GGUF lacks: benchmarks/llama_cpp_shim runs the converter with the base GGUF's vocabulary.
   base_gguf=${BASE_GGUF:-$(python -c "from utils.engine import default_gguf_path; print(default_gguf_path())")}
-  python benchmarks/spm_from_gguf.py "$base_gguf" "$WORK/run/merged/tokenizer.model"
+  rm -f "$WORK/run/merged/tokenizer.model"
+  export FINSENT_VOCAB_GGUF="$base_gguf" FINSENT_LLAMA_CPP_REAL="${LLAMA_CPP:?set LLAMA_CPP to llama.cpp's converter folder (an unpacked llama-cpp-python sdist's vendor/llama.cpp)}"
   if [ -n "${QUANTIZE:-}" ]; then
     python finetune/export_gguf.py --model "$WORK/run/merged" --gguf-dir "$WORK/gguf" --name $NAME \
-      --family gemma-3 --quants f16 ${LLAMA_CPP:+--llama-cpp-source "$LLAMA_CPP"}
+      --family gemma-3 --quants f16 --llama-cpp-source benchmarks/llama_cpp_shim
     for quant in q8_0 q4_k_m; do
       "$QUANTIZE" "$WORK/gguf/$NAME-f16.gguf" "$WORK/gguf/$NAME-$quant.gguf" "${quant^^}" > "$WORK/gguf/quantize-$quant.log" 2>&1
     done
   else
     python finetune/export_gguf.py --model "$WORK/run/merged" --gguf-dir "$WORK/gguf" --name $NAME \
-      --family gemma-3 --quants f16,q8_0,q4_k_m ${LLAMA_CPP:+--llama-cpp-source "$LLAMA_CPP"}
+      --family gemma-3 --quants f16,q8_0,q4_k_m --llama-cpp-source benchmarks/llama_cpp_shim
   fi
   ls -la "$WORK/gguf"
   echo "export_s $(since "$t")" > "$WORK/times/export"
