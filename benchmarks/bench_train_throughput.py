@@ -48,8 +48,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--backends", nargs="+", default=["unsloth", "hf"], choices=["unsloth", "hf"],
                         help="backends to measure, in this order (default: unsloth hf)")
     parser.add_argument("--tokenizer", type=Path, required=True,
-                        help="a Llama-3 tokenizer folder (tokenizer.json); benchmarks/gpu_carry.sh makes one "
-                             "from llama-cpp-python's ggml-vocab-llama-bpe.gguf")
+                        help="a Llama-3 tokenizer folder (tokenizer.json): AutoTokenizer.from_pretrained(DIR, "
+                             "gguf_file='ggml-vocab-llama-bpe.gguf').save_pretrained(OUT), DIR being "
+                             "vendor/llama.cpp/models of llama-cpp-python's sdist")
     parser.add_argument("--model-dir", type=Path, default=None,
                         help="where the random-weight model is written (default: /dev/shm if it has room, else a temp dir)")
     parser.add_argument("--seq-len", type=int, default=2048, help="tokens per packed row")

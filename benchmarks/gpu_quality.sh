@@ -10,7 +10,8 @@
 #
 # --stage train: base folder, the base's 5-shot evaluation (in the background, on the CPUs, while
 #   the GPU trains), training. --stage measure: export, evaluations, variance, summary. A device
-#   call may last 10 minutes: run the two stages as two calls on the same machine (WORK in /tmp).
+#   call may last 10 minutes: run the two stages as two calls on the same machine (WORK in /tmp),
+#   or start `--stage all` detached (setsid nohup ... &) from a copy of the repo in /tmp and poll it.
 # --eval-extra FILE: also measure the q4_k_m GGUF on any labelled CSV/JSONL (ARGS: evaluate_labelled's
 #   --text-column, --label-column, --label-map ...).
 # Environment (defaults): DATA (data/sharegpt: steps 01, 02, 04, 05 on ../shared/data), WORK
@@ -24,7 +25,7 @@ while [ $# -gt 0 ]; do
     --stage) stage=$2; shift 2 ;;
     --eval-extra) extra=$2; shift 2 ;;
     --eval-extra-args) extra_args=$2; shift 2 ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "error: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
