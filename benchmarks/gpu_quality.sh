@@ -25,7 +25,7 @@ while [ $# -gt 0 ]; do
     --stage) stage=$2; shift 2 ;;
     --eval-extra) extra=$2; shift 2 ;;
     --eval-extra-args) extra_args=$2; shift 2 ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "error: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
