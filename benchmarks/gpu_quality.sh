@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Fine-tune quality on one CUDA GPU, end to end: Gemma 3 270M fully fine-tuned on step 05's train
+# split (tweets + Financial PhraseBank), exported to GGUF q8_0 and q4_k_m, each served by the
+# embedded llama.cpp engine and measured with eval/evaluate_labelled.py on the FPB test split,
+# against the same base model prompted 5-shot; then the q4_k_m model's sentiment variance over
+# 15 iterations at temperature 0.2 on examples/news_snapshot.json. Writes
+# benchmarks/results/finetune_quality.json (benchmarks/quality_summary.py) and prints the table.
+#
+#   bash benchmarks/gpu_quality.sh [--stage all|train|measure] [--eval-extra FILE [--eval-extra-args "ARGS"]]
+#
+# --stage train: base folder, the base's 5-shot evaluation (in the background, on the CPUs, while
+#   the GPU trains), training. --stage measure: export, evaluations, variance, summary. A device
+#   call may last 10 minutes: run the two stages as two calls on the same machine (WORK in /tmp),
+#   or start `--stage all` detached (setsid nohup ... &) from a copy of the repo in /tmp and poll it.
+# --eval-extra FILE: also measure the q4_k_m GGUF on any labelled CSV/JSONL (ARGS: evaluate_labelled's
+#   --text-column, --label-column, --label-map ...).
+# Environment (defaults): DATA (data/sharegpt: steps 01, 02, 04, 05 on ../shared/data), WORK
+# (outputs/gpu_quality), BACKEND (hf), EPOCHS (2), LR (1e-4), BATCH (32), PARALLEL (16 engine slots),
+# LLAMA_CPP (required: llama.cpp's converter folder, an unpacked llama-cpp-python sdist's vendor/llama.cpp),
+# QUANTIZE (a llama-quantize binary; default: llama-cpp-python's quantizer through export_gguf.py).
+set -euo pipefail
+stage=all; extra=""; extra_args=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --stage) stage=$2; shift 2 ;;
+    --eval-extra) extra=$2; shift 2 ;;
+    --eval-extra-args) extra_args=$2; shift 2 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    *) echo "error: unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+case "$stage" in all|train|measure) ;; *) echo "error: --stage must be all, train or measure" >&2; exit 2 ;; esac
+[ -z "$extra" ] || [ -f "$extra" ] || { echo "error: --eval-extra: file not found: $extra" >&2; exit 2; }
+
+DATA=${DATA:-data/sharegpt}; WORK=${WORK:-outputs/gpu_quality}; BACKEND=${BACKEND:-hf}
+EPOCHS=${EPOCHS:-2}; LR=${LR:-1e-4}; BATCH=${BATCH:-32}; PARALLEL=${PARALLEL:-16}
+NAME=finsent-gemma-3-270m; FPB=financial_phrasebank
+export PYTHONUNBUFFERED=1
+stamp() { echo "[$(date -u +%H:%M:%S)] $*"; }
+since() { echo $(( $(date +%s) - $1 )); }
+for split in train validation test; do
+  [ -f "$DATA/$split.jsonl" ] || { echo "error: $DATA/$split.jsonl not found: build it with dataset_builder steps 01, 02, 04, 05" >&2; exit 2; }
+done
+mkdir -p "$WORK/eval" "$WORK/times"
+# Accuracy runs answer greedily; the variance run uses the eval default of 0.2.
+evaluate() {  # evaluate() NAME ARGS...: one evaluate_labelled run into $WORK/eval/NAME
+  local name=$1; shift
+  python eval/evaluate_labelled.py --output "$WORK/eval/$name" --parallel "$PARALLEL" --num-ctx 2048 \
+    --no-progress --set eval.default_temperature=0 "$@"
+}
+
+if [ "$stage" != measure ]; then
+  t=$(date +%s); stamp "base model: GGUF → HF folder"
+  python finetune/prepare_base.py --family gemma-3 --output "$WORK/base" --overwrite \
+    ${BASE_GGUF:+--gguf "$BASE_GGUF"}
+  echo "prepare_base_s $(since "$t")" > "$WORK/times/prepare_base"
+
+  stamp "base 5-shot evaluation on the FPB test split (background, CPU)"
+  rm -f "$WORK/eval/base.done"
+  setsid nohup bash -c 's=$(date +%s); python eval/evaluate_labelled.py --output "$1/eval/base" --parallel "$2" \
+    --num-ctx 2048 --no-progress --set eval.default_temperature=0 --input "$3/test.jsonl" --source "$4" \
+    --prompt few-shot --structured --validation-limit 100 > "$1/eval/base.log" 2>&1; echo $? > "$1/eval/base.done"; \
+    echo "base_eval_s $(( $(date +%s) - s ))" > "$1/times/base_eval"' _ "$WORK" "$PARALLEL" "$DATA" $FPB \
+    < /dev/null > /dev/null 2>&1 &
+
+  t=$(date +%s); stamp "training: $BACKEND backend, full fine-tune, lr $LR, $EPOCHS epochs"
+  python finetune/train.py --backend "$BACKEND" --family gemma-3 --base-model "$WORK/base" \
+    --train "$DATA/train.jsonl" --validation "$DATA/validation.jsonl" --output-dir "$WORK/run" \
+    --full-finetune --epochs "$EPOCHS" --learning-rate "$LR" --max-seq-length 512 --no-packing --overwrite \
+    --set finetune.batch_size="$BATCH" --set finetune.gradient_accumulation_steps=1 \
+    --set finetune.gradient_checkpointing=false --set finetune.optimizer=adamw_torch_fused \
+    --set finetune.warmup_ratio=0.03 --set finetune.weight_decay=0.01 --set finetune.lr_scheduler=cosine \
+    --set finetune.eval_steps=400 --set finetune.save_steps=100000 --set finetune.logging_steps=50 \
+    2>&1 | grep -v "it/s\]$" | tee "$WORK/train.log"
+  echo "train_s $(since "$t")" > "$WORK/times/train"
+fi
+
+if [ "$stage" != train ]; then
+  t=$(date +%s); stamp "export: f16 GGUF, then q8_0 and q4_k_m"
+  # llama.cpp's converter reads Gemma's vocabulary from tokenizer.model only, which a folder made
+  # from a GGUF lacks: benchmarks/llama_cpp_shim runs the converter with the base GGUF's vocabulary.
+  base_gguf=${BASE_GGUF:-$(python -c "from utils.engine import default_gguf_path; print(default_gguf_path())")}
+  rm -f "$WORK/run/merged/tokenizer.model"
+  export FINSENT_VOCAB_GGUF="$base_gguf" FINSENT_LLAMA_CPP_REAL="${LLAMA_CPP:?set LLAMA_CPP to llama.cpp's converter folder (an unpacked llama-cpp-python sdist's vendor/llama.cpp)}"
+  if [ -n "${QUANTIZE:-}" ]; then
+    python finetune/export_gguf.py --model "$WORK/run/merged" --gguf-dir "$WORK/gguf" --name $NAME \
+      --family gemma-3 --quants f16 --llama-cpp-source benchmarks/llama_cpp_shim
+    for quant in q8_0 q4_k_m; do
+      "$QUANTIZE" "$WORK/gguf/$NAME-f16.gguf" "$WORK/gguf/$NAME-$quant.gguf" "${quant^^}" > "$WORK/gguf/quantize-$quant.log" 2>&1
+    done
+  else
+    python finetune/export_gguf.py --model "$WORK/run/merged" --gguf-dir "$WORK/gguf" --name $NAME \
+      --family gemma-3 --quants f16,q8_0,q4_k_m --llama-cpp-source benchmarks/llama_cpp_shim
+  fi
+  ls -la "$WORK/gguf"
+  echo "export_s $(since "$t")" > "$WORK/times/export"
+
+  for quant in q4_k_m q8_0; do
+    t=$(date +%s); stamp "evaluate $quant on the FPB test split (trained prompt, no schema, temperature 0)"
+    evaluate "$quant" --gguf "$WORK/gguf/$NAME-$quant.gguf" --name "$NAME-$quant" --input "$DATA/test.jsonl" \
+      --source $FPB --prompt trained --no-structured --validation-limit 60 2>&1 | tail -3
+    echo "eval_${quant}_s $(since "$t")" > "$WORK/times/eval_$quant"
+  done
+  if [ -n "$extra" ]; then
+    stamp "evaluate q4_k_m on $extra"
+    # shellcheck disable=SC2086  # ARGS are evaluate_labelled flags, split on purpose
+    evaluate extra --gguf "$WORK/gguf/$NAME-q4_k_m.gguf" --name "$NAME-q4_k_m" --input "$extra" \
+      --prompt trained --no-structured $extra_args 2>&1 | tail -3
+  fi
+
+  t=$(date +%s); stamp "variance: q4_k_m × 15 iterations at temperature 0.2 on examples/news_snapshot.json"
+  cat > "$WORK/variance.yaml" <<EOF
+eval:
+  models_to_test:
+    - {backend: llamacpp, name: $NAME-q4_k_m, gguf: $WORK/gguf/$NAME-q4_k_m.gguf, prompt: trained, parallel: $PARALLEL, num_ctx: 4096}
+  sample_size: 15
+  default_temperature: 0.2
+  structured: false
+  sentiment_save_folder: $WORK/variance
+  generation_summary_file: $WORK/variance_summary.json
+EOF
+  python eval/generate_model_sentiments.py --config "$WORK/variance.yaml" --snapshot examples/news_snapshot.json \
+    --no-progress 2>&1 | tail -4
+  echo "variance_s $(since "$t")" > "$WORK/times/variance"
+
+  stamp "waiting for the base evaluation"
+  while [ ! -f "$WORK/eval/base.done" ]; do sleep 5; done
+  tail -3 "$WORK/eval/base.log"
+  python benchmarks/quality_summary.py --work "$WORK" --model-name $NAME \
+    --settings "backend=$BACKEND full_finetune=true epochs=$EPOCHS lr=$LR batch=$BATCH data=tweets+FPB (step 05 train split)" \
+    --output benchmarks/results/finetune_quality.json
+fi
