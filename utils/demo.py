@@ -25,7 +25,8 @@ from utils.errors import FinsentError, cli_entry
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_SNAPSHOT = REPO_ROOT / "examples" / "news_snapshot.json"
-FINETUNED_GGUF = Path("outputs/finetune/gguf/model-q4_k_m.gguf")
+# A valid answer is ~50-100 tokens; the base model, free, rambles to whatever cap it is given.
+DEMO_MAX_TOKENS = 160
 
 
 def _flow(value: object) -> str:
@@ -62,16 +63,19 @@ def _cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def _models_under_test() -> list[dict]:
+def _models_under_test(config) -> list[dict]:
     """The base model free and schema-constrained, and the fine-tune where one was exported."""
+    from finetune.gguf_export import gguf_name
+
+    finetuned_gguf = config.finetune.output_dir / "gguf" / gguf_name(config.finetune.model_name, "q4_k_m")
     models = [
         {"name": "gemma3-270m-base", "backend": "llamacpp", "model": DEFAULT_MODEL_NAME},
         {"name": "gemma3-270m-base-structured", "backend": "llamacpp", "model": DEFAULT_MODEL_NAME,
          "structured": True},
     ]
-    if FINETUNED_GGUF.is_file():
-        models.append({"name": "gemma3-270m-finsent-q4_k_m", "backend": "llamacpp",
-                       "gguf": str(FINETUNED_GGUF), "prompt": "trained"})
+    if finetuned_gguf.is_file():
+        models.append({"name": f"{config.finetune.model_name}-q4_k_m", "backend": "llamacpp",
+                       "gguf": str(finetuned_gguf), "prompt": "trained"})
     return models
 
 
@@ -99,13 +103,15 @@ def run(config_path: str | None, iterations: int) -> None:
         demo.note("fine-tune: skipped", "no CUDA GPU here: run `python finetune/train.py --config config.yaml` "
                   "on a GPU machine (README → Stage 2, Colab T4 / H100 / several GPUs)")
         demo.done += 1
-    models = _flow(_models_under_test())
+    models = _flow(_models_under_test(config))
     demo.step(f"eval: every model × {iterations} iterations on the frozen example news snapshot",
               "eval/generate_model_sentiments.py", "--snapshot", str(EXAMPLE_SNAPSHOT),
-              "--sample-size", str(iterations), "--set", f"eval.models_to_test={models}")
+              "--sample-size", str(iterations), "--set", f"eval.models_to_test={models}",
+              "--set", f"eval.num_tokens_to_predict={DEMO_MAX_TOKENS}")
     labelled_dir = Path(config.eval.report_output_csv_folder) / "labelled"
     demo.step("eval: accuracy of the base model on the labelled test split", "eval/evaluate_labelled.py",
-              "--input", str(config.dataset.step_05_dir / "test.jsonl"), "--output", str(labelled_dir))
+              "--input", str(config.dataset.step_05_dir / "test.jsonl"), "--output", str(labelled_dir),
+              "--structured", "--max-tokens", str(DEMO_MAX_TOKENS))
     pairs = _flow([["gemma3-270m-base", "gemma3-270m-base-structured"]])
     report_overrides = ["--set", f"eval.models_to_test={models}", "--set", f"eval.comparison_pairs={pairs}"]
     demo.step("reports: per-article metrics", "eval/generate_model_metrics.py", *report_overrides)
