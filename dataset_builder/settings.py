@@ -86,7 +86,7 @@ class DatasetConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # inputs
-    tweets_csv: Path = Path("examples/airline_tweets/Tweets.csv")
+    tweets_csv: Path = Path("examples/airline_tweets/tweets_example.csv")
     phrasebank_dir: Path = Path("examples/financial_phrasebank")
     phrasebank_encoding: str = "iso-8859-1"
     news_dir: Path = Path("examples/news")
