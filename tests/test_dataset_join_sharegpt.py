@@ -4,7 +4,6 @@ from __future__ import annotations
 import csv
 import http.server
 import json
-import socket
 import threading
 import unicodedata
 from collections import Counter
@@ -15,6 +14,7 @@ import pytest
 from dataset_builder.sharegpt import SPLITS, sentiment_label
 from dataset_builder.text_normalise import text_key
 from tests.conftest import run_script, script_env
+from utils.engine import free_port
 from utils.prompts import system_prompt
 from utils.schema import SentimentResponse
 
@@ -280,12 +280,6 @@ def test_step_05_rejects_an_invalid_joined_row(tmp_path):
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1].startswith(f"error: {joined}: line 3: JSON column: sentiment")
     assert not (tmp_path / "out").exists()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class RefusingHub(http.server.BaseHTTPRequestHandler):
