@@ -33,7 +33,7 @@ def convert_to_f16(model_dir: Path, target: Path, llama_cpp: Path) -> Path:
         if result.returncode != 0:
             last = (result.stderr.strip().splitlines() or ["no output"])[-1]
             raise FinsentError(f"convert_hf_to_gguf.py failed on {model_dir}: {last}")
-    return readable(target)
+    return target
 
 
 def _converter_env() -> dict[str, str]:
@@ -56,10 +56,4 @@ def quantize(source: Path, target: Path, quant: str) -> Path:
         status = llama_cpp.llama_model_quantize(str(source).encode(), str(partial).encode(), ctypes.byref(params))
         if status != 0:
             raise FinsentError(f"llama.cpp could not quantize {source} to {quant} (status {status})")
-    return readable(target)
-
-
-def readable(path: Path) -> Path:
-    """rw-r--r--: the atomic temp file is private, and Ollama's server often runs as another user."""
-    path.chmod(0o644)
-    return path
+    return target

@@ -31,7 +31,6 @@ def write_modelfile(path: Path, gguf: Path, family: str, temperature: float, num
     relative = Path(gguf).resolve().relative_to(Path(path).resolve().parent) if _is_under(gguf, path) else Path(gguf)
     source = f"./{relative.as_posix()}" if not relative.is_absolute() else relative.as_posix()
     atomic_write_text(path, render_modelfile(source, family, temperature, num_ctx))
-    Path(path).chmod(0o644)
     return path
 
 
