@@ -17,7 +17,10 @@
 # Environment (defaults): DATA (data/sharegpt: steps 01, 02, 04, 05 on ../shared/data), WORK
 # (outputs/gpu_quality), BACKEND (hf), EPOCHS (2), LR (1e-4), BATCH (32), PARALLEL (16 engine slots),
 # LLAMA_CPP (required: llama.cpp's converter folder, an unpacked llama-cpp-python sdist's vendor/llama.cpp),
-# QUANTIZE (a llama-quantize binary; default: llama-cpp-python's quantizer through export_gguf.py).
+# QUANTIZE (a llama-quantize binary; default: llama-cpp-python's quantizer through export_gguf.py),
+# RESULTS (benchmarks/results/finetune_quality.json). For a quick smoke run of the pipeline's
+# plumbing: EVAL_LIMIT (test and validation rows per evaluation; default all) and SAMPLE_SIZE
+# (variance iterations, 15).
 set -euo pipefail
 stage=all; extra=""; extra_args=""
 while [ $# -gt 0 ]; do
@@ -34,6 +37,8 @@ case "$stage" in all|train|measure) ;; *) echo "error: --stage must be all, trai
 
 DATA=${DATA:-data/sharegpt}; WORK=${WORK:-outputs/gpu_quality}; BACKEND=${BACKEND:-hf}
 EPOCHS=${EPOCHS:-2}; LR=${LR:-1e-4}; BATCH=${BATCH:-32}; PARALLEL=${PARALLEL:-16}
+RESULTS=${RESULTS:-benchmarks/results/finetune_quality.json}; SAMPLE_SIZE=${SAMPLE_SIZE:-15}
+limit=${EVAL_LIMIT:+--limit $EVAL_LIMIT --validation-limit $EVAL_LIMIT}
 NAME=finsent-gemma-3-270m; FPB=financial_phrasebank
 export PYTHONUNBUFFERED=1
 stamp() { echo "[$(date -u +%H:%M:%S)] $*"; }
@@ -46,7 +51,7 @@ mkdir -p "$WORK/eval" "$WORK/times"
 evaluate() {  # evaluate() NAME ARGS...: one evaluate_labelled run into $WORK/eval/NAME
   local name=$1; shift
   python eval/evaluate_labelled.py --output "$WORK/eval/$name" --parallel "$PARALLEL" --num-ctx 2048 \
-    --no-progress --set eval.default_temperature=0 "$@"
+    --no-progress --set eval.default_temperature=0 "$@" $limit
 }
 
 if [ "$stage" != measure ]; then
@@ -59,8 +64,8 @@ if [ "$stage" != measure ]; then
   rm -f "$WORK/eval/base.done"
   setsid nohup bash -c 's=$(date +%s); python eval/evaluate_labelled.py --output "$1/eval/base" --parallel "$2" \
     --num-ctx 2048 --no-progress --set eval.default_temperature=0 --input "$3/test.jsonl" --source "$4" \
-    --prompt few-shot --structured --validation-limit 100 > "$1/eval/base.log" 2>&1; echo $? > "$1/eval/base.done"; \
-    echo "base_eval_s $(( $(date +%s) - s ))" > "$1/times/base_eval"' _ "$WORK" "$PARALLEL" "$DATA" $FPB \
+    --prompt few-shot --structured --validation-limit 100 $5 > "$1/eval/base.log" 2>&1; echo $? > "$1/eval/base.done"; \
+    echo "base_eval_s $(( $(date +%s) - s ))" > "$1/times/base_eval"' _ "$WORK" "$PARALLEL" "$DATA" $FPB "$limit" \
     < /dev/null > /dev/null 2>&1 &
 
   t=$(date +%s); stamp "training: $BACKEND backend, full fine-tune, lr $LR, $EPOCHS epochs"
@@ -86,7 +91,8 @@ if [ "$stage" != train ]; then
     python finetune/export_gguf.py --model "$WORK/run/merged" --gguf-dir "$WORK/gguf" --name $NAME \
       --family gemma-3 --quants f16 --llama-cpp-source benchmarks/llama_cpp_shim
     for quant in q8_0 q4_k_m; do
-      "$QUANTIZE" "$WORK/gguf/$NAME-f16.gguf" "$WORK/gguf/$NAME-$quant.gguf" "${quant^^}" > "$WORK/gguf/quantize-$quant.log" 2>&1
+      "$QUANTIZE" "$WORK/gguf/$NAME-f16.gguf" "$WORK/gguf/$NAME-$quant.gguf" "${quant^^}" > "$WORK/gguf/quantize-$quant.log" 2>&1 \
+        || { tail -5 "$WORK/gguf/quantize-$quant.log" >&2; echo "error: $QUANTIZE failed for $quant" >&2; exit 1; }
     done
   else
     python finetune/export_gguf.py --model "$WORK/run/merged" --gguf-dir "$WORK/gguf" --name $NAME \
@@ -108,12 +114,12 @@ if [ "$stage" != train ]; then
       --prompt trained --no-structured $extra_args 2>&1 | tail -3
   fi
 
-  t=$(date +%s); stamp "variance: q4_k_m × 15 iterations at temperature 0.2 on examples/news_snapshot.json"
+  t=$(date +%s); stamp "variance: q4_k_m × $SAMPLE_SIZE iterations at temperature 0.2 on examples/news_snapshot.json"
   cat > "$WORK/variance.yaml" <<EOF
 eval:
   models_to_test:
     - {backend: llamacpp, name: $NAME-q4_k_m, gguf: $WORK/gguf/$NAME-q4_k_m.gguf, prompt: trained, parallel: $PARALLEL, num_ctx: 4096}
-  sample_size: 15
+  sample_size: $SAMPLE_SIZE
   default_temperature: 0.2
   structured: false
   sentiment_save_folder: $WORK/variance
@@ -128,5 +134,5 @@ EOF
   tail -3 "$WORK/eval/base.log"
   python benchmarks/quality_summary.py --work "$WORK" --model-name $NAME \
     --settings "backend=$BACKEND full_finetune=true epochs=$EPOCHS lr=$LR batch=$BATCH data=tweets+FPB (step 05 train split)" \
-    --output benchmarks/results/finetune_quality.json
+    --output "$RESULTS"
 fi

