@@ -140,8 +140,9 @@ class SentimentBackend(Protocol):
     def check(self) -> None:
         """Raise FinsentError (naming the host) if the server is down or lacks the model."""
 
-    def complete(self, messages: Messages) -> str:
-        """The model's raw answer text."""
+    def complete(self, messages: Messages, seed: int | None = None) -> str:
+        """The model's raw answer text. `seed`: this request's sampling seed (None: the
+        model's `seed`, else the server's own random one)."""
 
     def close(self) -> None:
         """Release connections and engines."""
@@ -193,15 +194,16 @@ class OllamaBackend:
         # An empty prompt loads the model without generating (Ollama's documented preload).
         self._client.generate(model=self.spec.model, prompt="")
 
-    def _chat(self, messages: Messages) -> str:
+    def _chat(self, messages: Messages, options: dict[str, Any]) -> str:
         reply = self._client.chat(model=self.spec.model, messages=messages,
                                   format=self._schema if self.spec.structured else None,
-                                  options=self._options)
+                                  options=options)
         return reply.message.content or ""
 
-    def complete(self, messages: Messages) -> str:
+    def complete(self, messages: Messages, seed: int | None = None) -> str:
+        options = self._options if seed is None else {**self._options, "seed": seed}
         try:
-            return self._call(messages)
+            return self._call(messages, options)
         except ConnectionError as exc:
             raise BackendUnavailable(f"Ollama server at {self.where} stopped answering: {exc}") from exc
 
@@ -257,22 +259,23 @@ class OpenAIBackend:
             self._busy[index] += 1
             return index
 
-    def _chat(self, messages: Messages) -> str:
+    def _chat(self, messages: Messages, extra: dict[str, Any]) -> str:
         index = self._acquire()
         try:
             reply = self._clients[index].chat.completions.create(
                 model=self.spec.model, messages=messages, temperature=self.spec.temperature,
-                max_tokens=self.spec.max_tokens, **self._extra)
+                max_tokens=self.spec.max_tokens, **extra)
         finally:
             with self._lock:
                 self._busy[index] -= 1
         return reply.choices[0].message.content or ""
 
-    def complete(self, messages: Messages) -> str:
+    def complete(self, messages: Messages, seed: int | None = None) -> str:
         import openai
 
+        extra = self._extra if seed is None else {**self._extra, "seed": seed}
         try:
-            return self._call(messages)
+            return self._call(messages, extra)
         except openai.APIConnectionError as exc:
             raise BackendUnavailable(f"OpenAI-compatible server at {self.where} stopped answering") from exc
 
@@ -313,11 +316,12 @@ class LlamaCppBackend:
         self.where = self._engine.base_url
         self._http = httpx.Client(base_url=self._engine.base_url, timeout=self._timeout)
 
-    def complete(self, messages: Messages) -> str:
+    def complete(self, messages: Messages, seed: int | None = None) -> str:
         body: dict[str, Any] = {"messages": messages, "temperature": self.spec.temperature,
                                 "max_tokens": self.spec.max_tokens, "cache_prompt": self.cache_prompt}
-        if self.spec.seed is not None:
-            body["seed"] = self.spec.seed
+        seed = self.spec.seed if seed is None else seed
+        if seed is not None:
+            body["seed"] = seed
         if self.spec.structured:
             body["json_schema"] = self._schema
         try:

@@ -15,7 +15,7 @@ Layout (the original study's, unchanged)::
 One file::
 
     {"average_sentiment": 0.65,            # mean sentiment of the valid answers (rounded)
-     "time_taken": 160.99,                 # seconds for the whole iteration
+     "time_taken": 160.99,                 # seconds for the whole iteration (ours: the sum of its answers')
      "sentiments": {
         "<article key>": {                 # first 8 hex digits of md5(url)
             "reasoning": str, "sentiment": float in [-1, 1], "confidence": float in [0, 1],

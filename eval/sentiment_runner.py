@@ -5,13 +5,29 @@ What the original lacked, added here: bounded parallel requests per backend, a p
 with ETA per model, atomic files, reruns that skip complete files, invalid answers kept with
 their raw text (sidecar `<TICKER>_<i>.invalid.jsonl`, which the reader ignores), and every
 exception counted and reported instead of silently dropped.
+
+Order: article-major. Each worker takes one article and asks for all its pending iterations
+back to back, so the same prompt goes to the same server slot again and again: llama.cpp (and
+Ollama, vLLM) then reuse the whole prompt from the KV cache and only decode the answer, where
+iteration-major order reused only the instructions. Iterations stay independent samples: each
+has its own seed when the model has one (`seed + iteration`), else the server draws one per
+request.
+
+Why a journal rather than a window of iterations: with article-major order an iteration file
+completes only near the end of the model's run, so every answer is first appended (and
+fsynced) to `<TICKER>.journal.jsonl` in the model's folder; a rerun after a crash reuses the
+journaled answers and asks only for the missing ones, and the journal is removed once every
+iteration file is written. A window of W iterations would have completed files every W
+iterations but processed every prompt N/W times more; the journal keeps whole-prompt reuse
+and loses at most the answers in flight.
 """
 from __future__ import annotations
 
+import json
 import logging
+import threading
 import time
 from collections import Counter
-import json
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +38,7 @@ from eval.news import Article, Snapshot, prompt_text
 from eval.sentiment_files import SentimentFileError, iteration_file_path, read_iteration_file
 from eval.settings import EvalConfig
 from utils.errors import FinsentError
-from utils.io import atomic_write_json, atomic_write_text
+from utils.io import JsonlAppender, atomic_write_json, atomic_write_text, read_jsonl
 from utils.schema import ResponseParseError, parse_sentiment_response
 
 log = logging.getLogger(__name__)
@@ -34,8 +50,6 @@ class Answer:
 
     article: Article
     record: dict[str, Any]
-    started: float
-    ended: float
     raw: str | None = None
     error: str | None = None  # why the text is not a valid answer
     exception: str | None = None  # "Type: message" when the request itself failed
@@ -45,13 +59,19 @@ class Answer:
         return bool(self.record["valid"])
 
 
-def judge(backend: SentimentBackend, article: Article, max_chars: int) -> Answer:
+def iteration_seed(seed: int | None, iteration: int) -> int | None:
+    """A distinct, reproducible seed per iteration, so iterations are independent samples."""
+    return None if seed is None else seed + iteration
+
+
+def judge(backend: SentimentBackend, article: Article, max_chars: int, seed: int | None = None) -> Answer:
     """Ask `backend` about `article`; never raises except when the server is gone."""
     started = time.monotonic()
     raw = error = exception = None
     fields: dict[str, Any] = {}
     try:
-        raw = backend.complete(backend.spec.messages(prompt_text(article, max_chars), article.published))
+        raw = backend.complete(backend.spec.messages(prompt_text(article, max_chars), article.published),
+                               seed=seed)
         fields = parse_sentiment_response(raw).model_dump()
     except BackendUnavailable:
         raise
@@ -60,10 +80,9 @@ def judge(backend: SentimentBackend, article: Article, max_chars: int) -> Answer
     except Exception as exc:  # counted and reported per model, never swallowed silently
         exception = f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         error = "request failed"
-    ended = time.monotonic()
     record = {**fields, "valid": not error, "url": article.url, "published": article.published,
-              "time_taken": round(ended - started, 2)}
-    return Answer(article, record, started, ended, raw, error, exception)
+              "time_taken": round(time.monotonic() - started, 2)}
+    return Answer(article, record, raw, error, exception)
 
 
 def weighted_average_sentiment(records: list[dict[str, Any]]) -> float:
@@ -77,9 +96,10 @@ def weighted_average_sentiment(records: list[dict[str, Any]]) -> float:
 
 
 def write_iteration(path: Path, answers: list[Answer]) -> None:
-    """The iteration file (atomic), and beside it the invalid answers' raw text (atomic)."""
+    """The iteration file (atomic), and beside it the invalid answers' raw text (atomic).
+    Its `time_taken` is the sum of its answers' times, what the original's sequential loop
+    measured; answers of one iteration are spread over the whole run, so no wall time fits."""
     records = [a.record for a in answers]
-    elapsed = max(a.ended for a in answers) - min(a.started for a in answers)
     invalid = [{"key": a.article.key, "url": a.article.url, "error": a.error,
                 "exception": a.exception, "raw": a.raw} for a in answers if not a.valid]
     sidecar = path.with_name(path.stem + ".invalid.jsonl")
@@ -88,7 +108,7 @@ def write_iteration(path: Path, answers: list[Answer]) -> None:
     else:
         sidecar.unlink(missing_ok=True)
     atomic_write_json(path, {"average_sentiment": weighted_average_sentiment(records),
-                             "time_taken": round(elapsed, 2),
+                             "time_taken": round(sum(r["time_taken"] for r in records), 2),
                              "sentiments": {a.article.key: a.record for a in answers}})
 
 
@@ -111,7 +131,8 @@ class ModelSummary:
     where: str = ""
     iterations_written: int = 0
     iterations_skipped: int = 0
-    answers: int = 0
+    answers: int = 0  # asked for in this run
+    answers_reused: int = 0  # from the journal of an interrupted run
     valid: int = 0
     wall_s: float = 0.0
     exceptions: Counter = field(default_factory=Counter)
@@ -127,6 +148,7 @@ class ModelSummary:
         return {"model": self.folder, "backend": self.backend, "mode": self.mode, "where": self.where,
                 "iterations_written": self.iterations_written,
                 "iterations_skipped": self.iterations_skipped, "answers": self.answers,
+                "answers_reused": self.answers_reused,
                 "valid": self.valid, "valid_json_rate": self.valid_rate,
                 "answers_per_s": self.answers / self.wall_s if self.wall_s else None,
                 "exceptions": dict(self.exceptions), "exception_examples": self.exception_examples,
@@ -143,50 +165,115 @@ class ModelSummary:
             self.parse_errors[answer.error.split(":")[0]] += 1
 
 
+def journal_path(folder: str | Path, model_folder: str, ticker: str) -> Path:
+    """The model's answer journal: one JSON line per answer of an unfinished run."""
+    return iteration_file_path(folder, model_folder, ticker, 0).with_name(f"{ticker}.journal.jsonl")
+
+
+def journaled_answers(path: Path, articles: list[Article], iterations: list[int]) -> dict[int, dict[str, Answer]]:
+    """Answers an interrupted run journaled for `iterations` × `articles` (others ignored)."""
+    by_key = {a.key: a for a in articles}
+    found: dict[int, dict[str, Answer]] = {i: {} for i in iterations}
+    try:
+        entries = read_jsonl(path)
+    except ValueError as exc:
+        raise FinsentError(f"{exc} (delete it or rerun with --force)") from exc
+    for entry in entries:
+        article = by_key.get(entry.get("key"))
+        record = entry.get("record") or {}
+        if article is None or entry.get("iteration") not in found or record.get("url") != article.url:
+            continue
+        found[entry["iteration"]][article.key] = Answer(article, record, entry.get("raw"), entry.get("error"),
+                                                        entry.get("exception"))
+    return found
+
+
+def work_units(missing: dict[str, list[int]], workers: int) -> list[tuple[str, list[int]]]:
+    """Article-major work: (article key, iterations to ask in turn). An article's iterations
+    are split only when there are fewer articles than workers, so that every worker has one;
+    the longest units go first, so the run does not end on one long unit."""
+    busy = [(key, iterations) for key, iterations in missing.items() if iterations]
+    if not busy:
+        return []
+    pieces = -(-workers // len(busy))
+    units = []
+    for key, iterations in busy:
+        size = -(-len(iterations) // pieces)
+        units += [(key, iterations[k:k + size]) for k in range(0, len(iterations), size)]
+    return sorted(units, key=lambda unit: -len(unit[1]))
+
+
 def run_model(spec: ModelSpec, backend: SentimentBackend, snapshot: Snapshot, config: EvalConfig,
               force: bool = False, progress: bool = True) -> ModelSummary:
-    """All iterations of one model; each finished iteration is written at once."""
+    """All iterations of one model, article-major (see the module's doc): every answer is
+    journaled at once, each iteration file is written as soon as its last answer arrives."""
     from tqdm import tqdm
 
     summary = ModelSummary(spec.folder, spec.backend, spec.mode, backend.where)
-    keys = {a.key for a in snapshot.articles}
+    articles = {a.key: a for a in snapshot.articles}
     paths = {i: iteration_file_path(config.sentiment_save_folder, spec.folder, snapshot.ticker, i)
              for i in range(config.sample_size)}
-    todo = [i for i, path in paths.items() if force or not is_complete(path, keys)]
+    journal = journal_path(config.sentiment_save_folder, spec.folder, snapshot.ticker)
+    if force:
+        journal.unlink(missing_ok=True)
+    todo = [i for i, path in paths.items() if force or not is_complete(path, set(articles))]
     summary.iterations_skipped = len(paths) - len(todo)
-    if not todo:
-        log.info("%s: all %d iterations already complete (use --force to redo)", spec.folder, len(paths))
+    done = journaled_answers(journal, snapshot.articles, todo)
+    summary.answers_reused = sum(len(answers) for answers in done.values())
+    lock = threading.Lock()
+
+    def write_if_complete(i: int) -> None:
+        if len(done[i]) == len(articles):
+            write_iteration(paths[i], [done[i][key] for key in articles])
+            summary.iterations_written += 1
+
+    for i in todo:
+        write_if_complete(i)
+    missing = {key: [i for i in todo if key not in done[i]] for key in articles}
+    units = work_units(missing, backend.parallel)
+    if not units:
+        journal.unlink(missing_ok=True)
+        if not todo:
+            log.info("%s: all %d iterations already complete (use --force to redo)", spec.folder, len(paths))
         return summary
+    if summary.answers_reused:
+        log.info("%s: %d answers reused from %s", spec.folder, summary.answers_reused, journal)
     backend.check()
     summary.where = backend.where
-    pending = {i: len(snapshot.articles) for i in todo}
-    done: dict[int, list[Answer]] = {i: [] for i in todo}
+    stop = threading.Event()
     start = time.monotonic()
-    bar = tqdm(total=len(todo) * len(snapshot.articles), desc=spec.folder, unit="answer",
+    bar = tqdm(total=sum(len(its) for _, its in units), desc=spec.folder, unit="answer",
                disable=not progress, dynamic_ncols=True)
-    with ThreadPoolExecutor(max_workers=backend.parallel) as pool:
-        futures = {pool.submit(judge, backend, article, config.max_article_chars): i
-                   for i in todo for article in snapshot.articles}
-        try:
-            for future in as_completed(futures):
-                i = futures[future]
-                answer = future.result()
+
+    def ask(key: str, iterations: list[int]) -> None:
+        for i in iterations:
+            if stop.is_set():
+                return
+            answer = judge(backend, articles[key], config.max_article_chars, iteration_seed(spec.seed, i))
+            with lock:
+                appender.append({"iteration": i, "key": key, "record": answer.record, "raw": answer.raw,
+                                 "error": answer.error, "exception": answer.exception})
                 summary.count(answer)
-                done[i].append(answer)
-                pending[i] -= 1
+                done[i][key] = answer
+                write_if_complete(i)
                 bar.update(1)
                 bar.set_postfix(valid=f"{summary.valid}/{summary.answers}")
-                if pending[i] == 0:
-                    order = {a.key: n for n, a in enumerate(snapshot.articles)}
-                    write_iteration(paths[i], sorted(done.pop(i), key=lambda a: order[a.article.key]))
-                    summary.iterations_written += 1
+
+    with JsonlAppender(journal) as appender, ThreadPoolExecutor(max_workers=backend.parallel) as pool:
+        futures = [pool.submit(ask, key, iterations) for key, iterations in units]
+        try:
+            for future in as_completed(futures):
+                future.result()
         except BackendUnavailable as exc:
             summary.stopped = str(exc)
+        finally:
+            stop.set()  # on any error: no new requests; those in flight are journaled
             for future in futures:
                 future.cancel()
-        finally:
             bar.close()
     summary.wall_s = time.monotonic() - start
+    if all(len(done[i]) == len(articles) for i in todo):
+        journal.unlink()
     return summary
 
 

@@ -6,9 +6,9 @@ from collections import Counter
 import pytest
 
 from eval.backends import make_backend, parse_model_entries
-from eval.news import Article, load_snapshot, save_snapshot
+from eval.news import Article, load_snapshot, prompt_text, save_snapshot
 from eval.sentiment_files import load_sentiments, read_iteration_file
-from eval.sentiment_runner import run_models, summary_table
+from eval.sentiment_runner import journal_path, run_model, run_models, summary_table, work_units
 from eval.settings import EvalConfig
 from tests.conftest import REPO_ROOT, run_script, script_env
 from tests.ollama_proxy import OllamaProxy
@@ -27,9 +27,9 @@ def counting_factory(engine, calls: Counter):
         backend = make_backend(spec, config, engine=engine)
         complete = backend.complete
 
-        def counted(messages):
+        def counted(messages, seed=None):
             calls[spec.folder] += 1
-            return complete(messages)
+            return complete(messages, seed=seed)
 
         backend.complete = counted
         return backend
@@ -182,3 +182,96 @@ def test_reference_results_read_back_and_their_averages_match_ours(shared_data):
             assert weighted_average_sentiment(list(answers.values())) == pytest.approx(stored, abs=1e-9), path
             checked += 1
     assert checked > 300
+
+
+def test_each_article_is_asked_all_its_iterations_in_turn_with_a_seed_per_iteration(embedded_engine, tmp_path):
+    """Article-major order (one request at a time here, so the order is exact): the same
+    prompt back to back, as the slot's KV cache wants, each iteration with its own seed."""
+    config = EvalConfig(sentiment_save_folder=str(tmp_path / "s"), sample_size=3, max_article_chars=300,
+                        num_tokens_to_predict=96, max_reasoning_chars=120, parallel_requests=1, seed=7,
+                        models_to_test=[{"backend": "llamacpp", "model": "g", "structured": True,
+                                         "prompt": "trained"}])
+    spec = parse_model_entries(config.models_to_test, config)[0]
+    snapshot = small_snapshot(2)
+    backend = make_backend(spec, config, engine=embedded_engine)
+    asked = []
+    complete = backend.complete
+
+    def recorded(messages, seed=None):
+        asked.append((messages[-1]["content"], seed))
+        return complete(messages, seed=seed)
+
+    backend.complete = recorded
+    summary = run_model(spec, backend, snapshot, config, progress=False)
+    first, second = (prompt_text(a, 300) for a in snapshot.articles)
+    assert asked == [(first, 7), (first, 8), (first, 9), (second, 7), (second, 8), (second, 9)]
+    assert summary.iterations_written == 3 and summary.answers == 6
+    assert not journal_path(config.sentiment_save_folder, "g", "MSFT").exists()  # all files written
+    for i in range(3):
+        written = read_iteration_file(tmp_path / "s" / "g" / f"MSFT_{i}.json")
+        assert list(written["sentiments"]) == [a.key for a in snapshot.articles]  # the snapshot's order
+        assert written["time_taken"] == pytest.approx(sum(a["time_taken"] for a in written["sentiments"].values()),
+                                                      abs=0.02)
+
+
+def test_fewer_articles_than_workers_still_fill_every_worker():
+    assert work_units({"a": [0, 1, 2, 3, 4], "b": [0, 1, 2, 3, 4]}, 4) == [
+        ("a", [0, 1, 2]), ("b", [0, 1, 2]), ("a", [3, 4]), ("b", [3, 4])]
+    assert work_units({"a": [0, 1], "b": [1], "c": []}, 2) == [("a", [0, 1]), ("b", [1])]
+    assert work_units({"a": []}, 4) == []
+
+
+def _journal_lines(path) -> int:
+    return path.read_bytes().count(b"\n") if path.exists() else 0
+
+
+def test_a_killed_run_resumes_from_its_journal(embedded_engine, tmp_path):
+    """The script as a real subprocess, killed with SIGKILL once it has journaled answers:
+    the rerun asks only for the answers not journaled, writes every file and drops the journal."""
+    import subprocess
+    import sys
+    import time
+
+    from utils.io import read_jsonl
+
+    save_snapshot(small_snapshot(2), tmp_path / "news" / "snapshot.json")
+    (tmp_path / "config.yaml").write_text(
+        "models_to_test: ['gemma3:270m']\nsample_size: 3\nstructured: true\nnum_tokens_to_predict: 96\n"
+        "max_reasoning_chars: 120\nmax_article_chars: 300\nparallel_requests: 2\nseed: 11\n")
+    folder = tmp_path / "sentiments" / "gemma3_270m"
+    journal = folder / "MSFT.journal.jsonl"
+    with OllamaProxy(embedded_engine.base_url, models=["gemma3:270m"]) as proxy:
+        env = script_env(OLLAMA_HOST=proxy.host)
+        command = [sys.executable, str(REPO_ROOT / "eval" / "generate_model_sentiments.py"),
+                   "--config", "config.yaml", "--no-progress"]
+        process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 300
+        while _journal_lines(journal) < 2 and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        alive = process.poll() is None
+        process.kill()  # SIGKILL: no cleanup
+        _, stderr = process.communicate(timeout=30)
+        assert alive, f"the run ended before it could be killed: {stderr.decode()[-500:]}"
+        journaled = read_jsonl(journal)
+        assert 2 <= len(journaled) < 6
+        seeds = [body["options"]["seed"] for path, body in proxy.requests if path == "/api/chat"]
+        assert set(seeds) <= {11, 12, 13} and len(set(seeds)) > 1  # one seed per iteration
+        # an iteration whose answers all came before the kill already has its file
+        written_before = {int(p.stem.split("_")[1]) for p in folder.glob("MSFT_*.json")}
+        reused = [e for e in journaled if e["iteration"] not in written_before]
+
+        proxy.requests.clear()
+        rerun = run_script("eval/generate_model_sentiments.py", "--config", "config.yaml", "--no-progress",
+                           cwd=tmp_path, env=env)
+        assert rerun.returncode == 0, rerun.stderr
+        chats = [p for p, _ in proxy.requests if p == "/api/chat"]
+        assert len(chats) == 6 - len(journaled)
+    assert sorted(p.name for p in folder.glob("MSFT_*.json")) == ["MSFT_0.json", "MSFT_1.json", "MSFT_2.json"]
+    assert not journal.exists()
+    for entry in journaled:  # the journaled answers are the ones in the files
+        written = read_iteration_file(folder / f"MSFT_{entry['iteration']}.json")["sentiments"]
+        assert written[entry["key"]] == entry["record"]
+    summary = json.loads((tmp_path / "reports" / "generation_summary.json").read_text())["models"][0]
+    assert summary["iterations_skipped"] == len(written_before)
+    assert summary["answers_reused"] == len(reused) and summary["answers"] == 6 - len(journaled)
