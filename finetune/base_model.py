@@ -9,9 +9,16 @@ from pathlib import Path
 import torch
 
 from finetune.recipe import prepare_tokenizer
+from utils.chat_templates import chat_template
 from utils.errors import FinsentError
 
 log = logging.getLogger(__name__)
+
+# Texts the saved tokenizer must split exactly as llama.cpp does: numbers, currency, unicode,
+# a tweet, and (added per family) a whole chat-formatted training row with its special tokens.
+TOKENIZER_PROBES = ("Operating profit rose to EUR 13.1 mn from EUR 8.7 mn in 2007 .",
+                    "@united it's been almost 2 weeks... still no word?! Flight AA1234 – 3h late 😡",
+                    "Nokia's Q3 net sales: €1,234.5 million (−3 %), Ääkkönen Oyj")
 
 
 def gguf_to_hf_folder(gguf: Path, output: Path, family: str, dtype: str = "float32") -> str:
@@ -42,11 +49,44 @@ def gguf_to_hf_folder(gguf: Path, output: Path, family: str, dtype: str = "float
     model.save_pretrained(partial)
     prepare_tokenizer(tokenizer, family).save_pretrained(partial)
     write_sentencepiece_model(gguf, partial / "tokenizer.model")
+    check_tokenizer_matches_llama_cpp(AutoTokenizer.from_pretrained(partial), gguf, family)
     if output.exists():
         shutil.rmtree(output)
     partial.rename(output)
     n_params = sum(p.numel() for p in model.parameters())
     return f"{config.model_type}, {n_params / 1e6:.0f}M parameters, {dtype}, chat template {family}"
+
+
+def check_tokenizer_matches_llama_cpp(tokenizer, gguf: Path, family: str) -> None:
+    """A one-line error unless `tokenizer` gives llama.cpp's token ids for TOKENIZER_PROBES.
+
+    transformers rebuilds a GGUF's tokenizer itself, and some versions get it wrong (5.17 splits a
+    saved-and-reloaded Gemma tokenizer into single characters). A model fine-tuned on such ids
+    still scores well inside transformers, then answers in garbage once llama.cpp serves its GGUF,
+    so the folder is refused before any GPU time is spent on it."""
+    import httpx
+    import transformers
+
+    from utils.engine import EmbeddedEngine, EngineSettings
+
+    row = [{"role": "system", "content": "You are a financial sentiment analyst."},
+           {"role": "user", "content": TOKENIZER_PROBES[0]},
+           {"role": "assistant", "content": '{"reasoning": "Profit rose.", "sentiment": 0.8, "confidence": 0.9}'}]
+    texts = [*TOKENIZER_PROBES, tokenizer.apply_chat_template(row, chat_template=chat_template(family), tokenize=False)]
+    with EmbeddedEngine(EngineSettings(gguf_path=gguf, n_parallel=1, n_ctx=1024)) as engine:
+        url = f"http://127.0.0.1:{engine.port}/tokenize"
+        for text in texts:
+            ours = tokenizer(text, add_special_tokens=False)["input_ids"]
+            reply = httpx.post(url, json={"content": text, "add_special": False, "parse_special": True}, timeout=30)
+            theirs = reply.raise_for_status().json()["tokens"]
+            if ours != theirs:
+                at = next((i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b), min(len(ours), len(theirs)))
+                raise FinsentError(
+                    f"the tokenizer transformers {transformers.__version__} built from {gguf.name} splits text unlike "
+                    f"llama.cpp (from token {at}: {tokenizer.convert_ids_to_tokens(ours[at:at + 4])} vs "
+                    f"{tokenizer.convert_ids_to_tokens(theirs[at:at + 4])}): a model trained on it answers in "
+                    "garbage once served from GGUF; use the transformers of requirements-finetune.txt")
+    log.info("tokenizer checked against llama.cpp on %d texts", len(texts))
 
 
 def _gguf_value(gguf: Path, key: str, default=None):

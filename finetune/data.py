@@ -9,11 +9,20 @@ model's own tokens), so the trained tokens are exactly the ones the model will h
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 from utils.chat_templates import chat_template
 from utils.errors import FinsentError
+
+log = logging.getLogger(__name__)
+
+# The trainer cuts rows at max_seq_length, answer last, and drops those left with nothing to learn.
+# A few long rows are normal (a long article); more than this share means the setting or the
+# tokenizer is wrong (a tokenizer splitting text into characters makes every row several times
+# longer: the run then learns from the few rows that fit, in a tokenization llama.cpp never makes).
+MAX_TRUNCATED_SHARE = 0.01
 
 ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
 IGNORE_INDEX = -100
@@ -85,9 +94,29 @@ def _append(tokenizer, text: str, already: str, input_ids: list[int], labels: li
     labels.extend(ids if learn else [IGNORE_INDEX] * len(ids))
 
 
-def tokenized_dataset(conversations: list[list[dict[str, str]]], tokenizer, family: str):
-    """A `datasets.Dataset` of input_ids + labels, ready for TRL's SFTTrainer."""
+def tokenized_dataset(conversations: list[list[dict[str, str]]], tokenizer, family: str,
+                      max_length: int | None = None, source: str = "the dataset"):
+    """A `datasets.Dataset` of input_ids + labels, ready for TRL's SFTTrainer; with `max_length`,
+    rows longer than it are counted first (see check_lengths)."""
     from datasets import Dataset
 
     rows = [tokenize_conversation(tokenizer, family, messages) for messages in conversations]
+    if max_length is not None:
+        check_lengths([len(row["input_ids"]) for row in rows], max_length, source)
     return Dataset.from_list(rows)
+
+
+def check_lengths(lengths: list[int], max_length: int, source: str) -> None:
+    """A warning for a few rows over `max_length` tokens, a one-line error for more than
+    MAX_TRUNCATED_SHARE of them."""
+    too_long = [n for n in lengths if n > max_length]
+    if not too_long:
+        return
+    share = len(too_long) / len(lengths)
+    message = (f"{source}: {len(too_long)} of {len(lengths)} conversations ({share:.1%}) are longer than "
+               f"max_seq_length = {max_length} tokens (longest {max(too_long)}, median row "
+               f"{sorted(lengths)[len(lengths) // 2]}): their answers are cut")
+    if share > MAX_TRUNCATED_SHARE:
+        raise FinsentError(f"{message}; raise --max-seq-length, or check the tokenizer if rows this long are "
+                           "unexpected")
+    log.warning(message)

@@ -83,8 +83,9 @@ def main(argv: list[str] | None = None) -> int:
              "full fine-tune" if cfg.full_finetune else f"LoRA r={cfg.lora_r}", n_params / 1e6, precision.name,
              ", 4-bit base" if precision.load_in_4bit else "", device.name, state.num_processes)
     model, tokenizer = load_model(cfg, precision)
-    train_set = tokenized_dataset(conversations["train"], tokenizer, cfg.family)
-    validation_set = (tokenized_dataset(conversations["validation"], tokenizer, cfg.family)
+    train_set = tokenized_dataset(conversations["train"], tokenizer, cfg.family, cfg.max_seq_length, str(cfg.train_file))
+    validation_set = (tokenized_dataset(conversations["validation"], tokenizer, cfg.family, cfg.max_seq_length,
+                                        str(cfg.validation_file))
                       if conversations["validation"] else None)
 
     peak = peak_flops(device, precision)

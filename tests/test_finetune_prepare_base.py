@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import run_script
-from tests.finetune_fixtures import phrasebank_rows
+from tests.finetune_fixtures import llama_cpp_vendor, load_family_tokenizer, phrasebank_rows  # noqa: F401
 from utils.chat_templates import chat_template
+from utils.errors import FinsentError
 
 
 @pytest.mark.slow
@@ -35,3 +36,15 @@ def test_gemma_gguf_becomes_a_loadable_hf_folder(tmp_path, shared_data):
 
     again = run_script("finetune/prepare_base.py", "--output", output)
     assert again.returncode == 2 and "exists" in again.stderr and "--overwrite" in again.stderr
+
+
+def test_a_tokenizer_that_splits_text_unlike_llama_cpp_is_refused(llama_cpp_vendor):  # noqa: F811
+    # The Gemma GGUF's own tokenizer agrees with llama.cpp; the Llama-3 one, standing in for a wrong
+    # conversion (transformers 5.17 split Gemma's text into characters), is refused by name.
+    from finetune.base_model import check_tokenizer_matches_llama_cpp
+    from utils.engine import default_gguf_path
+
+    gguf = default_gguf_path()
+    check_tokenizer_matches_llama_cpp(load_family_tokenizer("gemma-3", llama_cpp_vendor), gguf, "gemma-3")
+    with pytest.raises(FinsentError, match=r"splits text unlike llama.cpp \(from token 0: .*\): a model trained on it"):
+        check_tokenizer_matches_llama_cpp(load_family_tokenizer("llama-3", llama_cpp_vendor), gguf, "gemma-3")

@@ -121,6 +121,23 @@ def test_dataset_without_conversations_is_a_one_line_error(tmp_path, tiny_llama,
     assert not (tmp_path / "out").exists()
 
 
+def test_rows_longer_than_max_seq_length_are_a_one_line_error_before_training(tmp_path, tiny_llama,  # noqa: F811
+                                                                              sharegpt_splits):  # noqa: F811
+    # Real PhraseBank rows are ~100 Llama-3 tokens with the system prompt: 48 cuts every answer.
+    args = [a if a != "256" else "48" for a in train_args(tiny_llama, sharegpt_splits, tmp_path / "out")]
+    error = one_line_error(run_script(TRAIN, *args))
+    assert error.startswith(f"error: {sharegpt_splits['train']}: 24 of 24 conversations (100.0%) are longer than "
+                            "max_seq_length = 48 tokens"), error
+    assert "raise --max-seq-length" in error
+    assert not (tmp_path / "out" / "checkpoints").exists()
+
+
+def test_a_few_long_rows_are_only_counted(tiny_llama):  # noqa: F811
+    from finetune.data import check_lengths
+
+    check_lengths([100] * 199 + [300], max_length=256, source="train.jsonl")  # 0.5%: a warning, no error
+
+
 def test_unknown_family_is_a_one_line_error(tmp_path, tiny_llama, sharegpt_splits):  # noqa: F811
     result = run_script(TRAIN, *train_args(tiny_llama, sharegpt_splits, tmp_path / "out"), "--family", "llama-2")
     assert "unknown model family 'llama-2'" in one_line_error(result)
