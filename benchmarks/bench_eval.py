@@ -7,8 +7,9 @@ every answer schema-constrained in both arms so that only the levers differ:
 * baseline — the original's loop: one request at a time, each prompt processed from scratch
   (`cache_prompt: false`), answer cap = num_tokens_to_predict (1024);
 * ours     — eval.sentiment_runner.run_model: `parallel` requests in flight on as many llama.cpp
-  slots (continuous batching), the shared prompt prefix reused from the slot's KV cache, the
-  answer capped at --max-tokens.
+  slots (continuous batching), article-major, so each slot gets the same prompt back to back
+  and reuses all of it from its KV cache (only the answer is decoded), the answer capped at
+  --max-tokens.
 
 Articles: the 6 of examples/news_snapshot.json, then pseudo-articles of 6 consecutive real
 Financial PhraseBank sentences (../shared/data) up to N. Prints answers/s of both arms, the
