@@ -16,7 +16,8 @@
 #   --text-column, --label-column, --label-map ...).
 # Environment (defaults): DATA (data/sharegpt: steps 01, 02, 04, 05 on ../shared/data), WORK
 # (outputs/gpu_quality), BACKEND (unsloth), FALLBACK_BACKEND (hf: trains again with it if BACKEND
-# fails; empty: no second try), EPOCHS (2), LR (1e-4), BATCH (32), PARALLEL (16 engine slots),
+# fails; empty: no second try), BASE_FREE_CORES (4: cores the base evaluation leaves to training),
+# EPOCHS (2), LR (1e-4), BATCH (32), PARALLEL (16 engine slots),
 # LLAMA_CPP (required: llama.cpp's converter folder, an unpacked llama-cpp-python sdist's vendor/llama.cpp),
 # QUANTIZE (a llama-quantize binary; default: llama-cpp-python's quantizer through export_gguf.py),
 # RESULTS (benchmarks/results/finetune_quality.json). For a quick smoke run of the pipeline's
@@ -73,12 +74,15 @@ if [ "$stage" != measure ]; then
     ${BASE_GGUF:+--gguf "$BASE_GGUF"}
   echo "prepare_base_s $(since "$t")" > "$WORK/times/prepare_base"
 
-  stamp "base 5-shot evaluation on the FPB test split (background, CPU)"
+  # The base's engine leaves BASE_FREE_CORES to the trainer (Unsloth compiles its kernels on the
+  # CPUs: its first step took 309 s while an engine held every core).
+  base_threads=$(( $(nproc) - ${BASE_FREE_CORES:-4} )); [ "$base_threads" -ge 1 ] || base_threads=1
+  stamp "base 5-shot evaluation on the FPB test split (background, $base_threads CPU threads)"
   rm -f "$WORK/eval/base.done"
   setsid nohup bash -c 's=$(date +%s); python eval/evaluate_labelled.py --output "$1/eval/base" --parallel "$2" \
     --num-ctx 2048 --no-progress --set eval.default_temperature=0 --input "$3/test.jsonl" --source "$4" \
-    --prompt few-shot --structured --validation-limit 100 $5 > "$1/eval/base.log" 2>&1; echo $? > "$1/eval/base.done"; \
-    echo "base_eval_s $(( $(date +%s) - s ))" > "$1/times/base_eval"' _ "$WORK" "$PARALLEL" "$DATA" $FPB "$limit" \
+    --prompt few-shot --structured --validation-limit 100 --threads "$6" $5 > "$1/eval/base.log" 2>&1; echo $? > "$1/eval/base.done"; \
+    echo "base_eval_s $(( $(date +%s) - s ))" > "$1/times/base_eval"' _ "$WORK" "$PARALLEL" "$DATA" $FPB "$limit" "$base_threads" \
     < /dev/null > /dev/null 2>&1 &
 
   t=$(date +%s)
@@ -125,12 +129,6 @@ if [ "$stage" != train ]; then
       --source $FPB --prompt trained --no-structured --validation-limit 60 2>&1 | tail -3
     echo "eval_${quant}_s $(since "$t")" > "$WORK/times/eval_$quant"
   done
-  if [ -n "$extra" ]; then
-    stamp "evaluate q4_k_m on $extra"
-    # shellcheck disable=SC2086  # ARGS are evaluate_labelled flags, split on purpose
-    evaluate extra --gguf "$WORK/gguf/$NAME-q4_k_m.gguf" --name "$NAME-q4_k_m" --input "$extra" \
-      --prompt trained --no-structured $extra_args 2>&1 | tail -3
-  fi
 
   t=$(date +%s); stamp "variance: q4_k_m × $SAMPLE_SIZE iterations at temperature 0.2 on examples/news_snapshot.json"
   cat > "$WORK/variance.yaml" <<EOF
@@ -146,6 +144,12 @@ EOF
   python eval/generate_model_sentiments.py --config "$WORK/variance.yaml" --snapshot examples/news_snapshot.json \
     --no-progress 2>&1 | tail -4
   echo "variance_s $(since "$t")" > "$WORK/times/variance"
+  if [ -n "$extra" ]; then
+    stamp "evaluate q4_k_m on $extra"
+    # shellcheck disable=SC2086  # ARGS are evaluate_labelled flags, split on purpose
+    evaluate extra --gguf "$WORK/gguf/$NAME-q4_k_m.gguf" --name "$NAME-q4_k_m" --input "$extra" \
+      --prompt trained --no-structured $extra_args 2>&1 | tail -3
+  fi
 
   python benchmarks/quality_summary.py --work "$WORK" --model-name $NAME \
     --settings "full_finetune=true epochs=$EPOCHS lr=$LR batch=$BATCH data=tweets+FPB (step 05 train split)" \

@@ -60,6 +60,7 @@ class ModelSpec(BaseModel):
     api_key_env: str | None = None  # openai: name of the variable holding the key
     gguf: str | None = None  # llamacpp: path of the GGUF (default Gemma 3 270M)
     chat_template: str | None = None  # llamacpp: jinja template (default: the GGUF's own)
+    threads: int | None = Field(default=None, ge=1)  # llamacpp: CPU threads (default: every core)
 
     @field_validator("base_urls", mode="before")
     @classmethod
@@ -311,7 +312,7 @@ class LlamaCppBackend:
             # Each slot gets num_ctx tokens: the engine's context is shared by its slots.
             settings = EngineSettings(gguf_path=Path(self.spec.gguf) if self.spec.gguf else None,
                                       n_parallel=self.parallel, n_ctx=self.spec.num_ctx * self.parallel,
-                                      chat_template=self.spec.chat_template)
+                                      n_threads=self.spec.threads, chat_template=self.spec.chat_template)
             self._engine = EmbeddedEngine(settings).start()
         self.where = self._engine.base_url
         self._http = httpx.Client(base_url=self._engine.base_url, timeout=self._timeout)

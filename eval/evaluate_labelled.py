@@ -54,6 +54,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--parallel", type=int, help="requests in flight (default: eval.parallel_requests)")
     parser.add_argument("--max-tokens", type=int, default=256, help="answer length cap")
     parser.add_argument("--num-ctx", type=int, default=2048, help="context per request (tokens)")
+    parser.add_argument("--threads", type=int,
+                        help="embedded llama.cpp engine: CPU threads (default: every core), to leave some to other work")
     parser.add_argument("--seed", type=int, default=42, help="sampling of rows and of the held-out split")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
@@ -69,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     config = config_from_args(args, {"eval.parallel_requests": args.parallel}).eval
     entry = model_entry_from_cli(args.model, args.gguf, name=args.name, prompt=args.prompt,
                                  structured=args.structured, max_tokens=args.max_tokens, num_ctx=args.num_ctx,
+                                 threads=args.threads,
                                  chat_template=chat_template(args.chat_template) if args.chat_template else None)
     spec = parse_model_entry(entry, 1, config)
     data = load_labelled(args.input, text_column=args.text_column, label_column=args.label_column,

@@ -98,9 +98,10 @@ def test_script_end_to_end_on_the_embedded_model(tmp_path, shared_data):
     out = tmp_path / "eval_out"
     args = ["--input", tmp_path / "sharegpt" / "test.jsonl", "--output", out, "--source", "financial_phrasebank",
             "--prompt", "trained", "--structured", "--max-tokens", "64", "--parallel", "4", "--no-progress",
-            "--set", "eval.max_reasoning_chars=100"]
+            "--threads", "2", "--set", "eval.max_reasoning_chars=100"]
     result = run_script("eval/evaluate_labelled.py", *args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    assert "4 slots, 2 CPU threads" in result.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["rows"] == 3 and metrics["threshold_chosen_on"]["rows"] == 2
     assert metrics["prompt"] == "trained" and metrics["structured"] is True

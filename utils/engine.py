@@ -98,8 +98,8 @@ class EmbeddedEngine:
             params.cpuparams_batch.n_threads = self.settings.n_threads
         self.port = self.settings.port or free_port()
         params.port = self.port
-        log.info("starting the embedded llama.cpp engine on %s (%s, %d slots)",
-                 self.base_url, path.name, self.settings.n_parallel)
+        log.info("starting the embedded llama.cpp engine on %s (%s, %d slots, %s CPU threads)",
+                 self.base_url, path.name, self.settings.n_parallel, self.settings.n_threads or "all")
         try:
             self._server = xllamacpp.Server(params)
         except Exception as exc:  # the binding raises bare RuntimeErrors with llama.cpp's text
