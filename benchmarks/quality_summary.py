@@ -56,6 +56,8 @@ def variance_figures(folder: Path) -> dict | None:
     return {"iterations": int(data.files["iteration"].nunique()), "articles": int(per_article.size),
             "valid_json": round(float(data.answers["valid"].mean()), 4),
             "mean_variance": round(float(per_article.mean()), 5), "max_variance": round(float(per_article.max()), 5),
+            # The ticker-level figure: each iteration's (confidence-weighted) average_sentiment.
+            "iteration_average_variance": round(float(data.files["average_sentiment"].var(ddof=0)), 5),
             "per_article": {k: round(float(v), 5) for k, v in per_article.items()}}
 
 
@@ -101,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"{figures['valid_json']:>10.2%} {figures['rows']:>5}")
     for name, (value, ok, target) in checks.items():
         print(f"{'met ' if ok else 'MISS'} {name}: {value} (target {target})")
+    if variance:
+        print(f"info variance of the {variance['iterations']} iterations' average_sentiment (q4_k_m): "
+              f"{variance['iteration_average_variance']}")
     print(f"results in {args.output}")
     return 0
 
