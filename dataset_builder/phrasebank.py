@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class AgreementLevel:
-    name: str          # file Sentences_<name>.txt
+    name: str          # file Sentences_<name>.txt (see level_file)
     confidence: float
     wording: str       # for the reasoning sentence
 
@@ -59,8 +59,22 @@ def _resaved_as_utf8(path: Path, encoding: str) -> bool:
     return not raw.isascii()
 
 
+def level_file(folder: Path, level_name: str) -> Path:
+    """The dataset's own `Sentences_<level>.txt`, else the one `*_<level>.txt` in the folder (a
+    sample under another name, such as examples/). Not found: the dataset's name, for the error."""
+    folder = Path(folder)
+    exact = folder / f"Sentences_{level_name}.txt"
+    if exact.is_file():
+        return exact
+    found = sorted(folder.glob(f"*_{level_name}.txt"))
+    if len(found) > 1:
+        raise FinsentError(f"{folder}: several files for agreement level {level_name}: "
+                           f"{', '.join(path.name for path in found)}")
+    return found[0] if found else exact
+
+
 def read_level(folder: Path, level: AgreementLevel, encoding: str) -> list[Sentence]:
-    path = Path(folder) / f"Sentences_{level.name}.txt"
+    path = level_file(folder, level.name)
     text = read_text_file(path, encoding, "Financial PhraseBank file")
     if "\x00" in text:
         raise FinsentError(f"{path}: contains NUL bytes: not {encoding} text (UTF-16?)")

@@ -3,7 +3,7 @@
 Inputs (`load_labelled`):
 * step 05's ShareGPT JSONL (`{"conversations": [system, human, gpt], "source", "label"}`), or
   its folder (test.jsonl, with validation.jsonl beside it for the threshold);
-* Financial PhraseBank: its folder (`Sentences_<agreement>.txt`) or one of its files
+* Financial PhraseBank: its folder (`Sentences_<agreement>.txt`, or `*_<agreement>.txt`) or one of its files
   (ISO-8859-1, `sentence@label`);
 * any CSV or JSONL with a text and a label column (`label_map` turns the user's labels into
   positive/neutral/negative).
@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from dataset_builder.phrasebank import level_file
 from eval.backends import BackendUnavailable, ModelSpec, SentimentBackend
 from utils.errors import FinsentError
 from utils.io import JsonlAppender, atomic_path, atomic_write_json, read_jsonl
@@ -156,7 +157,7 @@ def resolve_input(path: str | Path, fpb_agreement: str = "50Agree") -> tuple[Pat
     if path.is_dir():
         if (path / "test.jsonl").is_file():
             return path / "test.jsonl", path / "validation.jsonl" if (path / "validation.jsonl").is_file() else None
-        fpb = path / f"Sentences_{fpb_agreement}.txt"
+        fpb = level_file(path, fpb_agreement)
         if fpb.is_file():
             return fpb, None
         raise FinsentError(f"{path}: neither step 05's test.jsonl nor Financial PhraseBank's {fpb.name} is in it")

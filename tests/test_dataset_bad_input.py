@@ -71,9 +71,22 @@ def test_step_01_bad_input(tmp_path, case):
 
 @pytest.fixture
 def phrasebank_copy(repo_root, tmp_path) -> Path:
+    """The examples under the dataset's own file names (Sentences_<level>.txt)."""
+    folder = tmp_path / "fpb"
+    folder.mkdir()
+    for sample in (repo_root / "examples" / "financial_phrasebank").glob("finsent_sample_*.txt"):
+        shutil.copyfile(sample, folder / sample.name.replace("finsent_sample_", "Sentences_"))
+    return folder
+
+
+def test_step_02_two_files_for_one_level(repo_root, tmp_path):
     folder = tmp_path / "fpb"
     shutil.copytree(repo_root / "examples" / "financial_phrasebank", folder)
-    return folder
+    shutil.copyfile(folder / "finsent_sample_66Agree.txt", folder / "copy_66Agree.txt")
+    output = tmp_path / "out" / "fpb.csv"
+    output.parent.mkdir()
+    assert_fails_cleanly(STEP_02, folder, output, "several files for agreement level 66Agree",
+                         "copy_66Agree.txt", "finsent_sample_66Agree.txt")
 
 
 @pytest.mark.parametrize("case", ["missing folder", "missing file", "wrong encoding", "re-saved as utf-8",

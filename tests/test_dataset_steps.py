@@ -123,7 +123,7 @@ def test_steps_01_02_run_on_the_examples_with_the_project_config(repo_root, tmp_
     tweets, sentences = read_labelled(tmp_path / "t.csv"), read_labelled(tmp_path / "p.csv")
     assert len(tweets) == sum(1 for _ in csv.DictReader(open(repo_root / "examples/airline_tweets/tweets_example.csv",
                                                               encoding="utf-8", newline="")))
-    fifty = (repo_root / "examples/financial_phrasebank/Sentences_50Agree.txt").read_text(encoding="iso-8859-1")
+    fifty = (repo_root / "examples/financial_phrasebank/finsent_sample_50Agree.txt").read_text(encoding="iso-8859-1")
     assert len(sentences) == len({line.rsplit("@", 1)[0] for line in fifty.splitlines()})
     assert any("ä" in article for article, _ in sentences)  # decoded as ISO-8859-1, not mojibake
 

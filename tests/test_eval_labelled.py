@@ -40,6 +40,14 @@ def test_financial_phrasebank_folder_and_file(shared_data):
     assert not {r.row for r in held.test} & {r.row for r in held.validation}
 
 
+def test_a_phrasebank_sample_under_its_own_names(repo_root):
+    sample = repo_root / "examples" / "financial_phrasebank"  # finsent_sample_<level>.txt
+    data = load_labelled(sample, fpb_agreement="66Agree", validation_fraction=0)
+    lines = (sample / "finsent_sample_66Agree.txt").read_text(encoding="iso-8859-1").splitlines()
+    assert data.description == str(sample / "finsent_sample_66Agree.txt")
+    assert len(data.test) == len([line for line in lines if line.strip()])
+
+
 def test_step05_jsonl_with_source_filter(tmp_path, shared_data):
     write_step05(tmp_path / "sharegpt", shared_data / "financial_phrasebank" / "Sentences_AllAgree.txt", 6, 3)
     data = load_labelled(tmp_path / "sharegpt", source="financial_phrasebank")
