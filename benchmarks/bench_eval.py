@@ -1,8 +1,9 @@
 """Eval throughput: our runner vs the original study's loop on the same embedded llama.cpp server.
 
 Workload: N articles × K iterations × 2 models (Gemma 3 270M with the few-shot prompt, as the
-original sent base models, and with the bare-text "trained" prompt, as it sent fine-tunes),
-every answer schema-constrained in both arms so that only the levers differ:
+original sent base models, and with the bare-text "trained" prompt, as it sent fine-tunes: the
+base Gemma again, or with --trained-gguf a real fine-tune such as gpu_quality.sh's), every
+answer schema-constrained in both arms so that only the levers differ:
 
 * baseline — the original's loop: one request at a time, each prompt processed from scratch
   (`cache_prompt: false`), answer cap = num_tokens_to_predict (1024);
@@ -24,6 +25,7 @@ import json
 import platform
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,6 +63,8 @@ def main() -> int:
                         help="our runner: the schema's cap on the reasoning (baseline: 400)")
     parser.add_argument("--baseline-max-tokens", type=int, default=1024, help="the original's num_predict")
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "eval.json"))
+    parser.add_argument("--trained-gguf", help="the trained-prompt model: a fine-tuned GGUF (finetune/export_gguf.py); "
+                        "default: the base Gemma, which does not know that prompt")
     parser.add_argument("--ours-only", action="store_true",
                         help="skip the baseline: a quick look at our arm's settings (no ratio; give --output)")
     args = parser.parse_args()
@@ -70,15 +74,21 @@ def main() -> int:
     from eval.news import Snapshot
 
     snapshot = Snapshot(ticker="MSFT", fetched_at="", articles=articles(args.articles))
+    trained = ({"model": Path(args.trained_gguf).stem + "-trained", "gguf": args.trained_gguf} if args.trained_gguf
+               else {"model": "gemma-3-270m-trained"})
     models = [{"backend": "llamacpp", "model": "gemma-3-270m-fewshot", "prompt": "few-shot", "structured": True},
-              {"backend": "llamacpp", "model": "gemma-3-270m-trained", "prompt": "trained", "structured": True}]
+              {"backend": "llamacpp", "prompt": "trained", "structured": True, **trained}]
     workload = len(snapshot.articles) * args.iterations * len(models)
     print(f"workload: {len(snapshot.articles)} articles × {args.iterations} iterations × {len(models)} models "
           f"= {workload} answers per arm")
-    # One server for both arms: slots for our runner; the baseline simply uses one at a time.
-    settings = EngineSettings(n_parallel=args.parallel, n_ctx=2048 * args.parallel)
+    # One server per GGUF for both arms: slots for our runner; the baseline simply uses one at a time.
     results: dict[str, dict] = {}
-    with EmbeddedEngine(settings) as engine:
+    with ExitStack() as stack:
+        engines: dict[str | None, EmbeddedEngine] = {}
+        for gguf in dict.fromkeys(model.get("gguf") for model in models):
+            settings = EngineSettings(gguf_path=Path(gguf) if gguf else None, n_parallel=args.parallel,
+                                      n_ctx=2048 * args.parallel)
+            engines[gguf] = stack.enter_context(EmbeddedEngine(settings))
         for arm in ("ours",) if args.ours_only else ("baseline", "ours"):
             config = EvalConfig(sample_size=args.iterations,
                                 max_reasoning_chars=400 if arm == "baseline" else args.reasoning_chars,
@@ -88,7 +98,7 @@ def main() -> int:
             answers = valid = 0
             started = time.monotonic()
             for spec in parse_model_entries(models, config):
-                backend = make_backend(spec, config, engine=engine)
+                backend = make_backend(spec, config, engine=engines[spec.gguf])
                 backend.check()
                 if arm == "baseline":
                     backend.cache_prompt = False
@@ -121,7 +131,7 @@ def main() -> int:
     atomic_write_json(args.output, {
         "benchmark": "eval", "command": "python " + " ".join(sys.argv), "workload": {
             "articles": len(snapshot.articles), "iterations": args.iterations, "models": len(models),
-            "answers_per_arm": workload},
+            "answers_per_arm": workload, "trained_gguf": args.trained_gguf},
         "baseline": {**results["baseline"], "parallel": 1, "cache_prompt": False,
                      "max_tokens": args.baseline_max_tokens, "max_reasoning_chars": 400},
         "ours": {**results["ours"], "parallel": args.parallel, "cache_prompt": True, "max_tokens": args.max_tokens,
