@@ -1,6 +1,7 @@
 """Reading input files with one-line errors, and the `Article, JSON` CSV that steps 01–03 write."""
 from __future__ import annotations
 
+import argparse
 import csv
 import io
 import json
@@ -19,6 +20,21 @@ LABELLED_COLUMNS = ("Article", "JSON")
 class LabelledText:
     article: str
     response: SentimentResponse
+
+
+def annotated_sentiment(polarity: float, agreement: float, graded: bool) -> float:
+    """The target sentiment of a human-annotated text: its label's polarity (-1, 0 or 1), or with
+    `graded` the annotators' expected vote, polarity × agreement rounded to 0.1. Hard targets teach
+    a model to answer only -1, 0 or 1, so one doubtful answer in a sample moves a whole unit;
+    graded targets let it answer a doubtful text with a smaller number."""
+    return round(polarity * agreement, 1) if graded else polarity
+
+
+def add_graded_sentiment_flag(parser: argparse.ArgumentParser) -> None:
+    """Steps 01 and 02's shared --graded-sentiment / --no-graded-sentiment."""
+    parser.add_argument("--graded-sentiment", action=argparse.BooleanOptionalAction, default=None,
+                        help="sentiment = label polarity × annotator agreement, rounded to 0.1, "
+                             "instead of -1/0/1 (dataset.graded_sentiment)")
 
 
 def response_json(response: SentimentResponse) -> str:

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from dataset_builder.labelled_csv import LabelledText, read_text_file
+from dataset_builder.labelled_csv import LabelledText, annotated_sentiment, read_text_file
 from utils.errors import FinsentError
 from utils.schema import SentimentResponse
 
@@ -97,23 +97,24 @@ def read_level(folder: Path, level: AgreementLevel, encoding: str) -> list[Sente
     return sentences
 
 
-def _labelled(sentence: Sentence) -> LabelledText:
+def _labelled(sentence: Sentence, graded: bool) -> LabelledText:
     return LabelledText(sentence.text, SentimentResponse(
         reasoning=phrasebank_reasoning(sentence.label, sentence.level),
-        sentiment=PHRASEBANK_SENTIMENT[sentence.label],
+        sentiment=annotated_sentiment(PHRASEBANK_SENTIMENT[sentence.label], sentence.level.confidence, graded),
         confidence=sentence.level.confidence))
 
 
-def process_phrasebank(folder: Path, encoding: str = "iso-8859-1",
-                       original_concat: bool = False) -> list[LabelledText]:
+def process_phrasebank(folder: Path, encoding: str = "iso-8859-1", original_concat: bool = False,
+                       graded: bool = False) -> list[LabelledText]:
     """Each sentence once, at its highest agreement level (default), or the original's
-    concatenation of all four files (each sentence up to four times)."""
+    concatenation of all four files (each sentence up to four times); `graded`: see
+    annotated_sentiment."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FinsentError(f"Financial PhraseBank folder not found: {folder}")
     levels = [read_level(folder, level, encoding) for level in AGREEMENT_LEVELS]
     if original_concat:
-        return [_labelled(s) for sentences in levels for s in sentences]
+        return [_labelled(s, graded) for sentences in levels for s in sentences]
     kept: dict[str, Sentence] = {}
     for sentences in levels:
         for sentence in sentences:
@@ -122,4 +123,4 @@ def process_phrasebank(folder: Path, encoding: str = "iso-8859-1",
                 log.warning("two labels for one sentence: kept %s@%s (%s), dropped %s@%s (%s): %.70s",
                             first.level.name, first.label, first.where,
                             sentence.level.name, sentence.label, sentence.where, sentence.text)
-    return [_labelled(s) for s in kept.values()]
+    return [_labelled(s, graded) for s in kept.values()]

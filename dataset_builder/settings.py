@@ -97,6 +97,9 @@ class DatasetConfig(BaseModel):
     tweets_dedupe: bool = False
     # step 02: the original's concatenation of the four nested files (14,780 rows, leaky)
     phrasebank_original_concat: bool = False
+    # steps 01 and 02: sentiment = label polarity × annotator agreement, rounded to 0.1, instead
+    # of -1/0/1 (dataset_builder.labelled_csv.annotated_sentiment)
+    graded_sentiment: bool = False
 
     # outputs of each step (step 03's is written by the labeller)
     step_01_csv: Path = Path("data/step_01_tweets.csv")

@@ -1,11 +1,12 @@
 """Step 01: airline tweets (Kaggle Tweets.csv) → CSV of Article, JSON (a SentimentResponse):
-positive 1.0 / neutral 0.0 / negative -1.0, confidence = airline_sentiment_confidence."""
+positive 1.0 / neutral 0.0 / negative -1.0 (--graded-sentiment: × the confidence, rounded to 0.1),
+confidence = airline_sentiment_confidence."""
 from __future__ import annotations
 
 import logging
 import sys
 
-from dataset_builder.labelled_csv import write_labelled_csv
+from dataset_builder.labelled_csv import add_graded_sentiment_flag, write_labelled_csv
 from dataset_builder.tweets import process_tweets
 from utils.cli import config_from_args, stage_parser
 from utils.errors import cli_entry
@@ -20,11 +21,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", help="output CSV (default: dataset.step_01_csv)")
     parser.add_argument("--dedupe", action="store_true", default=None,
                         help="keep only the first tweet of each repeated text (dataset.tweets_dedupe)")
+    add_graded_sentiment_flag(parser)
     args = parser.parse_args(argv)
     config = config_from_args(args, {"dataset.tweets_csv": args.input, "dataset.step_01_csv": args.output,
-                                     "dataset.tweets_dedupe": args.dedupe}).dataset
+                                     "dataset.tweets_dedupe": args.dedupe,
+                                     "dataset.graded_sentiment": args.graded_sentiment}).dataset
 
-    rows = process_tweets(config.tweets_csv, dedupe=config.tweets_dedupe)
+    rows = process_tweets(config.tweets_csv, dedupe=config.tweets_dedupe, graded=config.graded_sentiment)
     write_labelled_csv(config.step_01_csv, rows)
     log.info("%d tweets%s from %s → %s", len(rows), " (deduplicated)" if config.tweets_dedupe else "",
              config.tweets_csv, config.step_01_csv)

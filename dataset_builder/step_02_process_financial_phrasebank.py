@@ -1,12 +1,14 @@
 """Step 02: Financial PhraseBank folder (ISO-8859-1, sentence@label) → CSV of Article, JSON.
 Each sentence once at its highest agreement level (confidence AllAgree 1.0, 75 → 0.75,
-66 → 0.66, 50 → 0.5), or --original-concat for the original's four concatenated files."""
+66 → 0.66, 50 → 0.5), or --original-concat for the original's four concatenated files.
+Sentiment: positive 1.0 / neutral 0.0 / negative -1.0 (--graded-sentiment: × the confidence,
+rounded to 0.1)."""
 from __future__ import annotations
 
 import logging
 import sys
 
-from dataset_builder.labelled_csv import write_labelled_csv
+from dataset_builder.labelled_csv import add_graded_sentiment_flag, write_labelled_csv
 from dataset_builder.phrasebank import process_phrasebank
 from utils.cli import config_from_args, stage_parser
 from utils.errors import cli_entry
@@ -22,13 +24,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--original-concat", action="store_true", default=None,
                         help="the original's concatenation: every sentence once per file it is in "
                              "(14,780 rows; leaks across splits) (dataset.phrasebank_original_concat)")
+    add_graded_sentiment_flag(parser)
     args = parser.parse_args(argv)
     config = config_from_args(args, {"dataset.phrasebank_dir": args.input,
                                      "dataset.step_02_csv": args.output,
-                                     "dataset.phrasebank_original_concat": args.original_concat}).dataset
+                                     "dataset.phrasebank_original_concat": args.original_concat,
+                                     "dataset.graded_sentiment": args.graded_sentiment}).dataset
 
     rows = process_phrasebank(config.phrasebank_dir, encoding=config.phrasebank_encoding,
-                              original_concat=config.phrasebank_original_concat)
+                              original_concat=config.phrasebank_original_concat,
+                              graded=config.graded_sentiment)
     write_labelled_csv(config.step_02_csv, rows)
     log.info("%d sentences%s from %s → %s", len(rows),
              " (original concatenation)" if config.phrasebank_original_concat else "",

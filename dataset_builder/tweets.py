@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dataset_builder.labelled_csv import LabelledText, read_csv_rows
+from dataset_builder.labelled_csv import LabelledText, annotated_sentiment, read_csv_rows
 from utils.errors import FinsentError
 from utils.schema import SentimentResponse
 
@@ -35,9 +35,10 @@ def _confidence(value: str, where: str) -> float:
     return confidence
 
 
-def process_tweets(path: Path, dedupe: bool = False) -> list[LabelledText]:
+def process_tweets(path: Path, dedupe: bool = False, graded: bool = False) -> list[LabelledText]:
     """Every tweet as a labelled text (a repeated text stays a separate tweet unless `dedupe`,
-    which keeps the first). Unknown label, bad confidence or empty text → error naming the row."""
+    which keeps the first; `graded`: see annotated_sentiment). Unknown label, bad confidence or
+    empty text → error naming the row."""
     labelled: list[LabelledText] = []
     seen: set[str] = set()
     for line, row in read_csv_rows(path, TWEET_COLUMNS, "tweets CSV"):
@@ -51,8 +52,9 @@ def process_tweets(path: Path, dedupe: bool = False) -> list[LabelledText]:
         if dedupe and text in seen:
             continue
         seen.add(text)
+        confidence = _confidence(row["airline_sentiment_confidence"], where)
         response = SentimentResponse(reasoning=tweet_reasoning(label, row["negativereason"]),
-                                     sentiment=TWEET_SENTIMENT[label],
-                                     confidence=_confidence(row["airline_sentiment_confidence"], where))
+                                     sentiment=annotated_sentiment(TWEET_SENTIMENT[label], confidence, graded),
+                                     confidence=confidence)
         labelled.append(LabelledText(text, response))
     return labelled

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -117,6 +118,48 @@ def test_step_02_original_concat_reproduces_the_original_rows(shared_data, tmp_p
     assert Counter(r.confidence for _, r in rows) == {lv.confidence: len(levels[lv.name]) for lv in AGREEMENT_LEVELS}
 
 
+def read_split_records(folder: Path) -> dict[str, list[tuple[str, str, float]]]:
+    """Each split's (text, label, sentiment) in file order."""
+    splits = {}
+    for split in ("train", "validation", "test"):
+        records = [json.loads(line) for line in (folder / f"{split}.jsonl").read_text(encoding="utf-8").splitlines()]
+        splits[split] = [(r["conversations"][1]["value"], r["label"],
+                          json.loads(r["conversations"][2]["value"])["sentiment"]) for r in records]
+    return splits
+
+
+def test_graded_sentiment_is_polarity_times_agreement_and_keeps_every_label_and_split(
+        shared_data, tweets_rows, tmp_path):
+    tweets_csv, folder = shared_data / "airline_tweets" / "Tweets.csv", shared_data / "financial_phrasebank"
+    for kind, switch in (("hard", []), ("graded", ["--graded-sentiment"])):
+        run_ok(STEP_01, "--input", tweets_csv, "--output", tmp_path / f"{kind}_01.csv", *switch)
+        # the config key, not the flag, for step 02
+        run_ok(STEP_02, "--input", folder, "--output", tmp_path / f"{kind}_02.csv",
+               "--set", f"dataset.graded_sentiment={str(bool(switch)).lower()}")
+        run_ok("dataset_builder/step_04_join_outputs.py", "--input", f"tweets={tmp_path / f'{kind}_01.csv'}",
+               "--input", f"financial_phrasebank={tmp_path / f'{kind}_02.csv'}", "--output", tmp_path / f"{kind}_04.csv")
+        run_ok("dataset_builder/step_05_build_sharegpt_dataset.py", "--input", tmp_path / f"{kind}_04.csv",
+               "--output", tmp_path / kind)
+
+    tweets = read_labelled(tmp_path / "graded_01.csv")
+    for (_, response), source in zip(tweets, tweets_rows, strict=True):
+        polarity = TWEET_SENTIMENT[source["airline_sentiment"]]
+        assert response.sentiment == round(polarity * float(source["airline_sentiment_confidence"]), 1)
+        assert response.confidence == float(source["airline_sentiment_confidence"])
+    sentences = read_labelled(tmp_path / "graded_02.csv")
+    hard_sentences = dict(read_labelled(tmp_path / "hard_02.csv"))
+    for article, response in sentences:
+        assert response.sentiment == round(hard_sentences[article].sentiment * response.confidence, 1)
+    assert {r.sentiment for _, r in sentences} == {-1.0, -0.8, -0.7, -0.5, 0.0, 0.5, 0.7, 0.8, 1.0}
+
+    # The smallest graded polarity (0.3) is above step 05's threshold: same labels, same splits.
+    hard, graded = read_split_records(tmp_path / "hard"), read_split_records(tmp_path / "graded")
+    for split in hard:
+        assert [(text, label) for text, label, _ in graded[split]] == [(text, label) for text, label, _ in hard[split]]
+    assert any(0 < abs(sentiment) < 1 for _, _, sentiment in graded["train"])
+    assert all(abs(sentiment) in (0, 1) for _, _, sentiment in hard["train"])
+
+
 def test_steps_01_02_run_on_the_examples_with_the_project_config(repo_root, tmp_path):
     run_ok(STEP_01, "--output", tmp_path / "t.csv")
     run_ok(STEP_02, "--output", tmp_path / "p.csv")
@@ -129,8 +172,8 @@ def test_steps_01_02_run_on_the_examples_with_the_project_config(repo_root, tmp_
 
 
 @pytest.mark.parametrize("script, purpose, flags", [
-    (STEP_01, "Step 01: airline tweets", ["--input", "--output", "--dedupe", "--config", "--set"]),
-    (STEP_02, "Step 02: Financial PhraseBank", ["--input", "--output", "--original-concat"]),
+    (STEP_01, "Step 01: airline tweets", ["--input", "--output", "--dedupe", "--graded-sentiment", "--config", "--set"]),
+    (STEP_02, "Step 02: Financial PhraseBank", ["--input", "--output", "--original-concat", "--graded-sentiment"]),
     ("dataset_builder/step_04_join_outputs.py", "Step 04: join", ["--input", "SOURCE=PATH", "--output"]),
     ("dataset_builder/step_05_build_sharegpt_dataset.py", "Step 05:", ["--input", "--output", "--push-to-hub"]),
 ])
