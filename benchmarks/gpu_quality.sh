@@ -20,7 +20,8 @@
 # EPOCHS (2), LR (1e-4), BATCH (32), PARALLEL (16 engine slots),
 # LLAMA_CPP (required: llama.cpp's converter folder, an unpacked llama-cpp-python sdist's vendor/llama.cpp),
 # QUANTIZE (a llama-quantize binary; default: llama-cpp-python's quantizer through export_gguf.py),
-# RESULTS (benchmarks/results/finetune_quality.json). For a quick smoke run of the pipeline's
+# RESULTS (benchmarks/results/finetune_quality.json), DATA_DESC (what DATA holds, for the results'
+# settings line: "tweets+FPB (step 05 train split)"). For a quick smoke run of the pipeline's
 # plumbing: EVAL_LIMIT (test and validation rows per evaluation; default all) and SAMPLE_SIZE
 # (variance iterations, 15).
 set -euo pipefail
@@ -41,6 +42,7 @@ DATA=${DATA:-data/sharegpt}; WORK=${WORK:-outputs/gpu_quality}; BACKEND=${BACKEN
 FALLBACK_BACKEND=${FALLBACK_BACKEND-hf}
 EPOCHS=${EPOCHS:-2}; LR=${LR:-1e-4}; BATCH=${BATCH:-32}; PARALLEL=${PARALLEL:-16}
 RESULTS=${RESULTS:-benchmarks/results/finetune_quality.json}; SAMPLE_SIZE=${SAMPLE_SIZE:-15}
+DATA_DESC=${DATA_DESC:-tweets+FPB (step 05 train split)}
 limit=${EVAL_LIMIT:+--limit $EVAL_LIMIT --validation-limit $EVAL_LIMIT}
 NAME=finsent-gemma-3-270m; FPB=financial_phrasebank
 export PYTHONUNBUFFERED=1
@@ -152,6 +154,6 @@ EOF
   fi
 
   python benchmarks/quality_summary.py --work "$WORK" --model-name $NAME \
-    --settings "full_finetune=true epochs=$EPOCHS lr=$LR batch=$BATCH data=tweets+FPB (step 05 train split)" \
+    --settings "full_finetune=true epochs=$EPOCHS lr=$LR batch=$BATCH data=$DATA_DESC" \
     --output "$RESULTS"
 fi
