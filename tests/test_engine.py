@@ -4,7 +4,7 @@ import pytest
 
 from utils.engine import EmbeddedEngine, EngineSettings
 from utils.errors import FinsentError
-from utils.prompts import analysis_messages
+from utils.prompts import analysis_messages, date_message
 from utils.schema import parse_sentiment_response, sentiment_json_schema
 
 
@@ -27,3 +27,18 @@ def test_schema_constrained_answer_is_a_valid_response(embedded_engine):
 def test_missing_gguf_is_a_one_line_error(tmp_path):
     with pytest.raises(FinsentError, match="GGUF model not found"):
         EmbeddedEngine(EngineSettings(gguf_path=tmp_path / "absent.gguf")).start()
+
+
+def test_articles_with_different_dates_reuse_the_whole_few_shot_prefix(embedded_engine):
+    """The date comes after the 5-shot examples, so the server's prompt cache keeps all of them
+    when the next article (another date, another text) arrives: only its tail is processed."""
+    def prompt_tokens(text: str, published: str) -> tuple[int, int]:
+        body = {"messages": analysis_messages(text, date_message(published)), "max_tokens": 1, "temperature": 0}
+        usage = httpx.post(f"{embedded_engine.base_url}/chat/completions", json=body, timeout=120).json()["usage"]
+        return usage["prompt_tokens"], usage["prompt_tokens_details"]["cached_tokens"]
+
+    prompt_tokens("Nokia's quarterly profit doubled, beating forecasts.", "2026-04-28")
+    total, cached = prompt_tokens("Ericsson said it would cut 500 jobs in Sweden.", "2026-05-02")
+    assert total > 500
+    # what is new: the date line's tail, the text and the chat template's closing tokens
+    assert total - cached < 40, (total, cached)

@@ -1,5 +1,5 @@
 """The prompt every stage shares: a system prompt and 5-shot instructions (files in
-`utils/messages/`), with `{date_msg}` filled for dated news."""
+`utils/messages/`), with `{date_msg}` filled for dated news, just before the text."""
 from __future__ import annotations
 
 from datetime import date
@@ -23,7 +23,9 @@ def date_message(published: date | str | None) -> str:
 
 
 def instructions(date_msg: str = "") -> str:
-    return _message("instructions.txt").replace("{date_msg}", date_msg).replace(" \n", "\n")
+    """The 5-shot instructions; `{date_msg}` is their last line, so every article's prompt shares
+    all that comes before it and a server's prompt cache (llama.cpp, Ollama, OpenAI) reuses it."""
+    return _message("instructions.txt").replace("{date_msg}", date_msg).rstrip()
 
 
 def analysis_messages(text: str, date_msg: str = "", few_shot: bool = True) -> list[dict[str, str]]:
