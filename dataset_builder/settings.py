@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class SplitFractions(BaseModel):
@@ -112,6 +112,18 @@ class DatasetConfig(BaseModel):
     split_fractions: SplitFractions = Field(default_factory=SplitFractions)
     # |sentiment| above this is labelled positive/negative, otherwise neutral
     label_threshold: float = Field(default=0.15, ge=0, lt=1)
+    # step 05: pseudo-articles of `passage_sentences` (min, max) rows of `passage_source`, drawn
+    # within each split (dataset_builder.passages); `passages` is the train split's count, 0: none
+    passages: int = Field(default=0, ge=0)
+    passage_source: str = "financial_phrasebank"
+    passage_sentences: tuple[int, int] = (3, 6)
     hub_private: bool = True
     step_03_results: Path = Path("data/step_03_labels.jsonl")  # the labeller's cache
     labeller: LabellerConfig = Field(default_factory=LabellerConfig)
+
+    @field_validator("passage_sentences")
+    @classmethod
+    def _passage_sizes(cls, sizes: tuple[int, int]) -> tuple[int, int]:
+        if not 2 <= sizes[0] <= sizes[1]:
+            raise ValueError("a passage takes [min, max] sentences with 2 <= min <= max")
+        return sizes

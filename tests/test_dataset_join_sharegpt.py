@@ -331,3 +331,50 @@ def test_step_05_push_to_hub_fails_in_one_line(tmp_path, case):
     assert errors[0].startswith("error: --push-to-hub someone/finsent: ") and expected in errors[0]
     assert secret not in result.stderr + result.stdout
     assert read_split(tmp_path / "out", "train")  # the local dataset is written before the upload
+
+
+def decompose(passage: str, texts: set[str]) -> list[str] | None:
+    """The texts of `texts` whose " "-join is `passage`, or None."""
+    if not passage:
+        return []
+    for text in texts:
+        if passage.startswith(text) and (len(passage) == len(text) or passage[len(text)] == " "):
+            rest = decompose(passage[len(text) + 1:], texts)
+            if rest is not None:
+                return [text, *rest]
+    return None
+
+
+def test_step_05_passages_are_drawn_within_a_split_and_answer_the_mean(joined, sharegpt, tmp_path):
+    folder = tmp_path / "with_passages"
+    run_ok(STEP_05, "--input", joined, "--output", folder, "--passages", "200")
+    for split in SPLITS:
+        plain = read_split(sharegpt, split)
+        rows = read_split(folder, split)
+        passages = [r for r in rows if r["source"] == "financial_phrasebank_passages"]
+        # the other rows are the same rows as without passages, in the same split
+        assert sorted(json.dumps(r) for r in rows if r["source"] != "financial_phrasebank_passages") == \
+            sorted(json.dumps(r) for r in plain)
+        assert len(passages) == {"train": 200, "validation": 25, "test": 25}[split]
+        answers = {r["conversations"][1]["value"]: json.loads(r["conversations"][2]["value"])
+                   for r in plain if r["source"] == "financial_phrasebank"}
+        for passage in passages:
+            members = decompose(passage["conversations"][1]["value"], set(answers))
+            assert members is not None and 3 <= len(members) <= 6, passage  # only this split's sentences
+            answer = SentimentResponse.model_validate_json(passage["conversations"][2]["value"])
+            assert answer.sentiment == round(sum(answers[m]["sentiment"] for m in members) / len(members), 1)
+            assert passage["label"] == sentiment_label(answer.sentiment, 0.15)
+            assert f"Of its {len(members)} sentences" in answer.reasoning
+    assert "financial_phrasebank_passages" in (folder / "README.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("override, names", [
+    (["--set", "dataset.passage_source=news"], ["dataset.passage_source", "'news'"]),
+    (["--set", "dataset.passage_sentences=[1, 3]"], ["dataset.passage_sentences"]),
+])
+def test_step_05_bad_passage_settings_fail_in_one_line(joined, tmp_path, override, names):
+    result = run_script(STEP_05, "--input", joined, "--output", tmp_path / "out", "--passages", "10", *override)
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and all(name in errors[0] for name in names), result.stderr
+    assert not (tmp_path / "out").exists()
