@@ -31,7 +31,7 @@ from bench_eval import articles  # noqa: E402  (benchmarks/ is sys.path[0] when 
 from utils.engine import EmbeddedEngine, EngineSettings  # noqa: E402
 from utils.io import atomic_write_json  # noqa: E402
 from utils.prompts import analysis_messages, date_message  # noqa: E402
-from utils.schema import ResponseParseError, parse_sentiment_response, sentiment_json_schema  # noqa: E402
+from utils.schema import ResponseParseError, json_schema_response_format, parse_sentiment_response  # noqa: E402
 
 
 def date_first(messages: list[dict[str, str]], date_msg: str) -> list[dict[str, str]]:
@@ -46,8 +46,7 @@ def run_arm(base_url: str, prompts: list[list[dict[str, str]]], max_tokens: int)
     started = time.perf_counter()
     for messages in prompts:
         body = {"messages": messages, "max_tokens": max_tokens, "temperature": 0,
-                "response_format": {"type": "json_schema",
-                                    "json_schema": {"name": "sentiment", "schema": sentiment_json_schema()}}}
+                "response_format": json_schema_response_format()}
         reply = httpx.post(f"{base_url}/chat/completions", json=body, timeout=300).json()
         usage = reply["usage"]
         total += usage["prompt_tokens"]

@@ -16,7 +16,7 @@ from dotenv import find_dotenv, load_dotenv
 
 from dataset_builder.settings import LabellerConfig, ProviderConfig
 from utils.errors import FinsentError
-from utils.schema import sentiment_json_schema
+from utils.schema import json_schema_response_format
 
 # Both SDKs are generated from the same template: the same error classes in two modules.
 _STATUS_ERRORS = (openai.APIStatusError, groq.APIStatusError)
@@ -152,8 +152,7 @@ def make_client(provider: ProviderConfig) -> Any:
 
 def response_format(provider: ProviderConfig) -> dict[str, Any] | None:
     if provider.response_format == "json_schema":
-        return {"type": "json_schema",
-                "json_schema": {"name": "sentiment", "schema": sentiment_json_schema()}}
+        return json_schema_response_format()
     if provider.response_format == "json_object":
         return {"type": "json_object"}
     return None

@@ -27,7 +27,7 @@ from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponen
 from eval.settings import EvalConfig
 from utils.errors import FinsentError
 from utils.prompts import analysis_messages, date_message
-from utils.schema import sentiment_json_schema
+from utils.schema import json_schema_response_format, sentiment_json_schema
 
 log = logging.getLogger(__name__)
 logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise here
@@ -232,9 +232,7 @@ class OpenAIBackend:
         self.where = ", ".join(spec.base_urls)
         self._extra: dict[str, Any] = {}
         if spec.structured:
-            self._extra["response_format"] = {"type": "json_schema", "json_schema": {
-                "name": "sentiment", "strict": True,
-                "schema": sentiment_json_schema(config.max_reasoning_chars)}}
+            self._extra["response_format"] = json_schema_response_format(config.max_reasoning_chars, strict=True)
         if spec.seed is not None:
             self._extra["seed"] = spec.seed
         self._call = _with_retries(config.request_retries + 1)(self._chat)

@@ -1,6 +1,7 @@
 """Fixtures shared by every stage's tests: the real embedded engine, real data, real scripts."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -49,3 +50,8 @@ def run_script(script: str, *args: str, cwd: Path | None = None, timeout: float 
     return subprocess.run([sys.executable, str(REPO_ROOT / script), *map(str, args)],
                           cwd=cwd or REPO_ROOT, env=env or script_env(), capture_output=True,
                           text=True, timeout=timeout)
+
+
+def read_split(folder: Path, split: str) -> list[dict]:
+    """The records of a step 05 split file."""
+    return [json.loads(line) for line in (folder / f"{split}.jsonl").read_text(encoding="utf-8").splitlines()]

@@ -13,7 +13,7 @@ import pytest
 
 from dataset_builder.sharegpt import SPLITS, sentiment_label
 from dataset_builder.text_normalise import text_key
-from tests.conftest import run_script, script_env
+from tests.conftest import read_split, run_script, script_env
 from utils.engine import free_port
 from utils.prompts import system_prompt
 from utils.schema import SentimentResponse
@@ -86,10 +86,6 @@ def sharegpt(joined, tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("sharegpt")
     run_ok(STEP_05, "--input", joined, "--output", folder)
     return folder
-
-
-def read_split(folder: Path, split: str) -> list[dict]:
-    return [json.loads(line) for line in (folder / f"{split}.jsonl").read_text(encoding="utf-8").splitlines()]
 
 
 def test_step_04_sanitises_and_drops_invalid_rows_per_source(real_steps, tmp_path):

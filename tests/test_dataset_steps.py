@@ -10,7 +10,7 @@ import pytest
 
 from dataset_builder.phrasebank import AGREEMENT_LEVELS, PHRASEBANK_SENTIMENT
 from dataset_builder.tweets import TWEET_SENTIMENT
-from tests.conftest import run_script
+from tests.conftest import read_split, run_script
 from utils.schema import SentimentResponse
 
 STEP_01 = "dataset_builder/step_01_process_tweets.py"
@@ -120,12 +120,8 @@ def test_step_02_original_concat_reproduces_the_original_rows(shared_data, tmp_p
 
 def read_split_records(folder: Path) -> dict[str, list[tuple[str, str, float]]]:
     """Each split's (text, label, sentiment) in file order."""
-    splits = {}
-    for split in ("train", "validation", "test"):
-        records = [json.loads(line) for line in (folder / f"{split}.jsonl").read_text(encoding="utf-8").splitlines()]
-        splits[split] = [(r["conversations"][1]["value"], r["label"],
-                          json.loads(r["conversations"][2]["value"])["sentiment"]) for r in records]
-    return splits
+    return {split: [(r["conversations"][1]["value"], r["label"], json.loads(r["conversations"][2]["value"])["sentiment"])
+                    for r in read_split(folder, split)] for split in ("train", "validation", "test")}
 
 
 def test_graded_sentiment_is_polarity_times_agreement_and_keeps_every_label_and_split(

@@ -51,6 +51,14 @@ def sentiment_json_schema(max_reasoning_chars: int = 400) -> dict[str, Any]:
     }
 
 
+def json_schema_response_format(max_reasoning_chars: int = 400, strict: bool = False) -> dict[str, Any]:
+    """An OpenAI-compatible `response_format` that constrains the answer to sentiment_json_schema."""
+    spec: dict[str, Any] = {"name": "sentiment", "schema": sentiment_json_schema(max_reasoning_chars)}
+    if strict:
+        spec["strict"] = True
+    return {"type": "json_schema", "json_schema": spec}
+
+
 class ResponseParseError(ValueError):
     """Why a model's text holds no valid SentimentResponse (one line, for logs and records)."""
 
