@@ -15,7 +15,8 @@
 # --eval-extra FILE: also measure the q4_k_m GGUF on any labelled CSV/JSONL (ARGS: evaluate_labelled's
 #   --text-column, --label-column, --label-map ...).
 # Environment (defaults): DATA (data/sharegpt: steps 01, 02, 04, 05 on ../shared/data), WORK
-# (outputs/gpu_quality), BACKEND (unsloth), FALLBACK_BACKEND (hf: trains again with it if BACKEND
+# (outputs/gpu_quality), QUANTS ("q4_k_m q8_0": the quantizations evaluated on the FPB test split;
+# both are exported either way), BACKEND (unsloth), FALLBACK_BACKEND (hf: trains again with it if BACKEND
 # fails; empty: no second try), BASE_FREE_CORES (4: cores the base evaluation leaves to training),
 # EPOCHS (2), LR (1e-4), BATCH (32), PARALLEL (16 engine slots),
 # LLAMA_CPP (required: llama.cpp's converter folder, an unpacked llama-cpp-python sdist's vendor/llama.cpp),
@@ -40,6 +41,7 @@ case "$stage" in all|train|measure) ;; *) echo "error: --stage must be all, trai
 
 DATA=${DATA:-data/sharegpt}; WORK=${WORK:-outputs/gpu_quality}; BACKEND=${BACKEND:-unsloth}
 FALLBACK_BACKEND=${FALLBACK_BACKEND-hf}
+QUANTS=${QUANTS:-q4_k_m q8_0}
 EPOCHS=${EPOCHS:-2}; LR=${LR:-1e-4}; BATCH=${BATCH:-32}; PARALLEL=${PARALLEL:-16}
 RESULTS=${RESULTS:-benchmarks/results/finetune_quality.json}; SAMPLE_SIZE=${SAMPLE_SIZE:-15}
 DATA_DESC=${DATA_DESC:-tweets+FPB (step 05 train split)}
@@ -125,13 +127,7 @@ if [ "$stage" != train ]; then
     while [ ! -f "$WORK/eval/base.done" ]; do sleep 5; done
     tail -3 "$WORK/eval/base.log"
   fi
-  for quant in q4_k_m q8_0; do
-    t=$(date +%s); stamp "evaluate $quant on the FPB test split (trained prompt, no schema, temperature 0)"
-    evaluate "$quant" --gguf "$WORK/gguf/$NAME-$quant.gguf" --name "$NAME-$quant" --input "$DATA/test.jsonl" \
-      --source $FPB --prompt trained --no-structured --validation-limit 60 2>&1 | tail -3
-    echo "eval_${quant}_s $(since "$t")" > "$WORK/times/eval_$quant"
-  done
-
+  # The variance first: it takes ~25 s and is the figure a run is most often made for.
   t=$(date +%s); stamp "variance: q4_k_m × $SAMPLE_SIZE iterations at temperature 0.2 on examples/news_snapshot.json"
   cat > "$WORK/variance.yaml" <<EOF
 eval:
@@ -146,6 +142,13 @@ EOF
   python eval/generate_model_sentiments.py --config "$WORK/variance.yaml" --snapshot examples/news_snapshot.json \
     --no-progress 2>&1 | tail -4
   echo "variance_s $(since "$t")" > "$WORK/times/variance"
+  for quant in $QUANTS; do
+    t=$(date +%s); stamp "evaluate $quant on the FPB test split (trained prompt, no schema, temperature 0)"
+    evaluate "$quant" --gguf "$WORK/gguf/$NAME-$quant.gguf" --name "$NAME-$quant" --input "$DATA/test.jsonl" \
+      --source $FPB --prompt trained --no-structured --validation-limit 60 2>&1 | tail -3
+    echo "eval_${quant}_s $(since "$t")" > "$WORK/times/eval_$quant"
+  done
+
   if [ -n "$extra" ]; then
     stamp "evaluate q4_k_m on $extra"
     # shellcheck disable=SC2086  # ARGS are evaluate_labelled flags, split on purpose
