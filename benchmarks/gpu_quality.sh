@@ -9,12 +9,13 @@
 #   bash benchmarks/gpu_quality.sh [--stage all|train|measure] [--eval-extra FILE [--eval-extra-args "ARGS"]]
 #
 # --stage train: base folder, the base's 5-shot evaluation (in the background, on the CPUs, while
-#   the GPU trains), training. --stage measure: export, evaluations, variance, summary. A device
+#   the GPU trains), training. --stage measure: export, variance, evaluations, summary. A device
 #   call may last 10 minutes: run the two stages as two calls on the same machine (WORK in /tmp),
 #   or start `--stage all` detached (setsid nohup ... &) from a copy of the repo in /tmp and poll it.
 # --eval-extra FILE: also measure the q4_k_m GGUF on any labelled CSV/JSONL (ARGS: evaluate_labelled's
 #   --text-column, --label-column, --label-map ...).
-# Environment (defaults): DATA (data/sharegpt: steps 01, 02, 04, 05 on ../shared/data), WORK
+# Environment (defaults): DATA (data/sharegpt: steps 01, 02, 04, 05 on ../shared/data; the run of
+# record used step 05 --passages 4000 and EPOCHS 2, BENCHMARKS.md), WORK
 # (outputs/gpu_quality), QUANTS ("q4_k_m q8_0": the quantizations evaluated on the FPB test split;
 # both are exported either way), BACKEND (unsloth), FALLBACK_BACKEND (hf: trains again with it if BACKEND
 # fails; empty: no second try), BASE_FREE_CORES (4: cores the base evaluation leaves to training),
@@ -32,7 +33,7 @@ while [ $# -gt 0 ]; do
     --stage) stage=$2; shift 2 ;;
     --eval-extra) extra=$2; shift 2 ;;
     --eval-extra-args) extra_args=$2; shift 2 ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set -euo/{/^#/p}' "$0"; exit 0 ;;
     *) echo "error: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
