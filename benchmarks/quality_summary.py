@@ -61,6 +61,13 @@ def variance_figures(folder: Path) -> dict | None:
             "per_article": {k: round(float(v), 5) for k, v in per_article.items()}}
 
 
+def variance_met(variance: dict | None) -> bool:
+    """The variance target counts only where every answer was valid: a variance over the few
+    articles a model answered (or one answer each) says nothing of its consistency."""
+    return (variance is not None and variance["valid_json"] >= 1.0
+            and variance["mean_variance"] <= TARGETS["sentiment_variance"])
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     work = args.work
@@ -82,8 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         "valid_json (q8_0)": ((models["q8_0"] or {}).get("valid_json"),
                               (models["q8_0"] or {}).get("valid_json", 0) >= 1.0, "100%"),
         "mean sentiment variance (q4_k_m, 15 it., t=0.2)": (
-            (variance or {}).get("mean_variance"),
-            variance is not None and variance["mean_variance"] <= TARGETS["sentiment_variance"], "≤ 0.01"),
+            (variance or {}).get("mean_variance"), variance_met(variance), "≤ 0.01, every answer valid"),
     }
     result = {
         "benchmark": "finetune_quality", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
