@@ -32,12 +32,12 @@ while [ ! -f "$WORK_ROOT/fqA/eval/base.done" ] && kill -0 "$a_pid" 2>/dev/null; 
 [ -f "$WORK_ROOT/fqA/eval/base.done" ] && cp "$WORK_ROOT/fqA/eval/base/predictions.cache.jsonl" "$WORK_ROOT/fqB/eval/base/"
 stamp "train B ($B_BACKEND, $B_DATA)"
 quality B train & b_pid=$!
-wait "$a_pid"; a_rc=$?; wait "$b_pid"; b_rc=$?
-stamp "trained: A rc=$a_rc, B rc=$b_rc"
+declare -A trained
+wait "$a_pid"; trained[A]=$?; wait "$b_pid"; trained[B]=$?
+stamp "trained: A rc=${trained[A]}, B rc=${trained[B]}"
 status=0
 for run in A B; do
-  rc_var=${run,,}_rc
-  if [ "${!rc_var}" -ne 0 ]; then echo "run $run: training failed ($WORK_ROOT/fq$run.train.log)" >&2; status=1; continue; fi
+  if [ "${trained[$run]}" -ne 0 ]; then echo "run $run: training failed ($WORK_ROOT/fq$run.train.log)" >&2; status=1; continue; fi
   stamp "measure $run"
   quality "$run" measure || { echo "run $run: measuring failed ($WORK_ROOT/fq$run.measure.log)" >&2; status=1; }
   tail -12 "$WORK_ROOT/fq$run.measure.log"

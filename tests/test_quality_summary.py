@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from statistics import fmean, pvariance
 
+from tests.conftest import run_script
 from tests.reports_data import write_model
 
-REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "benchmarks" / "quality_summary.py"
 MODEL = "finsent-gemma-3-270m-q4_k_m"
 VARIANCE_TARGET = "mean sentiment variance (q4_k_m, 15 it., t=0.2)"
 
@@ -29,8 +27,7 @@ def write_eval(work: Path, name: str, weighted_f1: float, macro_f1: float, valid
 
 def run_summary(work: Path) -> tuple[subprocess.CompletedProcess, dict | None]:
     output = work / "finetune_quality.json"
-    result = subprocess.run([sys.executable, str(SCRIPT), "--work", str(work), "--output", str(output)],
-                            capture_output=True, text=True, cwd=REPO, timeout=120)
+    result = run_script("benchmarks/quality_summary.py", "--work", work, "--output", output)
     return result, json.loads(output.read_text(encoding="utf-8")) if output.exists() else None
 
 
