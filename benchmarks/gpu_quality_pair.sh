@@ -14,7 +14,10 @@
 # the base is evaluated once. Exit status: 0 when both runs measured, else 1.
 set -uo pipefail
 case "${1:-}" in -h|--help) sed -n '2,/^set -uo/{/^#/p}' "$0"; exit 0 ;; "") ;; *) echo "error: no arguments (see --help)" >&2; exit 2 ;; esac
-: "${A_DATA:?set A_DATA to run A's step 05 folder}" "${B_DATA:?set B_DATA to run B's step 05 folder}"
+for run in A B; do
+  data=${run}_DATA
+  [ -n "${!data:-}" ] || { echo "error: $data is not set: the step 05 folder of run $run (see --help)" >&2; exit 2; }
+done
 A_BACKEND=${A_BACKEND:-unsloth}; B_BACKEND=${B_BACKEND:-hf}; WORK_ROOT=${WORK_ROOT:-/tmp}
 here=$(cd "$(dirname "$0")" && pwd)
 stamp() { echo "[$(date -u +%H:%M:%S)] $*"; }
