@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a file: import this checkout, not an installed copy
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from dataset_builder.labelled_csv import add_graded_sentiment_flag, write_labelled_csv
 from dataset_builder.phrasebank import process_phrasebank

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a file: import this checkout, not an installed copy
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from dataset_builder.label_store import ResultStore
 from dataset_builder.news_articles import article_messages, read_news, write_news_csv

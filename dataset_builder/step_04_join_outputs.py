@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a file: import this checkout, not an installed copy
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from dataset_builder.join import (JOINED_COLUMNS, configured_inputs, join_sources, log_summary,
                                   parse_input_flags)

@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a file: import this checkout, not an installed copy
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from dataset_builder.hub import push_folder
 from dataset_builder.passages import add_passages

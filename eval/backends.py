@@ -353,15 +353,12 @@ def make_backend(spec: ModelSpec, config: EvalConfig, engine: Any = None) -> Sen
 def model_entry_from_cli(model: str | None, gguf: str | None, **options: Any) -> dict[str, Any]:
     """A models_to_test-style mapping from --model / --gguf (default: the embedded Gemma).
     `--model` may be a plain Ollama name or a YAML mapping; `options` fill what it leaves unset."""
-    import yaml
+    from utils.cli import yaml_value
 
     if gguf:
         entry: dict[str, Any] = {"backend": "llamacpp", "gguf": gguf, "model": Path(gguf).stem}
     elif model:
-        try:
-            parsed = yaml.safe_load(model)
-        except yaml.YAMLError as exc:
-            raise FinsentError(f"--model: not a model name or a YAML mapping: {exc}") from exc
+        parsed = yaml_value(model, "--model (a model name or a YAML mapping)")
         entry = dict(parsed) if isinstance(parsed, dict) else {"backend": "ollama", "model": model}
     else:
         from utils.engine import DEFAULT_MODEL_NAME

@@ -14,8 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as `python eval/evaluate_labelled.py`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if __package__ in (None, ""):  # run as a file: import this checkout, not an installed copy
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from eval.backends import make_backend, model_entry_from_cli, parse_model_entry
 from eval.labelled import FPB_AGREEMENTS, evaluate, load_labelled, run_predictions, write_outputs

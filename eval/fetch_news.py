@@ -7,8 +7,8 @@ import logging
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as `python eval/fetch_news.py`: make the project importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if __package__ in (None, ""):  # run as a file: import this checkout, not an installed copy
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from eval.news import build_snapshot, save_snapshot
 from utils.cli import config_from_args, stage_parser

@@ -7,6 +7,9 @@ import logging
 import sys
 from pathlib import Path
 
+if __package__ in (None, ""):  # run as a file: import this checkout, not an installed copy
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
 from eval.heatmaps import metric_jobs, render_all, summary_job
 from eval.metrics import article_metrics, model_details
 from eval.sentiment_files import load_sentiments

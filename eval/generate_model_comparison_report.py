@@ -9,6 +9,9 @@ import logging
 import sys
 from pathlib import Path
 
+if __package__ in (None, ""):  # run as a file: import this checkout, not an installed copy
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
 from eval.comparisons import comparison_sheets, quantization_families
 from eval.excel_style import notes_frame, write_csv, write_workbook
 from eval.metrics import article_metrics

@@ -7,8 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as `python eval/generate_model_sentiments.py`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if __package__ in (None, ""):  # run as a file: import this checkout, not an installed copy
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from eval.backends import parse_model_entries
 from eval.news import build_snapshot, load_snapshot, save_snapshot

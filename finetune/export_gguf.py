@@ -9,8 +9,12 @@ import logging
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: the repo root, not finetune/, is the import root
+if __package__ in (None, ""):  # run as a file: import this checkout, not an installed copy
     sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from utils.errors import require_extra  # noqa: E402
+
+require_extra("finetune")  # one line naming the install command, not an ImportError's traceback
 
 from finetune.gguf_export import convert_to_f16, gguf_name, quantize  # noqa: E402
 from finetune.llama_cpp_source import llama_cpp_dir  # noqa: E402

@@ -10,8 +10,12 @@ import logging
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: the repo root, not finetune/, is the import root
+if __package__ in (None, ""):  # run as a file: import this checkout, not an installed copy
     sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from utils.errors import require_extra  # noqa: E402
+
+require_extra("finetune")  # one line naming the install command, not an ImportError's traceback
 
 from finetune.base_model import gguf_to_hf_folder  # noqa: E402
 from utils.chat_templates import family_entry  # noqa: E402

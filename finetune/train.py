@@ -12,8 +12,12 @@ import logging
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: the repo root, not finetune/, is the import root
+if __package__ in (None, ""):  # run as a file: import this checkout, not an installed copy
     sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from utils.errors import require_extra  # noqa: E402
+
+require_extra("finetune")  # one line naming the install command, not an ImportError's traceback
 
 from finetune.multigpu import keep_multicast_off  # noqa: E402
 

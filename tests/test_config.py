@@ -43,6 +43,8 @@ def test_overrides_win_and_are_validated(tmp_path: Path):
     assert load_config(path, {"eval.sample_size": None}).eval.sample_size == 3
     with pytest.raises(FinsentError, match="unknown key 'eval.nope'"):
         load_config(path, {"eval.nope": 1})
+    with pytest.raises(FinsentError, match=r"^command line: key 'eval.sample_size': .* \(got 'many'\)"):
+        load_config(path, {"eval.sample_size": "many"})
 
 
 def test_missing_explicit_config_is_an_error(tmp_path: Path):

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
@@ -10,14 +10,31 @@ from utils.config import FinsentConfig, load_config
 from utils.errors import FinsentError
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse whose bad flag or flag value is one `error:` line and exit 2, like any bad input
+    (argparse's own prints the whole usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def stage_parser(description: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=description,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = OneLineErrorParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--config", default=None,
                         help="YAML config (default: ./config.yaml if present, else built-in defaults)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override any config key by its dotted name, e.g. --set eval.sample_size=2")
     return parser
+
+
+def yaml_value(text: str, flag: str) -> Any:
+    """A flag's value read as YAML (`[1, 2]`, `{a: b}`, `0.5`, a bare word); malformed YAML is
+    one error line naming the flag."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise FinsentError(f"{flag}: not a YAML value ({reason})") from None
 
 
 def _parse_set(items: list[str]) -> dict[str, Any]:
@@ -26,7 +43,7 @@ def _parse_set(items: list[str]) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise FinsentError(f"--set expects KEY=VALUE, got {item!r}")
-        overrides[key.strip()] = yaml.safe_load(value)
+        overrides[key.strip()] = yaml_value(value, f"--set {item}")
     return overrides
 
 

@@ -58,6 +58,13 @@ def _describe(error: ValidationError, source: str) -> str:
     return f"{source}: key '{where}': {first['msg']} (got {first.get('input')!r})"
 
 
+def _source(error: ValidationError, path: Path, overrides: dict[str, Any]) -> str:
+    """Where the first invalid key came from: the command line (a `--set` or a flag), else the file."""
+    where = ".".join(str(part) for part in error.errors()[0]["loc"])
+    from_overrides = any(where == key or where.startswith(f"{key}.") for key in overrides)
+    return "command line" if from_overrides else str(path)
+
+
 def set_dotted(data: dict[str, Any], dotted_key: str, value: Any) -> None:
     """`set_dotted(d, "eval.sample_size", 2)` sets d["eval"]["sample_size"]."""
     *parents, leaf = dotted_key.split(".")
@@ -97,4 +104,4 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     try:
         return FinsentConfig.model_validate(raw)
     except ValidationError as exc:
-        raise FinsentError(_describe(exc, str(path))) from exc
+        raise FinsentError(_describe(exc, _source(exc, path, overrides or {}))) from exc

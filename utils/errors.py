@@ -2,9 +2,14 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from functools import wraps
+from importlib import metadata
+from pathlib import Path
 from typing import Callable
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 class FinsentError(Exception):
@@ -27,3 +32,20 @@ def cli_entry(main: Callable[..., int | None]) -> Callable[..., int]:
             return 130
 
     return wrapper
+
+
+def require_extra(extra: str) -> None:
+    """Before a script imports an optional extra's packages: if one of requirements-<extra>.txt
+    is not installed, say so in one line naming the install command, and exit 2."""
+    requirements = REPO_ROOT / f"requirements-{extra}.txt"
+    lines = requirements.read_text(encoding="utf-8").splitlines() if requirements.is_file() else []
+    for line in lines:
+        name = re.split(r"[\s=<>!~;\[#]", line.strip(), maxsplit=1)[0]
+        if not name:
+            continue
+        try:
+            metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            print(f"error: '{name}' is not installed: this script needs the {extra} extras, "
+                  f"`pip install -e '.[{extra}]'`", file=sys.stderr)
+            raise SystemExit(2) from None
