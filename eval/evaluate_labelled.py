@@ -38,7 +38,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="few-shot: instructions with 5 examples; trained: system prompt + bare text, "
                              "what the fine-tunes were trained on")
     parser.add_argument("--structured", action=argparse.BooleanOptionalAction, default=None,
-                        help="constrain answers to the JSON schema (default: eval.structured)")
+                        help="constrain answers to the JSON schema (default: on for the embedded base "
+                             "model, else eval.structured)")
     parser.add_argument("--source", help="step 05 input: only rows of this source (tweets, financial_phrasebank, news)")
     parser.add_argument("--text-column", default="text", help="CSV/JSONL: column with the text")
     parser.add_argument("--label-column", default="label", help="CSV/JSONL: column with the label")
@@ -69,8 +70,12 @@ def _number(value: float | None) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     config = config_from_args(args, {"eval.parallel_requests": args.parallel}).eval
+    structured = args.structured
+    if structured is None and not (args.model or args.gguf):
+        structured = True  # free, the base model rarely closes its JSON: 0% valid, a minute a row
+        print("the embedded base model: schema-constrained decoding (--structured) unless --no-structured")
     entry = model_entry_from_cli(args.model, args.gguf, name=args.name, prompt=args.prompt,
-                                 structured=args.structured, max_tokens=args.max_tokens, num_ctx=args.num_ctx,
+                                 structured=structured, max_tokens=args.max_tokens, num_ctx=args.num_ctx,
                                  threads=args.threads,
                                  chat_template=chat_template(args.chat_template) if args.chat_template else None)
     spec = parse_model_entry(entry, 1, config)
@@ -96,6 +101,11 @@ def main(argv: list[str] | None = None) -> int:
           f"accuracy {best['accuracy']:.3f}, macro-F1 {best['macro_f1']:.3f}, weighted F1 {best['weighted_f1']:.3f}; "
           f"t = 0.15: weighted F1 {base['weighted_f1']:.3f}; MAE {_number(metrics['mae'])}, "
           f"Spearman {_number(metrics['spearman'])}")
+    if metrics["valid_json_rate"] < 0.5:
+        retry = ("--structured (decoding constrained to the answer's schema)" if not spec.structured
+                 else f"--max-tokens {2 * args.max_tokens} (an answer cut at the cap is invalid)")
+        print(f"warning: only {metrics['valid_json_rate']:.0%} of the answers are valid JSON, and the scores "
+              f"count the others as wrong: try {retry}")
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
 
