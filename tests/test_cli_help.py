@@ -91,9 +91,9 @@ def requirements_only_site(tmp_path_factory) -> Path:
     """site-packages as `pip install -r requirements.txt` leaves it: this venv's packages (links)
     without finsent itself and without the fine-tune extras. Used with `python -S`, which does not
     read site-packages' .pth files (where an editable install lives)."""
-    hidden = _top_level_entries("finsent") if _installed("finsent") else set()
-    for name in _requirement_names(REPO_ROOT / "requirements-finetune.txt"):
-        hidden |= _top_level_entries(name)
+    hidden = set()
+    for name in ["finsent", *_requirement_names(REPO_ROOT / "requirements-finetune.txt")]:
+        hidden |= _top_level_entries(name) if _installed(name) else set()
     site = tmp_path_factory.mktemp("requirements_only_site")
     for folder in dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]):
         for entry in Path(folder).iterdir():

@@ -143,7 +143,8 @@ def _print_outputs(config, labelled_dir: Path) -> None:
 
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
-    parser = OneLineErrorParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineErrorParser(prog="python -m utils.demo", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=None, help="YAML config (default: ./config.yaml)")
     parser.add_argument("--iterations", type=int, default=2, help="eval iterations per model")
     parser.add_argument("--snapshot", type=Path, default=EXAMPLE_SNAPSHOT, help="frozen news snapshot to judge")
