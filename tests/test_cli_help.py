@@ -73,6 +73,12 @@ def test_a_malformed_flag_value_is_one_line(tmp_path, other_checkout):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "error: argument --seed: invalid int value: 'forty-two' (see step_05_build_sharegpt_dataset.py --help)"]
+    result = run_from_checkout("eval/evaluate_labelled.py", "--input", "in.csv", "--output", "out",
+                               "--model", "{backend: openai", cwd=tmp_path, python_path=other_checkout)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert [line for line in result.stderr.splitlines() if line.startswith("error:")] == [
+        "error: --model (a model name or a YAML mapping): not a YAML value (expected ',' or '}', but got "
+        "'<stream end>')"]
 
 
 def _top_level_entries(distribution: str) -> set[str]:
