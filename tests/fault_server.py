@@ -36,6 +36,7 @@ import hashlib
 import json
 import threading
 import time
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -228,7 +229,7 @@ class FaultServer:
             return _error(400, "invalid_request_error", "expected a file with purpose batch")
         data = upload.file.read()
         with self._lock:
-            file_id = f"file-{len(self.files) + 1}"
+            file_id = f"file-{uuid.uuid4().hex[:16]}"
             self.files[file_id] = data
         return web.json_response({"id": file_id, "object": "file", "bytes": len(data),
                                   "created_at": int(time.time()), "filename": upload.filename,
@@ -250,7 +251,7 @@ class FaultServer:
             return _error(400, "invalid_request_error", "input_file_id: no such file")
         with self._lock:
             self.batches_created += 1
-            batch_id = f"batch_{self.batches_created}"
+            batch_id = f"batch_{uuid.uuid4().hex[:16]}"  # unique, as a real API's are
             batch = self.batches[batch_id] = {
                 "id": batch_id, "object": "batch", "endpoint": body.get("endpoint"), "errors": None,
                 "input_file_id": body["input_file_id"], "completion_window": body.get("completion_window"),
@@ -301,7 +302,7 @@ class FaultServer:
             if batch["status"] == "cancelling" or number == self.batch_expire_after:
                 break
             await asyncio.sleep(self.batch_request_s)
-            article, fault = self._note(line["body"].get("messages") or [], line["url"])
+            article, fault = self._note(line["body"].get("messages") or [], f"batch {batch['id']}: {line['url']}")
             self.batch_requests_answered += 1
             entry = {"id": f"batch_req_{number}", "custom_id": line["custom_id"], "error": None}
             if fault in {"rate_limit", "server_error_500", "server_error_503"}:
@@ -325,7 +326,7 @@ class FaultServer:
         with self._lock:
             for kind, entries in (("output_file_id", output), ("error_file_id", errors)):
                 if entries:
-                    file_id = f"file-{len(self.files) + 1}"
+                    file_id = f"file-{uuid.uuid4().hex[:16]}"
                     self.files[file_id] = ("\n".join(entries) + "\n").encode("utf-8")
                     batch[kind] = file_id
         batch.update(status=ended, **{f"{ended}_at": int(time.time())})
