@@ -204,10 +204,11 @@ class Labeller:
         or a request fails for good; return the article's record. If the model's provider is
         dropped meanwhile, the article goes to another one."""
         while True:
-            lane = self.pool.next_lane()
+            lane, tally = self.pool.next_lane(), Tally()
             try:
-                return await self.converse(article, lane, Tally())
+                return await self.converse(article, lane, tally)
             except ProviderGone:
+                self.summary.usage.setdefault(lane.provider.name, ProviderUsage()).add(tally)
                 if not self.pool.lanes:
                     raise
 
@@ -298,7 +299,7 @@ class Labeller:
         self._outages_in_a_row[name] = self._outages_in_a_row.get(name, 0) + 1
         if self._outages_in_a_row[name] == self.config.max_consecutive_failures:
             self.pool.drop(lane.provider)
-            what = (f"provider '{name}' at {lane.client.base_url}: {self.config.max_consecutive_failures} "
+            what = (f"provider '{name}' at {str(lane.client.base_url).rstrip('/')}: {self.config.max_consecutive_failures} "
                     f"requests in a row failed (last: {describe_error(exc)})")
             if not self.pool.lanes:
                 raise ProviderGone(f"{what}; no provider left, stopping (every record is kept: "

@@ -147,7 +147,8 @@ def api_key(provider: ProviderConfig) -> str:
 def quiet_client_logs(verbose: bool = False) -> None:
     """The HTTP clients log one INFO line per request (hundreds per run, breaking the progress
     bar): keep them at WARNING unless `verbose`."""
-    for name in ("httpx", "httpcore", "openai", "groq"):
+    # openai 3 sends through httpx2/httpcore2, groq through httpx/httpcore.
+    for name in ("httpx", "httpcore", "httpx2", "httpcore2", "openai", "groq"):
         logging.getLogger(name).setLevel(logging.NOTSET if verbose else logging.WARNING)
 
 

@@ -234,3 +234,28 @@ def test_a_corrupt_record_inside_the_results_is_an_error_naming_the_line(tmp_pat
     path.write_text('{"id": "a"}\n', encoding="utf-8")
     with pytest.raises(FinsentError, match=r"labels.jsonl: record 1 is not a step 03 record"):
         ResultStore(path)
+
+
+def test_a_dead_provider_is_dropped_and_the_others_carry_on(tmp_path, caplog):
+    articles = read_news(write_export(tmp_path / "n.csv", numbered_articles(30)))
+    dead = {"name": "dead", "base_url": "http://127.0.0.1:1/v1", "models": ["m"], "timeout_s": 1.0}
+    with FaultServer() as server:
+        config = fast_config([dead, provider("openai", server, name="alive")], max_consecutive_failures=5)
+        store = ResultStore(tmp_path / "labels.jsonl")
+        summary = label_articles(articles, store, config, show_progress=False)
+        store.close()
+    _check_one_record_each(store, articles)
+    assert summary.ok == 30 and summary.usage["alive"].ok == 30  # the dead one's articles moved
+    # dropped at the 5th outage in a row; only requests already in flight then came after
+    assert 5 <= summary.usage["dead"].requests < 5 + config.max_in_flight
+    [warning] = [r.getMessage() for r in caplog.records if "in a row failed" in r.getMessage()]
+    assert "provider 'dead' at http://127.0.0.1:1/v1" in warning and "dropped" in warning
+
+
+def test_outages_count_only_in_a_row(tmp_path):
+    # Every other request fails with a 503: the provider answers, so it is never dropped.
+    articles = read_news(write_export(tmp_path / "n.csv", [(f"Flaky {n}", "Up and down.") for n in range(12)]))
+    with FaultServer(plan={f"Flaky {n}.": ["server_error_503"] for n in range(12)}) as server:
+        config = fast_config([provider("openai", server)], max_consecutive_failures=2, max_in_flight=1)
+        summary = label_articles(articles, ResultStore(tmp_path / "l.jsonl"), config, show_progress=False)
+    assert summary.ok == 12 and summary.usage["openai"].requests == 24
