@@ -8,8 +8,10 @@ batch's input file id, then its batch id, is recorded in the results store befor
 waits on it, so a killed run resumes polling the same batch instead of paying for another.
 When a batch ends (completed, expired, cancelled or failed) its output and error files are read:
 every answer is validated with the synchronous path's parser, an invalid one is re-asked
-through the synchronous path (at full price; these are few), and every article of the batch
-ends as one record, ok or failed with the reason, exactly as the synchronous path leaves it.
+through the synchronous path (at full price; these are few), as is a request the error file
+says failed with a 429 or 5xx (with the synchronous retries); a request the batch never ran
+(expired, cancelled) is recorded failed, for --retry-failed. Every article of the batch ends
+as one record, ok or failed with the reason, exactly as the synchronous path leaves it.
 """
 from __future__ import annotations
 
@@ -28,7 +30,8 @@ from tqdm import tqdm
 from dataset_builder.label_store import BATCH_KIND, ResultStore
 from dataset_builder.labeller import (API_ERRORS, Labeller, RunSummary, Task, stop_if_fatal,
                                       Tally)
-from dataset_builder.providers import Lane, ProviderPool, describe_error, is_transient, response_format
+from dataset_builder.providers import (TRANSIENT_STATUSES, Lane, ProviderPool, describe_error,
+                                       is_transient, response_format)
 from dataset_builder.settings import LabellerConfig
 from utils.errors import FinsentError
 
@@ -190,14 +193,18 @@ class BatchLabeller:
         """One record per article of an ended batch, then the batch recorded as collected."""
         answers: dict[str, dict] = {}
         reasons: dict[str, str] = {}
+        ask_again: set[str] = set()  # a 429 or 5xx in the error file: asked synchronously
         for entry in [*await self._read_lines(lane, batch.output_file_id),
                       *await self._read_lines(lane, batch.error_file_id)]:
             custom_id, response, error = entry["custom_id"], entry.get("response") or {}, entry.get("error")
             if error:
                 reasons[custom_id] = f"batch error: {error.get('code')}: {error.get('message')}"
             elif response.get("status_code") != 200:
+                code = response.get("status_code")
                 message = ((response.get("body") or {}).get("error") or {}).get("message", "")
-                reasons[custom_id] = f"batch request failed: HTTP {response.get('status_code')} {message}".rstrip()
+                reasons[custom_id] = f"batch request failed: HTTP {code} {message}".rstrip()
+                if isinstance(code, int) and (code in TRANSIENT_STATUSES or code >= 500):
+                    ask_again.add(custom_id)
             else:
                 answers[custom_id] = response.get("body") or {}
         not_run = _batch_failure(batch)
@@ -210,6 +217,9 @@ class BatchLabeller:
                 return None
             tally = Tally()
             extra = {"batch_id": batch.id}
+            if custom_id in ask_again:  # with the synchronous path's retries
+                async with semaphore:
+                    return await self.labeller.converse(item, lane, tally, extra=extra)
             if custom_id not in answers:
                 reason = reasons.get(custom_id) or not_run
                 return {"id": custom_id, "status": "failed", "reason": reason, "article": item.text,

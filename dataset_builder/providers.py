@@ -23,7 +23,7 @@ from utils.schema import json_schema_response_format
 _STATUS_ERRORS = (openai.APIStatusError, groq.APIStatusError)
 _CONNECTION_ERRORS = (openai.APIConnectionError, groq.APIConnectionError)  # timeouts included
 _AUTH_STATUSES = {401, 403}
-_TRANSIENT_STATUSES = {408, 409, 429}
+TRANSIENT_STATUSES = {408, 409, 429}
 
 
 class ProviderAuthError(FinsentError):
@@ -35,7 +35,7 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, _CONNECTION_ERRORS):
         return True
     if isinstance(exc, _STATUS_ERRORS):
-        return exc.status_code in _TRANSIENT_STATUSES or exc.status_code >= 500
+        return exc.status_code in TRANSIENT_STATUSES or exc.status_code >= 500
     return False
 
 

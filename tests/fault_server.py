@@ -286,6 +286,14 @@ class FaultServer:
             batch["cancelling_at"] = int(time.time())
         return web.json_response(batch)
 
+    async def _batch_pause(self, batch: dict) -> bool:
+        """Wait `batch_request_s` (read live: a test can hold a batch, then release it);
+        False if the batch is being cancelled."""
+        started = time.monotonic()
+        while time.monotonic() - started < self.batch_request_s and batch["status"] != "cancelling":
+            await asyncio.sleep(min(0.02, self.batch_request_s))
+        return batch["status"] != "cancelling"
+
     async def _run_batch(self, batch: dict) -> None:
         """Answer the batch's requests one by one, then write its output and error files."""
         lines = [json.loads(line) for line in self.files[batch["input_file_id"]].decode("utf-8").splitlines()
@@ -299,9 +307,8 @@ class FaultServer:
         batch["request_counts"]["total"] = len(lines)
         output, errors = [], []
         for number, line in enumerate(lines):
-            if batch["status"] == "cancelling" or number == self.batch_expire_after:
+            if number == self.batch_expire_after or not await self._batch_pause(batch):
                 break
-            await asyncio.sleep(self.batch_request_s)
             article, fault = self._note(line["body"].get("messages") or [], f"batch {batch['id']}: {line['url']}")
             self.batch_requests_answered += 1
             entry = {"id": f"batch_req_{number}", "custom_id": line["custom_id"], "error": None}
@@ -431,9 +438,11 @@ def main() -> None:
     parser.add_argument("--fault-rate", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--retry-after", type=float, default=1, help="Retry-After of a 429, s")
+    parser.add_argument("--batch-request-s", type=float, default=0.0,
+                        help="seconds a batch spends on each of its requests")
     args = parser.parse_args()
     with FaultServer(latency_s=args.latency, fault_rate=args.fault_rate, seed=args.seed,
-                     retry_after_s=args.retry_after) as server:
+                     retry_after_s=args.retry_after, batch_request_s=args.batch_request_s) as server:
         print(server.base_url, flush=True)
         try:
             threading.Event().wait()
