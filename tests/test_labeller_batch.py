@@ -209,3 +209,31 @@ def test_cancel_batch_then_the_rerun_records_the_answered_part(tmp_path):
     ok = [r for r in records if r["status"] == "ok"]
     assert 2 <= len(ok) < 6
     assert all("ended cancelled" in r["reason"] for r in records if r["status"] == "failed")
+
+
+@pytest.mark.parametrize("created_before_the_kill", [False, True])
+def test_an_uploaded_file_is_submitted_once(tmp_path, created_before_the_kill):
+    """A kill between the upload and the batch id's record: the rerun finds the batch made
+    from that file among the provider's batches (or creates it if there is none)."""
+    import openai
+
+    articles = _news(tmp_path, numbered_articles(3))
+    with FaultServer() as server:
+        config = _batch_config([provider("openai", server)])
+        client = openai.OpenAI(base_url=server.base_url, api_key="not-needed")
+        lines = [json.dumps({"custom_id": a.id, "method": "POST", "url": "/v1/chat/completions",
+                             "body": {"model": "test-model", "messages": [{"role": "user", "content": f"Text: {a.text}"}]}})
+                 for a in articles]
+        uploaded = client.files.create(file=("b.jsonl", "\n".join(lines).encode()), purpose="batch")
+        if created_before_the_kill:
+            client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
+                                  completion_window="24h")
+        store = ResultStore(tmp_path / "labels.jsonl")
+        store.append([{"kind": "batch", "input_file_id": uploaded.id, "batch_id": None, "state": "uploaded",
+                       "provider": "openai", "model": "test-model", "ids": [a.id for a in articles]}])
+        assert store.pending(articles) == []  # waiting in the batch, not asked again
+        summary = label_in_batches(articles, [], store, config, show_progress=False)
+        store.close()
+        assert server.batches_created == 1
+    assert summary.ok == 3
+    assert all(r["response"] == expected_response(r["article"]) for r in store.records.values())
