@@ -85,20 +85,20 @@ class BatchLabeller:
         self.store: ResultStore = labeller.store
 
     # --- the API, with the synchronous path's retries and fatal errors -------------------------
-    async def _api(self, lane: Lane, call):
-        """`await call()` retrying transient failures; 401/403/404 stop the run with one line."""
+    async def call(self, lane: Lane, request):
+        """`await request()` retrying transient failures; 401/403/404 stop the run with one line."""
         retrying = AsyncRetrying(retry=retry_if_exception(is_transient), wait=self.labeller.wait_before_retry,
                                  stop=stop_after_attempt(self.config.max_retries + 1), reraise=True)
         try:
             async for attempt in retrying:
                 with attempt:
-                    return await call()
+                    return await request()
         except API_ERRORS as exc:
             stop_if_fatal(exc, lane)
             raise FinsentError(f"provider '{lane.provider.name}': the Batch API failed: "
                                f"{describe_error(exc)}") from None
 
-    def _lane(self, batch: dict[str, Any]) -> Lane:
+    def lane_of(self, batch: dict[str, Any]) -> Lane:
         """The lane a recorded batch was sent to (its provider must still be configured)."""
         lanes = [lane for lane in self.labeller.pool.all_lanes if lane.provider.name == batch["provider"]]
         if not lanes:
@@ -120,7 +120,7 @@ class BatchLabeller:
             lines = [request_line(item, lane, self.labeller.task, self.config) for item in items]
             for chunk in split_requests(lines, self.config.batch_max_requests, self.config.batch_max_bytes):
                 ids = [json.loads(line)["custom_id"] for line in chunk]
-                uploaded = await self._api(lane, lambda: lane.client.files.create(
+                uploaded = await self.call(lane, lambda: lane.client.files.create(
                     file=("finsent-step03-batch.jsonl", b"".join(chunk)), purpose="batch"))
                 record = {"kind": BATCH_KIND, "input_file_id": uploaded.id, "batch_id": None,
                           "state": "uploaded", "provider": lane.provider.name, "model": lane.model,
@@ -131,10 +131,10 @@ class BatchLabeller:
     async def _create(self, lane: Lane, record: dict[str, Any]) -> None:
         """Create the batch of an uploaded file, unless a killed run already did (found by its
         input file id among the provider's batches), and record its id."""
-        page = await self._api(lane, lambda: lane.client.batches.list())  # the newest first
+        page = await self.call(lane, lambda: lane.client.batches.list())  # the newest first
         batch = next((b for b in page.data if b.input_file_id == record["input_file_id"]), None)
         if batch is None:
-            batch = await self._api(lane, lambda: lane.client.batches.create(
+            batch = await self.call(lane, lambda: lane.client.batches.create(
                 input_file_id=record["input_file_id"], endpoint=ENDPOINT,
                 completion_window=COMPLETION_WINDOW, metadata={"created_by": "finsent step 03"}))
         self.store.append([{**record, "batch_id": batch.id, "state": "submitted", "at": _now()}])
@@ -145,7 +145,7 @@ class BatchLabeller:
     async def wait(self, items_by_id: dict[str, Any], show_progress: bool) -> None:
         """Poll every open batch (with a doubling wait) until it ends, collecting each as it does."""
         for record in [b for b in self.store.open_batches() if b["state"] == "uploaded"]:
-            await self._create(self._lane(record), record)
+            await self._create(self.lane_of(record), record)
         waiting = {b["batch_id"]: b for b in self.store.open_batches()}
         done_per_batch: dict[str, int] = defaultdict(int)
         delay = self.config.batch_poll_initial_s
@@ -153,8 +153,8 @@ class BatchLabeller:
                   desc="batches", disable=not show_progress) as bar:
             while waiting:
                 for batch_id, record in list(waiting.items()):
-                    lane = self._lane(record)
-                    batch = await self._api(lane, lambda: lane.client.batches.retrieve(batch_id))
+                    lane = self.lane_of(record)
+                    batch = await self.call(lane, lambda: lane.client.batches.retrieve(batch_id))
                     counts = batch.request_counts
                     done_per_batch[batch_id] = (counts.completed + counts.failed) if counts else 0
                     if batch.status in ENDED:
@@ -171,7 +171,7 @@ class BatchLabeller:
     async def _read_lines(self, lane: Lane, file_id: str | None) -> list[dict[str, Any]]:
         if not file_id:
             return []
-        content = await self._api(lane, lambda: lane.client.files.content(file_id))
+        content = await self.call(lane, lambda: lane.client.files.content(file_id))
         data = content.read()  # openai: bytes; groq: a coroutine giving them
         if inspect.isawaitable(data):
             data = await data
@@ -307,8 +307,8 @@ async def _status_line(batcher: BatchLabeller, record: dict[str, Any]) -> str:
                 f"{record.get('failed')} failed), {where}")
     if record["state"] == "uploaded":
         return f"file {record['input_file_id']}: uploaded, batch not created yet (a rerun creates it), {where}"
-    lane = batcher._lane(record)
-    batch = await batcher._api(lane, lambda: lane.client.batches.retrieve(record["batch_id"]))
+    lane = batcher.lane_of(record)
+    batch = await batcher.call(lane, lambda: lane.client.batches.retrieve(record["batch_id"]))
     counts = batch.request_counts
     done = f"{counts.completed} completed, {counts.failed} failed of {counts.total}" if counts else "no counts yet"
     return f"{batch.id}: {batch.status} ({done}), {where}; a rerun collects it once it ends"
@@ -317,8 +317,8 @@ async def _status_line(batcher: BatchLabeller, record: dict[str, Any]) -> str:
 async def _cancel(batcher: BatchLabeller, record: dict[str, Any]) -> str:
     if record["state"] != "submitted":
         return await _status_line(batcher, record)
-    lane = batcher._lane(record)
-    batch = await batcher._api(lane, lambda: lane.client.batches.cancel(record["batch_id"]))
+    lane = batcher.lane_of(record)
+    batch = await batcher.call(lane, lambda: lane.client.batches.cancel(record["batch_id"]))
     return (f"{batch.id}: {batch.status}; a rerun records what it answered before the cancel "
             f"(the rest as failed)")
 
