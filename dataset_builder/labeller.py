@@ -57,15 +57,23 @@ def news_task(config: LabellerConfig) -> Task:
 
 
 @dataclass
-class ProviderUsage:
+class Tally:
+    """What labelling one article took."""
+
     requests: int = 0
-    ok: int = 0
-    failed: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     batch_requests: int = 0  # answered through the Batch API, priced at batch_discount
     batch_prompt_tokens: int = 0
     batch_completion_tokens: int = 0
+
+
+@dataclass
+class ProviderUsage(Tally):
+    """What one provider's articles took in this run."""
+
+    ok: int = 0
+    failed: int = 0
 
     def cost(self, provider: ProviderConfig) -> float:
         prompt = self.prompt_tokens + provider.batch_discount * self.batch_prompt_tokens
@@ -73,13 +81,9 @@ class ProviderUsage:
         return (prompt * provider.price_input_per_million
                 + completion * provider.price_output_per_million) / 1e6
 
-    def add(self, tally: "Tally") -> None:
-        self.requests += tally.requests
-        self.prompt_tokens += tally.prompt_tokens
-        self.completion_tokens += tally.completion_tokens
-        self.batch_requests += tally.batch_requests
-        self.batch_prompt_tokens += tally.batch_prompt_tokens
-        self.batch_completion_tokens += tally.batch_completion_tokens
+    def add(self, tally: Tally) -> None:
+        for name in Tally.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(tally, name))
 
 
 @dataclass
@@ -112,18 +116,6 @@ class RunSummary:
                        f"{batch}, estimated ${cost:.4f}")
         out.append(f"  estimated cost in all: ${total:.4f}")
         return out
-
-
-@dataclass
-class Tally:
-    """What labelling one article took."""
-
-    requests: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    batch_requests: int = 0
-    batch_prompt_tokens: int = 0
-    batch_completion_tokens: int = 0
 
 
 class Labeller:
