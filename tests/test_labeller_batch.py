@@ -237,3 +237,17 @@ def test_an_uploaded_file_is_submitted_once(tmp_path, created_before_the_kill):
         assert server.batches_created == 1
     assert summary.ok == 3
     assert all(r["response"] == expected_response(r["article"]) for r in store.records.values())
+
+
+def test_batch_true_on_one_provider_sends_only_its_share_in_batches(tmp_path):
+    articles = _news(tmp_path, numbered_articles(8))
+    with FaultServer() as batched, FaultServer() as direct:
+        config = _batch_config([provider("openai", batched, name="cheap", batch=True, batch_discount=0.4),
+                                provider("groq", direct, name="fast")])
+        store = ResultStore(tmp_path / "labels.jsonl")
+        summary = label_in_batches(articles, articles, store, config, show_progress=False)
+        store.close()
+        assert (batched.batches_created, batched.batch_requests_answered, len(batched.seen)) == (1, 4, 4)
+        assert (direct.batches_created, len(direct.seen)) == (0, 4)
+    assert summary.usage["cheap"].batch_requests == 4 and summary.usage["fast"].requests == 4
+    assert summary.ok == 8 and "at 0.4 × the price" in "\n".join(summary.lines())
