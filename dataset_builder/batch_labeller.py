@@ -289,13 +289,12 @@ def label_in_batches(articles: list[Any], todo: list[Any], store: ResultStore, c
 
 
 async def _each_batch(store: ResultStore, config: LabellerConfig, action) -> list[str]:
+    if not store.batches:
+        return [f"no batch recorded in {store.path}"]
     pool = ProviderPool(config)
     try:
         batcher = BatchLabeller(Labeller(config, pool, store, show_progress=False))
-        lines = []
-        for record in store.batches.values():
-            lines.append(await action(batcher, record))
-        return lines or [f"no batch recorded in {store.path}"]
+        return [await action(batcher, record) for record in store.batches.values()]
     finally:
         await pool.close()
 

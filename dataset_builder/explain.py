@@ -26,8 +26,8 @@ EXPLAIN_INSTRUCTIONS = (
     "Financial analysts labelled the text below. Its sentiment is {sentiment:+.2f} on a scale from "
     "-1 (negative) through 0 (neutral) to 1 (positive), so it reads as {word}, and their confidence "
     "is {confidence:.2f}. In one or two sentences, explain why the text has this sentiment, "
-    "grounded in its own words: what it reports and why that is {word} for the company or its "
-    "investors. Reply with only a JSON object with the keys reasoning, sentiment and confidence, "
+    "grounded in its own words: what it reports and why that is {word} for the company it "
+    "concerns. Reply with only a JSON object with the keys reasoning, sentiment and confidence, "
     "giving sentiment {sentiment:.2f} and confidence {confidence:.2f}.")
 
 
