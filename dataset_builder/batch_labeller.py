@@ -240,6 +240,11 @@ class BatchLabeller:
         records = [result for result in results if result is not None]
         if records:
             await asyncio.to_thread(self.labeller.save, records)
+        absent = [custom_id for custom_id in record["ids"] if custom_id not in items_by_id]
+        if absent:  # their answers stay in the batch's files until a run has their texts
+            log.warning("batch %s holds %d articles not in this run's input (--limit?): a run with "
+                        "them records them", batch.id, len(absent))
+            return
         counts = batch.request_counts
         self.store.append([{**record, "state": "collected", "status": batch.status, "at": _now(),
                             "completed": counts.completed if counts else None,

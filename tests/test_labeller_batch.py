@@ -251,3 +251,19 @@ def test_batch_true_on_one_provider_sends_only_its_share_in_batches(tmp_path):
         assert (direct.batches_created, len(direct.seen)) == (0, 4)
     assert summary.usage["cheap"].batch_requests == 4 and summary.usage["fast"].requests == 4
     assert summary.ok == 8 and "at 0.4 × the price" in "\n".join(summary.lines())
+
+
+def test_a_batch_collected_by_a_run_with_fewer_articles_stays_open_for_the_rest(tmp_path):
+    articles = _news(tmp_path, numbered_articles(4))
+    with FaultServer() as server:
+        config = _batch_config([provider("openai", server)])
+        store = ResultStore(tmp_path / "labels.jsonl")
+        label_in_batches(articles, articles, store, config, show_progress=False, batch_everything=True)
+        assert len(store.records) == 4  # the texts were there: all recorded, the batch closed
+        partial = ResultStore(tmp_path / "partial.jsonl")
+        partial.append([{**next(iter(store.batches.values())), "state": "submitted"}])
+        label_in_batches(articles[:2], [], partial, config, show_progress=False)  # as with --limit 2
+        assert len(partial.records) == 2 and len(partial.open_batches()) == 1
+        label_in_batches(articles, [], partial, config, show_progress=False)
+        assert len(partial.records) == 4 and partial.open_batches() == []
+        assert server.batches_created == 1
