@@ -29,7 +29,7 @@ class ResultStore:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         try:
-            lines = read_jsonl(self.path)  # a torn last line (kill -9) is dropped
+            lines = read_jsonl(self.path, complete_lines_only=True)  # a torn last line (kill -9) is dropped
         except ValueError as exc:
             raise FinsentError(str(exc)) from exc
         self.records: dict[str, dict[str, Any]] = {}

@@ -259,3 +259,12 @@ def test_outages_count_only_in_a_row(tmp_path):
         config = fast_config([provider("openai", server)], max_consecutive_failures=2, max_in_flight=1)
         summary = label_articles(articles, ResultStore(tmp_path / "l.jsonl"), config, show_progress=False)
     assert summary.ok == 12 and summary.usage["openai"].requests == 24
+
+
+def test_a_record_without_its_newline_is_not_done(tmp_path):
+    articles = read_news(write_export(tmp_path / "n.csv", numbered_articles(2)))
+    path = tmp_path / "labels.jsonl"
+    record = {"id": articles[1].id, "status": "ok", "article": articles[1].text,
+              "response": expected_response(articles[1].text)}
+    path.write_text(__import__("json").dumps(record), encoding="utf-8")  # killed before the newline
+    assert [a.id for a in ResultStore(path).pending(articles)] == [a.id for a in articles]
