@@ -2,6 +2,7 @@
 and groq clients: every fault ends labelled or recorded failed with its reason, none twice."""
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from pathlib import Path
@@ -49,7 +50,7 @@ def _articles(tmp_path: Path, extra_clean: int = 5):
 
 def _check_one_record_each(store: ResultStore, articles) -> None:
     lines = [line for line in store.path.read_text(encoding="utf-8").splitlines() if line]
-    ids = Counter(__import__("json").loads(line)["id"] for line in lines)
+    ids = Counter(json.loads(line)["id"] for line in lines)
     assert set(ids) == {a.id for a in articles}
     assert max(ids.values()) == 1, "an article was recorded twice"
 
@@ -266,5 +267,5 @@ def test_a_record_without_its_newline_is_not_done(tmp_path):
     path = tmp_path / "labels.jsonl"
     record = {"id": articles[1].id, "status": "ok", "article": articles[1].text,
               "response": expected_response(articles[1].text)}
-    path.write_text(__import__("json").dumps(record), encoding="utf-8")  # killed before the newline
+    path.write_text(json.dumps(record), encoding="utf-8")  # killed before the newline
     assert [a.id for a in ResultStore(path).pending(articles)] == [a.id for a in articles]
