@@ -2,6 +2,8 @@
 
 Text is NFC-normalised and sanitised as the original did; a row whose JSON is not a valid
 SentimentResponse is dropped and counted per source (the original wrote `{}` for it later).
+Where step 03 --explain wrote `<input>_explained.csv` beside an input, a row takes its explained
+reasoning in place of the templated one (when the label there is still the row's label).
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from dataset_builder.explain import explained_csv
 from dataset_builder.labelled_csv import LABELLED_COLUMNS, read_csv_rows, response_json
 from dataset_builder.text_normalise import sanitise_text
 from utils.errors import FinsentError
@@ -29,6 +32,7 @@ _EXAMPLES_LOGGED = 5
 class SourceSummary:
     path: Path
     kept: int = 0
+    explained: int = 0  # rows whose reasoning came from step 03 --explain
     dropped: Counter = field(default_factory=Counter)  # reason → rows
 
 
@@ -40,8 +44,11 @@ def invalid_reason(error: ValidationError) -> str:
     return f"{where}: {first['msg']}"
 
 
-def validated_row(article: str, cell: str) -> tuple[str, str]:
-    """(sanitised article, canonical JSON) or ValueError with the reason the row is dropped."""
+def validated_row(article: str, cell: str,
+                  explained: SentimentResponse | None = None) -> tuple[str, str, bool]:
+    """(sanitised article, canonical JSON, whether the reasoning is the explained one) or
+    ValueError with the reason the row is dropped. `explained`: the row's answer from step 03
+    --explain; its reasoning is taken if its label is still the row's."""
     article = sanitise_text(article).strip()
     if not article:
         raise ValueError("empty article")
@@ -49,7 +56,27 @@ def validated_row(article: str, cell: str) -> tuple[str, str]:
         response = SentimentResponse.model_validate_json(cell)
     except ValidationError as exc:
         raise ValueError(invalid_reason(exc)) from None
-    return article, response_json(response.model_copy(update={"reasoning": sanitise_text(response.reasoning)}))
+    is_explained = explained is not None and (explained.sentiment, explained.confidence) == (
+        response.sentiment, response.confidence)
+    if is_explained:
+        response = explained
+    return (article, response_json(response.model_copy(update={"reasoning": sanitise_text(response.reasoning)})),
+            is_explained)
+
+
+def read_explained(path: Path) -> dict[str, SentimentResponse]:
+    """Article → answer of the explained rows step 03 --explain wrote beside `path` (none if
+    it did not); a row that is not valid is skipped (its templated row stays)."""
+    explained_path = explained_csv(path)
+    if not explained_path.is_file():
+        return {}
+    answers = {}
+    for _, row in read_csv_rows(explained_path, LABELLED_COLUMNS, "explained CSV", allow_no_rows=True):
+        try:
+            answers[row["Article"]] = SentimentResponse.model_validate_json(row["JSON"])
+        except ValidationError:
+            continue
+    return answers
 
 
 def join_sources(inputs: dict[str, Path]) -> tuple[list[tuple[str, str, str]], dict[str, SourceSummary]]:
@@ -64,10 +91,12 @@ def join_sources(inputs: dict[str, Path]) -> tuple[list[tuple[str, str, str]], d
     summaries: dict[str, SourceSummary] = {}
     for source, path in present.items():
         summary = summaries[source] = SourceSummary(path)
+        explained = read_explained(path)
         for line, row in read_csv_rows(path, LABELLED_COLUMNS, f"{source} CSV", _COLUMN_ALIASES,
                                        allow_no_rows=True):
             try:
-                article, answer = validated_row(row["Article"], row["JSON"])
+                article, answer, is_explained = validated_row(row["Article"], row["JSON"],
+                                                              explained.get(row["Article"]))
             except ValueError as exc:
                 summary.dropped[str(exc)] += 1
                 if sum(summary.dropped.values()) <= _EXAMPLES_LOGGED:
@@ -75,6 +104,7 @@ def join_sources(inputs: dict[str, Path]) -> tuple[list[tuple[str, str, str]], d
                 continue
             rows.append((article, answer, source))
             summary.kept += 1
+            summary.explained += is_explained
     return rows, summaries
 
 
@@ -82,8 +112,9 @@ def log_summary(summaries: dict[str, SourceSummary]) -> None:
     for source, summary in summaries.items():
         dropped = sum(summary.dropped.values())
         reasons = "; ".join(f"{n} × {reason}" for reason, n in summary.dropped.most_common())
-        log.info("%s (%s): %d rows kept, %d dropped%s", source, summary.path, summary.kept, dropped,
-                 f" ({reasons})" if reasons else "")
+        explained = f" ({summary.explained} with an explained reasoning)" if summary.explained else ""
+        log.info("%s (%s): %d rows kept%s, %d dropped%s", source, summary.path, summary.kept, explained,
+                 dropped, f" ({reasons})" if reasons else "")
 
 
 def configured_inputs(config) -> dict[str, Path]:

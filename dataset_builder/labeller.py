@@ -3,16 +3,19 @@
 Articles go to the configured providers with a bounded number of requests in flight, each
 provider kept under its requests/min and tokens/min. Every answer is validated; an invalid
 one is re-asked (bounded), then recorded as failed with the reason. Each article ends as one
-JSONL record, appended and fsync'd: that file is the cache a rerun continues from.
+JSONL record, appended and fsync'd: that file is the cache a rerun continues from. A provider
+that keeps failing with outages (connection errors, timeouts, 5xx) is dropped; the run stops
+when none is left.
 """
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 import groq
 import openai
@@ -22,27 +25,65 @@ from tqdm import tqdm
 from dataset_builder.label_store import ResultStore
 from dataset_builder.news_articles import NewsArticle, article_messages
 from dataset_builder.providers import (Lane, ProviderAuthError, ProviderPool, describe_error,
-                                       is_transient, response_format, retry_after_s, status_code)
+                                       is_outage, is_transient, response_format, retry_after_s,
+                                       status_code)
 from dataset_builder.settings import LabellerConfig, ProviderConfig
 from utils.errors import FinsentError
-from utils.schema import ResponseParseError, parse_sentiment_response
+from utils.schema import ResponseParseError, SentimentResponse, parse_sentiment_response
 
-_API_ERRORS = (openai.APIError, groq.APIError)
+log = logging.getLogger(__name__)
+
+API_ERRORS = (openai.APIError, groq.APIError)
 REASK = ("That answer is not valid ({reason}). Reply again with only the JSON object, with "
          "exactly the keys reasoning, sentiment and confidence.")
 
 
+class ProviderGone(FinsentError):
+    """Every provider was dropped after too many outages in a row: the run stops."""
+
+
+@dataclass(frozen=True)
+class Task:
+    """What the labeller asks about each item (a NewsArticle, or a labelled row to explain)
+    and what it records of a valid answer."""
+
+    messages: Callable[[Any], list[dict[str, str]]]
+    answer: Callable[[Any, SentimentResponse], dict] = lambda item, response: response.model_dump()
+
+
+def news_task(config: LabellerConfig) -> Task:
+    """Label a news article with the 5-shot prompt."""
+    return Task(lambda article: article_messages(article, config.few_shot))
+
+
 @dataclass
-class ProviderUsage:
+class Tally:
+    """What labelling one article took."""
+
     requests: int = 0
-    ok: int = 0
-    failed: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    batch_requests: int = 0  # answered through the Batch API, priced at batch_discount
+    batch_prompt_tokens: int = 0
+    batch_completion_tokens: int = 0
+
+
+@dataclass
+class ProviderUsage(Tally):
+    """What one provider's articles took in this run."""
+
+    ok: int = 0
+    failed: int = 0
 
     def cost(self, provider: ProviderConfig) -> float:
-        return (self.prompt_tokens * provider.price_input_per_million
-                + self.completion_tokens * provider.price_output_per_million) / 1e6
+        prompt = self.prompt_tokens + provider.batch_discount * self.batch_prompt_tokens
+        completion = self.completion_tokens + provider.batch_discount * self.batch_completion_tokens
+        return (prompt * provider.price_input_per_million
+                + completion * provider.price_output_per_million) / 1e6
+
+    def add(self, tally: Tally) -> None:
+        for name in Tally.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(tally, name))
 
 
 @dataclass
@@ -64,37 +105,36 @@ class RunSummary:
         out = [f"labelled {self.ok} ok, {self.failed} failed in {self.seconds:.1f} s ({rate:.2f} articles/s)"]
         total = 0.0
         for name, usage in self.usage.items():
-            cost = usage.cost(self.providers[name])
+            provider = self.providers[name]
+            cost = usage.cost(provider)
             total += cost
+            batch = (f" + {usage.batch_requests} in batches ({usage.batch_prompt_tokens} prompt + "
+                     f"{usage.batch_completion_tokens} completion tokens at "
+                     f"{provider.batch_discount:g} × the price)") if usage.batch_requests else ""
             out.append(f"  {name}: {usage.requests} requests, {usage.ok} ok, {usage.failed} failed, "
-                       f"{usage.prompt_tokens} prompt + {usage.completion_tokens} completion tokens, "
-                       f"estimated ${cost:.4f}")
+                       f"{usage.prompt_tokens} prompt + {usage.completion_tokens} completion tokens"
+                       f"{batch}, estimated ${cost:.4f}")
         out.append(f"  estimated cost in all: ${total:.4f}")
         return out
 
 
-@dataclass
-class _Tally:
-    """What labelling one article took."""
-
-    requests: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-
 class Labeller:
     def __init__(self, config: LabellerConfig, pool: ProviderPool, store: ResultStore,
-                 show_progress: bool = True):
+                 show_progress: bool = True, task: Task | None = None):
         self.config = config
         self.pool = pool
         self.store = store
         self.show_progress = show_progress
+        self.task = task or news_task(config)
         self._backoff = wait_exponential_jitter(multiplier=config.backoff_initial_s,
                                                 max=config.backoff_max_s,
                                                 jitter=config.backoff_initial_s)
+        self._outages_in_a_row: dict[str, int] = {}  # provider → outages since its last answer
         self.summary = RunSummary({lane.provider.name: lane.provider for lane in pool.lanes})
 
     async def run(self, articles: list[NewsArticle]) -> RunSummary:
+        if not articles:
+            return self.summary
         started = time.monotonic()
         queue: asyncio.Queue[NewsArticle] = asyncio.Queue()
         for article in articles:
@@ -137,54 +177,73 @@ class Labeller:
                 batch.append(finished.get_nowait())
             records = [record for record in batch if record is not None]
             if records:
-                await asyncio.to_thread(self.store.append, records)
-                for record in records:
-                    usage = self.summary.usage.setdefault(record["provider"], ProviderUsage())
-                    usage.ok += record["status"] == "ok"
-                    usage.failed += record["status"] == "failed"
+                await asyncio.to_thread(self.save, records)
                 bar.update(len(records))
                 bar.set_postfix(ok=self.summary.ok, failed=self.summary.failed, refresh=False)
             if None in batch:
                 return
 
+    def save(self, records: list[dict[str, Any]]) -> None:
+        """Append `records` to the store (one fsync) and count them in the summary."""
+        self.store.append(records)
+        for record in records:
+            usage = self.summary.usage.setdefault(record["provider"], ProviderUsage())
+            usage.ok += record["status"] == "ok"
+            usage.failed += record["status"] == "failed"
+
     async def label(self, article: NewsArticle) -> dict[str, Any]:
         """Ask one model until it gives a valid answer (re-asking at most `max_reasks` times)
-        or a request fails for good; return the article's record."""
-        lane = self.pool.next_lane()
-        messages = article_messages(article, self.config.few_shot)
-        tally = _Tally()
+        or a request fails for good; return the article's record. If the model's provider is
+        dropped meanwhile, the article goes to another one."""
+        while True:
+            lane, tally = self.pool.next_lane(), Tally()
+            try:
+                return await self.converse(article, lane, tally)
+            except ProviderGone:
+                self.summary.usage.setdefault(lane.provider.name, ProviderUsage()).add(tally)
+                if not self.pool.lanes:
+                    raise
+
+    async def converse(self, article: NewsArticle, lane: Lane, tally: "Tally",
+                       first_answer: str | None = None, extra: dict | None = None) -> dict[str, Any]:
+        """The article's record from `lane`. `first_answer`: an answer already given (by the
+        Batch API) that counts as the first attempt, so an invalid one is re-asked here."""
+        messages = self.task.messages(article)
         started = time.monotonic()
         response, reason, attempts = None, None, 0
         while attempts <= self.config.max_reasks:
             attempts += 1
+            if first_answer is not None:
+                content, first_answer = first_answer, None
+            else:
+                try:
+                    content = await self._ask(lane, messages, tally)
+                except API_ERRORS as exc:
+                    reason = (f"gave up after {self.config.max_retries + 1} tries: {describe_error(exc)}"
+                              if is_transient(exc) else f"request refused: {describe_error(exc)}")
+                    break
             try:
-                content = await self._ask(lane, messages, tally)
-            except _API_ERRORS as exc:
-                reason = (f"gave up after {self.config.max_retries + 1} tries: {describe_error(exc)}"
-                          if is_transient(exc) else f"request refused: {describe_error(exc)}")
-                break
-            try:
-                response = parse_sentiment_response(content).model_dump()
+                response = self.task.answer(article, parse_sentiment_response(content))
                 reason = None
                 break
             except ResponseParseError as exc:
                 reason = f"invalid answer: {exc}"
                 messages = [*messages, {"role": "assistant", "content": content or ""},
                             {"role": "user", "content": REASK.format(reason=exc)}]
-        usage = self.summary.usage.setdefault(lane.provider.name, ProviderUsage())
-        usage.requests += tally.requests
-        usage.prompt_tokens += tally.prompt_tokens
-        usage.completion_tokens += tally.completion_tokens
+        self.summary.usage.setdefault(lane.provider.name, ProviderUsage()).add(tally)
         return {
             "id": article.id, "status": "ok" if response else "failed", "reason": reason,
             "article": article.text, "published": article.published, "response": response,
             "provider": lane.provider.name, "model": lane.model, "attempts": attempts,
-            "requests": tally.requests, "latency_s": round(time.monotonic() - started, 3),
-            "prompt_tokens": tally.prompt_tokens, "completion_tokens": tally.completion_tokens,
+            "requests": tally.requests + tally.batch_requests,
+            "latency_s": round(time.monotonic() - started, 3),
+            "prompt_tokens": tally.prompt_tokens + tally.batch_prompt_tokens,
+            "completion_tokens": tally.completion_tokens + tally.batch_completion_tokens,
+            **(extra or {}),
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
 
-    def _wait(self, state) -> float:
+    def wait_before_retry(self, state) -> float:
         """Exponential backoff with jitter, or the wait the server asked for (Retry-After)."""
         asked = retry_after_s(state.outcome.exception())
         if asked is None:
@@ -192,25 +251,28 @@ class Labeller:
         asked = min(asked, self.config.retry_after_max_s)
         return asked + random.uniform(0, min(1.0, 0.1 * asked + 0.01))
 
-    async def _ask(self, lane: Lane, messages: list[dict[str, str]], tally: _Tally) -> str | None:
+    async def _ask(self, lane: Lane, messages: list[dict[str, str]], tally: Tally) -> str | None:
         """One answer from `lane`, retrying transient failures; 401/403/404 stop the run."""
         provider = lane.provider
         estimate = sum(len(m["content"]) for m in messages) // 4 + self.config.max_tokens
         extra = {"response_format": fmt} if (fmt := response_format(provider)) else {}
-        retrying = AsyncRetrying(retry=retry_if_exception(is_transient), wait=self._wait,
+        retrying = AsyncRetrying(retry=retry_if_exception(is_transient), wait=self.wait_before_retry,
                                  stop=stop_after_attempt(self.config.max_retries + 1), reraise=True)
         async for attempt in retrying:
             with attempt:
+                self._raise_if_dropped(lane)
                 await lane.limiter.acquire(estimate)
                 tally.requests += 1
                 try:
                     completion = await lane.client.chat.completions.create(
                         model=lane.model, messages=messages, temperature=self.config.temperature,
                         max_tokens=self.config.max_tokens, **extra)
-                except _API_ERRORS as exc:
+                except API_ERRORS as exc:
                     lane.limiter.settle(estimate, 0)
-                    _stop_if_fatal(exc, lane)
+                    stop_if_fatal(exc, lane)
+                    self._count_outage(lane, exc)
                     raise
+        self._outages_in_a_row[provider.name] = 0
         usage = completion.usage
         prompt, answer = (usage.prompt_tokens or 0, usage.completion_tokens or 0) if usage else (0, 0)
         lane.limiter.settle(estimate, prompt + answer if usage else estimate)
@@ -219,7 +281,30 @@ class Labeller:
         return completion.choices[0].message.content if completion.choices else None
 
 
-def _stop_if_fatal(exc: BaseException, lane: Lane) -> None:
+    def _count_outage(self, lane: Lane, exc: BaseException) -> None:
+        """Count outages in a row (any answer, 429 included, shows the provider is there);
+        at `max_consecutive_failures` drop the provider, and stop when none is left."""
+        name = lane.provider.name
+        if not is_outage(exc):
+            self._outages_in_a_row[name] = 0
+            return
+        self._outages_in_a_row[name] = self._outages_in_a_row.get(name, 0) + 1
+        if self._outages_in_a_row[name] == self.config.max_consecutive_failures:
+            self.pool.drop(lane.provider)
+            what = (f"provider '{name}' at {str(lane.client.base_url).rstrip('/')}: {self.config.max_consecutive_failures} "
+                    f"requests in a row failed (last: {describe_error(exc)})")
+            if not self.pool.lanes:
+                raise ProviderGone(f"{what}; no provider left, stopping (every record is kept: "
+                                   f"rerun when it is back)")
+            log.warning("%s; dropped, the other providers carry on", what)
+        self._raise_if_dropped(lane)
+
+    def _raise_if_dropped(self, lane: Lane) -> None:
+        if lane.provider.name in self.pool.dropped:
+            raise ProviderGone(f"provider '{lane.provider.name}' was dropped")
+
+
+def stop_if_fatal(exc: BaseException, lane: Lane) -> None:
     code = status_code(exc)
     provider = lane.provider
     if code in {401, 403}:
@@ -232,15 +317,15 @@ def _stop_if_fatal(exc: BaseException, lane: Lane) -> None:
 
 
 async def _label(articles: list[NewsArticle], store: ResultStore, config: LabellerConfig,
-                 show_progress: bool) -> RunSummary:
+                 show_progress: bool, task: Task | None) -> RunSummary:
     pool = ProviderPool(config)
     try:
-        return await Labeller(config, pool, store, show_progress).run(articles)
+        return await Labeller(config, pool, store, show_progress, task).run(articles)
     finally:
         await pool.close()
 
 
 def label_articles(articles: list[NewsArticle], store: ResultStore, config: LabellerConfig,
-                   show_progress: bool = True) -> RunSummary:
+                   show_progress: bool = True, task: Task | None = None) -> RunSummary:
     """Label `articles` (appending a record for each to `store`) and return the summary."""
-    return asyncio.run(_label(articles, store, config, show_progress))
+    return asyncio.run(_label(articles, store, config, show_progress, task))

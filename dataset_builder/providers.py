@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import itertools
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from utils.schema import json_schema_response_format
 _STATUS_ERRORS = (openai.APIStatusError, groq.APIStatusError)
 _CONNECTION_ERRORS = (openai.APIConnectionError, groq.APIConnectionError)  # timeouts included
 _AUTH_STATUSES = {401, 403}
-_TRANSIENT_STATUSES = {408, 409, 429}
+TRANSIENT_STATUSES = {408, 409, 429}
 
 
 class ProviderAuthError(FinsentError):
@@ -34,8 +35,14 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, _CONNECTION_ERRORS):
         return True
     if isinstance(exc, _STATUS_ERRORS):
-        return exc.status_code in _TRANSIENT_STATUSES or exc.status_code >= 500
+        return exc.status_code in TRANSIENT_STATUSES or exc.status_code >= 500
     return False
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Connection errors, timeouts and 5xx: the provider is not there (429 means it is)."""
+    code = status_code(exc)
+    return isinstance(exc, _CONNECTION_ERRORS) or (code is not None and code >= 500)
 
 
 def status_code(exc: BaseException) -> int | None:
@@ -137,6 +144,14 @@ def api_key(provider: ProviderConfig) -> str:
     return key
 
 
+def quiet_client_logs(verbose: bool = False) -> None:
+    """The HTTP clients log one INFO line per request (hundreds per run, breaking the progress
+    bar): keep them at WARNING unless `verbose`."""
+    # openai 3 sends through httpx2/httpcore2, groq through httpx/httpcore.
+    for name in ("httpx", "httpcore", "httpx2", "httpcore2", "openai", "groq"):
+        logging.getLogger(name).setLevel(logging.NOTSET if verbose else logging.WARNING)
+
+
 def make_client(provider: ProviderConfig) -> Any:
     """The official async client; its own retries are off (ours honour Retry-After)."""
     options: dict[str, Any] = {"api_key": api_key(provider), "timeout": provider.timeout_s,
@@ -180,9 +195,23 @@ class ProviderPool:
             client = make_client(provider)
             limiter = RateLimiter(provider.requests_per_minute, provider.tokens_per_minute)
             self.lanes += [Lane(provider, m.name, m.weight, client, limiter) for m in provider.models]
+        self.all_lanes = list(self.lanes)  # those dropped or kept out included
+        self.dropped: set[str] = set()  # names of providers taken out of the rotation
         self._cycle = itertools.cycle(self.lanes)
 
+    def keep(self, wanted) -> None:
+        """Choose models only among the lanes for which `wanted(lane)` holds."""
+        self.lanes = [lane for lane in self.lanes if wanted(lane)]
+        self._cycle = itertools.cycle(self.lanes)
+
+    def drop(self, provider: ProviderConfig) -> None:
+        """Take every model of `provider` out of the rotation (it is not answering)."""
+        self.dropped.add(provider.name)
+        self.keep(lambda lane: lane.provider.name != provider.name)
+
     def next_lane(self) -> Lane:
+        if not self.lanes:
+            raise FinsentError("no provider left to ask")
         if not self.weighted:
             return next(self._cycle)
         # Smooth weighted round-robin (as in nginx): deterministic and evenly interleaved.
@@ -194,5 +223,5 @@ class ProviderPool:
         return chosen
 
     async def close(self) -> None:
-        for client in {id(lane.client): lane.client for lane in self.lanes}.values():
+        for client in {id(lane.client): lane.client for lane in self.all_lanes}.values():
             await client.close()

@@ -55,6 +55,11 @@ class ProviderConfig(BaseModel):
     # US$ per million tokens, for the cost estimate in the final summary.
     price_input_per_million: float = Field(default=0.0, ge=0)
     price_output_per_million: float = Field(default=0.0, ge=0)
+    # Send this provider's articles through its Batch API (OpenAI, Groq; step 03 --batch: every
+    # provider's): half the price, answers within the 24 h window. `batch_discount` is the
+    # fraction of the prices above that batch tokens cost.
+    batch: bool = False
+    batch_discount: float = Field(default=0.5, ge=0, le=1)
 
 
 def _default_providers() -> list[ProviderConfig]:
@@ -80,6 +85,16 @@ class LabellerConfig(BaseModel):
     temperature: float = Field(default=0.0, ge=0)
     max_tokens: int = Field(default=400, ge=16)
     few_shot: bool = True
+    # A provider whose requests fail this many times in a row with connection errors, timeouts
+    # or 5xx is dropped (the run stops when none is left).
+    max_consecutive_failures: int = Field(default=20, ge=1)
+    # Batch API limits per batch (OpenAI: 50,000 requests, 200 MB; Groq: 50,000, 100 MB):
+    # more is split over several batches.
+    batch_max_requests: int = Field(default=50_000, ge=1)
+    batch_max_bytes: int = Field(default=100 * 2**20, ge=1024)
+    # Polling a batch: the wait starts at the first, doubles up to the second.
+    batch_poll_initial_s: float = Field(default=5.0, gt=0)
+    batch_poll_max_s: float = Field(default=60.0, gt=0)
 
 
 class DatasetConfig(BaseModel):

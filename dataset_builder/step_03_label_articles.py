@@ -3,6 +3,10 @@ LLMs (OpenAI, Groq or any OpenAI-compatible server), concurrently and crash-safe
 
 Every article ends as one record in the results JSONL (the cache: a rerun, or a run after a
 crash, continues where it stopped); the `Article,JSON` CSV is then rebuilt from it.
+
+--batch (or `batch: true` on a provider) sends the articles through the Batch API at half the
+price: the batch ids are recorded first, so a rerun after a kill resumes the same batches.
+--explain asks instead for the reasoning of rows that steps 01/02 labelled from human labels.
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: import this checkout, not an installed copy
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
+from dataset_builder.explain import explain_results, explain_task, explained_csv, read_labelled_rows
 from dataset_builder.label_store import ResultStore
 from dataset_builder.news_articles import article_messages, read_news, write_news_csv
 from utils.cli import config_from_args, stage_parser
@@ -22,45 +27,84 @@ from utils.errors import cli_entry
 def parse_args(argv=None):
     parser = stage_parser(__doc__)
     parser.add_argument("--input", help="folder of newsdata.io CSV exports, or one CSV "
-                        "(default: dataset.news_dir)")
+                        "(default: dataset.news_dir); with --explain, the labelled CSV")
     parser.add_argument("--output", help="CSV with columns Article, JSON (default: dataset.step_03_csv)")
     parser.add_argument("--results", help="append-only JSONL of records, the cache "
                         "(default: dataset.step_03_results)")
     parser.add_argument("--limit", type=int, help="label only the first N articles of the input")
+    parser.add_argument("--explain", choices=["tweets", "financial_phrasebank"],
+                        help="instead of news, ask for a reasoning for each row of step 01 (tweets) or "
+                             "02 (financial_phrasebank), given its human label, which stays; writes "
+                             "<step output>_explained.csv (step 04 prefers it) and caches in "
+                             "<step output>_explained.jsonl")
     parser.add_argument("--dry-run", action="store_true", help="show the first prompt; call nothing")
     parser.add_argument("--retry-failed", action="store_true",
                         help="ask again for articles recorded as failed (ok ones are never redone)")
+    parser.add_argument("--batch", action="store_true",
+                        help="send every provider's articles through its Batch API (half the price, "
+                             "answers within 24 h); waits for the batches, a rerun resumes them")
+    parser.add_argument("--batch-status", action="store_true",
+                        help="print where each recorded batch stands, then exit")
+    parser.add_argument("--cancel-batch", action="store_true",
+                        help="cancel every open batch, then exit (a rerun records what they answered)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--verbose", action="store_true", help="log every HTTP request")
     return parser.parse_args(argv)
+
+
+def _work(args, config):
+    """(source, items, task, results JSONL, output CSV, what the items are) of this run."""
+    if args.explain:  # rows of step 01/02, their label given: only a reasoning is asked for
+        source = Path(args.input or {"tweets": config.step_01_csv,
+                                     "financial_phrasebank": config.step_02_csv}[args.explain])
+        return (source, read_labelled_rows(source), explain_task(), Path(args.results or explain_results(source)),
+                Path(args.output or explained_csv(source)), "rows to explain")
+    return (config.news_dir, read_news(config.news_dir), None, config.step_03_results, config.step_03_csv,
+            "articles")
 
 
 @cli_entry
 def main(argv=None) -> int:
     args = parse_args(argv)
-    config = config_from_args(args, {"dataset.news_dir": args.input, "dataset.step_03_csv": args.output,
-                                     "dataset.step_03_results": args.results}).dataset
-    articles = read_news(config.news_dir)[: args.limit]
-    store = ResultStore(config.step_03_results)
-    todo = store.pending(articles, retry_failed=args.retry_failed)
-    print(f"{len(articles)} articles in {config.news_dir}: {len(articles) - len(todo)} already "
-          f"recorded in {config.step_03_results}, {len(todo)} to label")
+    config = config_from_args(args, {} if args.explain else {
+        "dataset.news_dir": args.input, "dataset.step_03_csv": args.output,
+        "dataset.step_03_results": args.results}).dataset
+    source, items, task, results, output, what = _work(args, config)
+    items = items[: args.limit]
+    store = ResultStore(results)
+    if args.batch_status or args.cancel_batch:
+        from dataset_builder import batch_labeller  # the SDKs take seconds to import
+        act = batch_labeller.cancel_batches if args.cancel_batch else batch_labeller.batch_status
+        print("\n".join(act(store, config.labeller)))
+        return 0
+    todo = store.pending(items, retry_failed=args.retry_failed)
+    in_batches = {key for batch in store.open_batches() for key in batch["ids"]}
+    waiting = sum(item.id in in_batches for item in items)
+    print(f"{len(items)} {what} in {source}: {len(items) - len(todo) - waiting} already recorded in "
+          f"{results}, {waiting} waiting in open batches, {len(todo)} to label")
     if args.dry_run:
         if todo:
-            print("first prompt:\n" + json.dumps(article_messages(todo[0], config.labeller.few_shot),
-                                                 indent=2, ensure_ascii=False))
+            messages = task.messages(todo[0]) if task else article_messages(todo[0], config.labeller.few_shot)
+            print("first prompt:\n" + json.dumps(messages, indent=2, ensure_ascii=False))
         return 0
-    store.forget_failed({article.id for article in todo})
-    from dataset_builder.labeller import label_articles  # the SDKs take seconds to import
+    from dataset_builder.batch_labeller import label_in_batches  # the SDKs take seconds to import
+    from dataset_builder.labeller import label_articles
+    from dataset_builder.providers import quiet_client_logs
+    quiet_client_logs(args.verbose)
+    batched = args.batch or in_batches or any(provider.batch for provider in config.labeller.providers)
     try:
-        summary = label_articles(todo, store, config.labeller, show_progress=not args.no_progress)
+        if batched:
+            summary = label_in_batches(items, todo, store, config.labeller, show_progress=not args.no_progress,
+                                       task=task, batch_everything=args.batch)
+        else:
+            summary = label_articles(todo, store, config.labeller, show_progress=not args.no_progress, task=task)
     finally:
         store.close()
-        rows = write_news_csv(config.step_03_csv, store.ok_rows(articles))
-        print(f"wrote {rows} labelled articles to {config.step_03_csv}")
+        rows = write_news_csv(output, store.ok_rows(items))
+        print(f"wrote {rows} {'explained rows' if args.explain else 'labelled articles'} to {output}")
     print("\n".join(summary.lines()))
     if summary.failed:
-        print(f"{summary.failed} failed: reasons in {config.step_03_results}; "
-              f"--retry-failed asks again for them")
+        print(f"{summary.failed} failed: reasons in {results}; --retry-failed asks again for them")
     return 0
 
 

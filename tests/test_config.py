@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 
+from utils.cli import config_from_args, stage_parser
 from utils.config import load_config
 from utils.errors import FinsentError
 
@@ -40,11 +41,19 @@ def test_overrides_win_and_are_validated(tmp_path: Path):
     path = tmp_path / "config.yaml"
     path.write_text("eval:\n  sample_size: 3\n")
     assert load_config(path, {"eval.sample_size": 7}).eval.sample_size == 7
-    assert load_config(path, {"eval.sample_size": None}).eval.sample_size == 3
+    assert load_config(path, {"finetune.validation_file": None}).finetune.validation_file is None
     with pytest.raises(FinsentError, match="unknown key 'eval.nope'"):
         load_config(path, {"eval.nope": 1})
     with pytest.raises(FinsentError, match=r"^command line: key 'eval.sample_size': .* \(got 'many'\)"):
         load_config(path, {"eval.sample_size": "many"})
+
+
+def test_set_null_clears_a_key_and_flags_not_given_change_nothing(tmp_path: Path):
+    path = tmp_path / "config.yaml"
+    path.write_text("eval:\n  sample_size: 3\n")
+    args = stage_parser("test").parse_args(["--config", str(path), "--set", "finetune.validation_file=null"])
+    config = config_from_args(args, {"eval.sample_size": None})  # a flag the user did not give
+    assert config.finetune.validation_file is None and config.eval.sample_size == 3
 
 
 def test_missing_explicit_config_is_an_error(tmp_path: Path):

@@ -78,3 +78,22 @@ def test_two_processes_under_accelerate_launch_then_resume_on_one(tmp_path, tiny
     assert json.loads((output / "train_summary.json").read_text())["processes"] == 1
     logged = [json.loads(line)["step"] for line in (output / "throughput.jsonl").read_text().splitlines()]
     assert logged == [1, 2, 3]  # steps 1-2 under 2 processes, step 3 resumed under 1
+
+
+def test_bench_counts_the_lora_gradients_it_all_reduces_as_peft_does():
+    """bench_multigpu.py times an all-reduce of this many values: PEFT's trainable count, r16 on all linear layers."""
+    import importlib.util
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    spec = importlib.util.spec_from_file_location("bench_multigpu", REPO_ROOT / "benchmarks" / "bench_multigpu.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    config = {**bench.TINY, "vocab_size": 512}
+    torch.manual_seed(0)
+    model = get_peft_model(LlamaForCausalLM(LlamaConfig(**config)),
+                           LoraConfig(r=bench.LORA_RANK, target_modules=FinetuneConfig().target_modules))
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert bench.lora_trainable_params(config) == trainable

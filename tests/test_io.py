@@ -40,6 +40,16 @@ def test_torn_last_line_is_dropped_and_repaired_on_append(tmp_path):
     assert read_jsonl(path) == [{"id": 1}, {"id": 3}]
 
 
+def test_a_complete_last_record_without_its_newline_is_torn(tmp_path):
+    path = tmp_path / "r.jsonl"
+    path.write_text('{"id": 1}\n{"id": 2}', encoding="utf-8")  # killed before the newline
+    assert read_jsonl(path) == [{"id": 1}, {"id": 2}]  # a file a person wrote may end so
+    assert read_jsonl(path, complete_lines_only=True) == [{"id": 1}]
+    with JsonlAppender(path) as out:  # the appender cuts that line too: the two agree
+        out.append({"id": 3})
+    assert read_jsonl(path, complete_lines_only=True) == [{"id": 1}, {"id": 3}]
+
+
 def test_corrupt_line_in_the_middle_is_an_error_naming_it(tmp_path):
     path = tmp_path / "r.jsonl"
     path.write_text('{"id": 1}\nnot json\n{"id": 3}\n')

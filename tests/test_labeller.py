@@ -2,6 +2,7 @@
 and groq clients: every fault ends labelled or recorded failed with its reason, none twice."""
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from pathlib import Path
@@ -49,7 +50,7 @@ def _articles(tmp_path: Path, extra_clean: int = 5):
 
 def _check_one_record_each(store: ResultStore, articles) -> None:
     lines = [line for line in store.path.read_text(encoding="utf-8").splitlines() if line]
-    ids = Counter(__import__("json").loads(line)["id"] for line in lines)
+    ids = Counter(json.loads(line)["id"] for line in lines)
     assert set(ids) == {a.id for a in articles}
     assert max(ids.values()) == 1, "an article was recorded twice"
 
@@ -234,3 +235,37 @@ def test_a_corrupt_record_inside_the_results_is_an_error_naming_the_line(tmp_pat
     path.write_text('{"id": "a"}\n', encoding="utf-8")
     with pytest.raises(FinsentError, match=r"labels.jsonl: record 1 is not a step 03 record"):
         ResultStore(path)
+
+
+def test_a_dead_provider_is_dropped_and_the_others_carry_on(tmp_path, caplog):
+    articles = read_news(write_export(tmp_path / "n.csv", numbered_articles(30)))
+    dead = {"name": "dead", "base_url": "http://127.0.0.1:1/v1", "models": ["m"], "timeout_s": 1.0}
+    with FaultServer() as server:
+        config = fast_config([dead, provider("openai", server, name="alive")], max_consecutive_failures=5)
+        store = ResultStore(tmp_path / "labels.jsonl")
+        summary = label_articles(articles, store, config, show_progress=False)
+        store.close()
+    _check_one_record_each(store, articles)
+    assert summary.ok == 30 and summary.usage["alive"].ok == 30  # the dead one's articles moved
+    # dropped at the 5th outage in a row; only requests already in flight then came after
+    assert 5 <= summary.usage["dead"].requests < 5 + config.max_in_flight
+    [warning] = [r.getMessage() for r in caplog.records if "in a row failed" in r.getMessage()]
+    assert "provider 'dead' at http://127.0.0.1:1/v1" in warning and "dropped" in warning
+
+
+def test_outages_count_only_in_a_row(tmp_path):
+    # Every other request fails with a 503: the provider answers, so it is never dropped.
+    articles = read_news(write_export(tmp_path / "n.csv", [(f"Flaky {n}", "Up and down.") for n in range(12)]))
+    with FaultServer(plan={f"Flaky {n}.": ["server_error_503"] for n in range(12)}) as server:
+        config = fast_config([provider("openai", server)], max_consecutive_failures=2, max_in_flight=1)
+        summary = label_articles(articles, ResultStore(tmp_path / "l.jsonl"), config, show_progress=False)
+    assert summary.ok == 12 and summary.usage["openai"].requests == 24
+
+
+def test_a_record_without_its_newline_is_not_done(tmp_path):
+    articles = read_news(write_export(tmp_path / "n.csv", numbered_articles(2)))
+    path = tmp_path / "labels.jsonl"
+    record = {"id": articles[1].id, "status": "ok", "article": articles[1].text,
+              "response": expected_response(articles[1].text)}
+    path.write_text(json.dumps(record), encoding="utf-8")  # killed before the newline
+    assert [a.id for a in ResultStore(path).pending(articles)] == [a.id for a in articles]

@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from dataset_builder.news_articles import read_news
 from tests.conftest import run_script, script_env
 from tests.fault_server import FaultServer, expected_response
 from tests.labeller_support import fast_config, numbered_articles, provider, write_config, write_export
@@ -139,4 +140,27 @@ def test_limit_labels_the_first_articles_only(tmp_path, repo_root, limit):
         done = _run(tmp_path, config, "--input", repo_root / "examples" / "news", "--limit", str(limit))
         assert done.returncode == 0, done.stderr
         assert len(server.seen) == limit
-    assert len(pd.read_csv(tmp_path / "news.csv")) == limit
+        verbose = _run(tmp_path, config, "--input", repo_root / "examples" / "news", "--limit", str(limit + 1),
+                       "--verbose")
+    assert len(pd.read_csv(tmp_path / "news.csv")) == limit + 1
+    assert "HTTP Request:" not in done.stderr  # the clients' INFO line per request stays quiet
+    assert verbose.stderr.count("HTTP Request: POST") == 1  # --verbose brings it back
+
+
+def test_an_unreachable_provider_stops_the_run_with_one_line_and_keeps_the_records(tmp_path, repo_root):
+    config = write_config(tmp_path / "config.yaml", fast_config(
+        [{"name": "gone", "base_url": "http://127.0.0.1:1/v1", "models": ["m"]}],
+        max_consecutive_failures=20, max_retries=6))
+    news = repo_root / "examples" / "news"
+    kept = {"id": read_news(news)[0].id, "status": "ok", "article": read_news(news)[0].text,
+            "response": expected_response("x")}
+    results = tmp_path / "labels.jsonl"
+    results.write_text(json.dumps(kept) + "\n", encoding="utf-8")
+    done = _run(tmp_path, config, "--input", news)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        "error: provider 'gone' at http://127.0.0.1:1/v1: 20 requests in a row failed (last: connection "
+        "error); no provider left, stopping (every record is kept: rerun when it is back)")
+    records = [json.loads(line) for line in results.read_text(encoding="utf-8").splitlines()]
+    assert records[0] == kept and len({r["id"] for r in records}) == len(records)
+    assert len(pd.read_csv(tmp_path / "news.csv")) == 1  # the CSV is rebuilt from what is kept

@@ -69,3 +69,33 @@ def test_kill_dash_nine_five_times_then_resume(tmp_path):
     assert set(frame["Article"]) == {a.text for a in articles}
     for article, answer in zip(frame["Article"], frame["JSON"]):
         assert json.loads(answer) == expected_response(article)
+
+
+def test_a_kill_during_retry_failed_leaves_every_article_a_record(tmp_path):
+    news = write_export(tmp_path / "news" / "export.csv", numbered_articles(10, prefix="Retryco"))
+    results, output = tmp_path / "labels.jsonl", tmp_path / "news.csv"
+    articles = read_news(news)
+    failed = [{"id": a.id, "status": "failed", "reason": "gave up after 7 tries: HTTP 503", "article": a.text,
+               "response": None} for a in articles]
+    results.write_text("".join(json.dumps(record) + "\n" for record in failed), encoding="utf-8")
+    with FaultServer(latency_s=0.3) as server:
+        config = write_config(tmp_path / "config.yaml", fast_config([provider("openai", server)], max_in_flight=2))
+        command = [sys.executable, str(SCRIPT), "--config", str(config), "--input", str(news), "--results",
+                   str(results), "--output", str(output), "--no-progress", "--retry-failed"]
+        process = subprocess.Popen(command, cwd=tmp_path, env=script_env(), stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        while _lines(results) == len(articles) and process.poll() is None:
+            time.sleep(0.02)
+        process.kill()  # mid-retry: some answers recorded, the others not asked yet
+        process.communicate(timeout=30)
+        latest = {}
+        for line in results.read_text(encoding="utf-8").splitlines():
+            latest[json.loads(line)["id"]] = json.loads(line)["status"]
+        assert set(latest) == {a.id for a in articles}  # no article without its record
+        assert 0 < Counter(latest.values())["ok"] < len(articles)
+        final = subprocess.run(command, cwd=tmp_path, env=script_env(), capture_output=True, text=True,
+                               timeout=120)
+    assert final.returncode == 0, final.stderr
+    records = [json.loads(line) for line in results.read_text(encoding="utf-8").splitlines()]
+    assert len(records) == len(articles) and all(r["status"] == "ok" for r in records)  # compacted
+    assert len(pd.read_csv(output)) == len(articles)

@@ -78,7 +78,7 @@ def set_dotted(data: dict[str, Any], dotted_key: str, value: Any) -> None:
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> FinsentConfig:
     """Load `path` (default ./config.yaml, or built-in defaults where it is absent), apply
-    dotted-key overrides (None values are skipped: a flag the user did not give), validate."""
+    dotted-key overrides (a None value sets the key to null, as `--set KEY=null` asks), validate."""
     explicit = path is not None
     path = Path(path) if explicit else DEFAULT_CONFIG_PATH
     raw: dict[str, Any] = {}
@@ -99,8 +99,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     except ValueError as exc:
         raise FinsentError(f"{path}: {exc}") from exc
     for key, value in (overrides or {}).items():
-        if value is not None:
-            set_dotted(raw, key, value)
+        set_dotted(raw, key, value)
     try:
         return FinsentConfig.model_validate(raw)
     except ValidationError as exc:

@@ -95,13 +95,21 @@ def _terminate_torn_tail(path: Path) -> None:
         os.fsync(handle.fileno())
 
 
-def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+def read_jsonl(path: str | Path, complete_lines_only: bool = False) -> list[dict[str, Any]]:
     """Records of a JSONL file written by JsonlAppender; a torn last line is dropped with a
-    warning, a corrupt line elsewhere is an error naming file and line."""
+    warning, a corrupt line elsewhere is an error naming file and line.
+
+    `complete_lines_only`: a last line without its newline is torn even when it parses (for a
+    file only JsonlAppender writes, which cuts such a line before its next append: counting it
+    would count a record the next append deletes). Off for files people write, whose last line
+    often has no newline."""
     path = Path(path)
     if not path.exists():
         return []
     lines = path.read_text(encoding="utf-8").split("\n")
+    if complete_lines_only and lines[-1].strip():
+        log.warning("%s: line %d has no newline (interrupted write); ignoring it", path, len(lines))
+        lines[-1] = ""
     records = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
