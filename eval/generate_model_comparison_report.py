@@ -26,6 +26,8 @@ CSV_NAMES = {"Model Details": "model_details.csv", "Statistical Comparisons": "s
 def main(argv: list[str] | None = None) -> int:
     parser = stage_parser(__doc__)
     parser.add_argument("--sentiments", help="sentiments folder (eval.sentiment_save_folder)")
+    parser.add_argument("--strict", action="store_true",
+                        help="a model or comparison pair with no results folder is an error, not a warning")
     parser.add_argument("--output", help="xlsx file (eval.comparison_report_file)")
     parser.add_argument("--csv-folder", help="folder for the CSVs (eval.report_output_csv_folder)")
     args = parser.parse_args(argv)
@@ -33,8 +35,8 @@ def main(argv: list[str] | None = None) -> int:
                                      "eval.comparison_report_file": args.output,
                                      "eval.report_output_csv_folder": args.csv_folder}).eval
 
-    data = load_sentiments(config.sentiment_save_folder, config.models_to_test)
-    pairs = resolve_pairs(config.comparison_pairs, data.models)
+    data = load_sentiments(config.sentiment_save_folder, config.models_to_test, args.strict)
+    pairs = resolve_pairs(config.comparison_pairs, data.models, args.strict, data.skipped)
     families = quantization_families(data.models, config.quantization_families)
     sheets = comparison_sheets(data, article_metrics(data), pairs, families)
     sheets["Notes"] = notes_frame(data.skipped)

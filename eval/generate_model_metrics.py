@@ -19,6 +19,8 @@ log = logging.getLogger("generate_model_metrics")
 def main(argv: list[str] | None = None) -> int:
     parser = stage_parser(__doc__)
     parser.add_argument("--sentiments", help="sentiments folder (eval.sentiment_save_folder)")
+    parser.add_argument("--strict", action="store_true",
+                        help="a model or comparison pair with no results folder is an error, not a warning")
     parser.add_argument("--output", help="xlsx file (eval.report_output_file)")
     parser.add_argument("--csv", help="csv file (eval.report_output_csv_file)")
     args = parser.parse_args(argv)
@@ -26,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
                                      "eval.report_output_file": args.output,
                                      "eval.report_output_csv_file": args.csv}).eval
 
-    data = load_sentiments(config.sentiment_save_folder, config.models_to_test)
+    data = load_sentiments(config.sentiment_save_folder, config.models_to_test, args.strict)
     metrics = article_metrics(data)
     write_workbook(config.report_output_file,
                    {"Model Details": metrics, "Notes": notes_frame(data.skipped)}, decimals=2)

@@ -55,3 +55,22 @@ def write_config(path: Path, sentiments: Path, models: Sequence[str] = (),
     lines += [f"  - ['{a}', '{b}']" for a, b in pairs]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+# The original study's results as its users hold them: written on macOS, whose file system
+# ignores case (the config's '…sentiment_analysis-q5_K_M' found the folder '…-q5_k_m'), and
+# without the 4 models (8 comparison pairs) that were run but never committed.
+UNCOMMITTED_PREFIX = "mistral-7b-sentiment-may-18-2024-1epoch-unsloth."
+LOWER_CASE_PREFIX = "llama3_8b-instruct-sentiment_analysis-"
+
+
+def original_study_layout(reference_sentiments: Path, folder: Path) -> Path:
+    """`folder` holding a link to each reference model folder, renamed and left out as the
+    original study's own results folder is."""
+    folder.mkdir(parents=True)
+    for model in sorted(p for p in reference_sentiments.iterdir() if p.is_dir()):
+        if model.name.startswith(UNCOMMITTED_PREFIX):
+            continue
+        name = model.name.lower() if model.name.startswith(LOWER_CASE_PREFIX) else model.name
+        (folder / name).symlink_to(model.resolve(), target_is_directory=True)
+    return folder
