@@ -455,6 +455,8 @@ def plot_confusion(metrics: dict[str, Any], path: Path) -> None:
 
 
 def confusion_figure(metrics: dict[str, Any]):
+    """The confusion matrix at the chosen threshold (and at 0.15 beside it when that differs),
+    as a pyplot figure the caller closes."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -11,11 +11,10 @@ import pytest
 from matplotlib.text import Text
 
 from eval.heatmaps import HEATMAPS, build_heatmap, metric_jobs, summary_job
-from eval.labelled import (LabelledInput, LabelledRow, Prediction, confusion_figure, evaluate)
-from eval.backends import ModelSpec
+from eval.labelled import confusion_figure
 from eval.metrics import article_metrics, model_details
 from eval.sentiment_files import load_sentiments, short_title
-from tests.reports_data import write_model
+from tests.reports_data import labelled_metrics, write_model
 
 LONG_NAMES = ["mistral-7b-03-sentiment-may-23-2024-2epoch-unsloth.Q4_K_M", "phi3_3.8b-mini-instruct-4k-fp16",
               "llama3_8b-instruct-sentiment_analysis-q5_k_m", "m"]
@@ -97,25 +96,13 @@ def test_articles_are_labelled_by_a_short_title_and_their_key(tmp_path):
     assert labels[1] == data.answers["article_key"].iloc[1] and labels[-1] == "Mean"
 
 
-def labelled_metrics(validation_sentiment: float) -> dict:
-    """evaluate()'s metrics of six hand-made test answers; the validation answers make the
-    chosen threshold 0.15 (tie, nearest) or larger."""
-    rows = [LabelledRow(i, f"text {i}", label) for i, label in enumerate(["positive", "neutral", "negative"] * 2)]
-    test = [Prediction("test", row, True, {"positive": 0.5, "neutral": 0.1, "negative": -0.6}[row.label], 0.9)
-            for row in rows]
-    validation = [Prediction("validation", LabelledRow(10, "v", "neutral"), True, validation_sentiment, 0.9),
-                  Prediction("validation", LabelledRow(11, "w", "positive"), True, 0.9, 0.9)]
-    spec = ModelSpec(backend="llamacpp", model="gemma", name="gemma")
-    return evaluate(test + validation, spec, LabelledInput(rows, [], "test.jsonl", "validation.jsonl"), 1.0)
-
-
 def test_confusion_matrix_one_panel_at_015_else_the_chosen_one_named():
-    one = labelled_metrics(0.1)
+    _, one = labelled_metrics(0.1)
     assert one["threshold_chosen"] == pytest.approx(0.15)
     figure = confusion_figure(one)
     assert len(figure.axes) == 1
     assert figure.axes[0].get_title().startswith("chosen on validation: t = 0.15")
-    two = labelled_metrics(0.5)
+    _, two = labelled_metrics(0.5)
     assert two["threshold_chosen"] > 0.15
     titles = [ax.get_title() for ax in confusion_figure(two).axes]
     assert titles[0].startswith(f"chosen on validation: t = {two['threshold_chosen']:.2f}")
