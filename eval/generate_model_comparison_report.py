@@ -12,8 +12,8 @@ from pathlib import Path
 from eval.comparisons import comparison_sheets, quantization_families
 from eval.excel_style import notes_frame, write_csv, write_workbook
 from eval.metrics import article_metrics
-from eval.sentiment_files import load_sentiments, resolve_pairs
-from utils.cli import config_from_args, stage_parser
+from eval.sentiment_files import load_sentiments, resolve_pairs, report_parser
+from utils.cli import config_from_args
 from utils.errors import cli_entry
 
 log = logging.getLogger("generate_model_comparison_report")
@@ -24,10 +24,7 @@ CSV_NAMES = {"Model Details": "model_details.csv", "Statistical Comparisons": "s
 
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
-    parser = stage_parser(__doc__)
-    parser.add_argument("--sentiments", help="sentiments folder (eval.sentiment_save_folder)")
-    parser.add_argument("--strict", action="store_true",
-                        help="a model or comparison pair with no results folder is an error, not a warning")
+    parser = report_parser(__doc__)
     parser.add_argument("--output", help="xlsx file (eval.comparison_report_file)")
     parser.add_argument("--csv-folder", help="folder for the CSVs (eval.report_output_csv_folder)")
     args = parser.parse_args(argv)

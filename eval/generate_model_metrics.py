@@ -8,8 +8,8 @@ import sys
 
 from eval.excel_style import notes_frame, write_csv, write_workbook
 from eval.metrics import article_metrics
-from eval.sentiment_files import load_sentiments
-from utils.cli import config_from_args, stage_parser
+from eval.sentiment_files import load_sentiments, report_parser
+from utils.cli import config_from_args
 from utils.errors import cli_entry
 
 log = logging.getLogger("generate_model_metrics")
@@ -17,10 +17,7 @@ log = logging.getLogger("generate_model_metrics")
 
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
-    parser = stage_parser(__doc__)
-    parser.add_argument("--sentiments", help="sentiments folder (eval.sentiment_save_folder)")
-    parser.add_argument("--strict", action="store_true",
-                        help="a model or comparison pair with no results folder is an error, not a warning")
+    parser = report_parser(__doc__)
     parser.add_argument("--output", help="xlsx file (eval.report_output_file)")
     parser.add_argument("--csv", help="csv file (eval.report_output_csv_file)")
     args = parser.parse_args(argv)

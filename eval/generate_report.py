@@ -13,8 +13,8 @@ from eval.comparisons import pair_comparisons
 from eval.heatmaps import FIGURE_TITLES
 from eval.html_report import find_labelled, png_picture, relative_links, render_report
 from eval.metrics import model_details
-from eval.sentiment_files import load_sentiments, resolve_pairs
-from utils.cli import config_from_args, stage_parser
+from eval.sentiment_files import load_sentiments, resolve_pairs, report_parser
+from utils.cli import config_from_args
 from utils.errors import cli_entry
 from utils.io import atomic_write_text
 
@@ -23,10 +23,7 @@ log = logging.getLogger("generate_report")
 
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
-    parser = stage_parser(__doc__)
-    parser.add_argument("--sentiments", help="sentiments folder (eval.sentiment_save_folder)")
-    parser.add_argument("--strict", action="store_true",
-                        help="a model or comparison pair with no results folder is an error, not a warning")
+    parser = report_parser(__doc__)
     parser.add_argument("--output", help="HTML file (eval.html_report_file)")
     parser.add_argument("--labelled", action="append", default=[], metavar="FOLDER",
                         help="evaluate_labelled output folder(s) to include, besides those under "

@@ -75,6 +75,7 @@ from urllib.parse import unquote, urlsplit
 
 import pandas as pd
 
+from utils.cli import stage_parser
 from utils.errors import FinsentError
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,15 @@ ANSWER_COLUMNS = ["model", "ticker", "iteration", "article_key", "sentiment", "c
 FILE_COLUMNS = ["model", "ticker", "iteration", "path", "average_sentiment", "time_taken",
                 "n_answers", "n_valid"]
 FILE_NAME = re.compile(r"^(?P<ticker>.+)_(?P<iteration>\d+)\.json$")
+
+
+def report_parser(description: str):
+    """The report scripts' parser: `--config`, `--set`, `--sentiments` and `--strict`."""
+    parser = stage_parser(description)
+    parser.add_argument("--sentiments", help="sentiments folder (eval.sentiment_save_folder)")
+    parser.add_argument("--strict", action="store_true",
+                        help="a model or comparison pair with no results folder is an error, not a warning")
+    return parser
 
 
 class SentimentFileError(FinsentError):
