@@ -477,6 +477,7 @@ def confusion_figure(metrics: dict[str, Any]):
         ax.set_title(f"{name}, weighted F1 = {'-' if f1 is None else f'{f1:.3f}'}")
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
+        ax.tick_params(axis="y", rotation=0)  # upright class names, clear of the axis label
     fig.suptitle(textwrap.fill(f"{metrics['model']} on {Path(metrics['input'].split(' (')[0]).name} "
                                f"({metrics['rows']} rows)", 50 * len(panels)))
     fig.tight_layout()

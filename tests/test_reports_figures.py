@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from matplotlib.text import Text
 
-from eval.heatmaps import HEATMAPS, build_heatmap, metric_jobs, summary_job
+from eval.heatmaps import build_heatmap, metric_jobs, summary_job
 from eval.labelled import confusion_figure
 from eval.metrics import article_metrics, model_details
 from eval.sentiment_files import load_sentiments, short_title
@@ -44,22 +44,26 @@ def text_boxes(figure):
             if t.get_visible() and t.get_text().strip()]
 
 
+def assert_texts_inside_and_apart(figure, name: str, at_least: int = 1) -> None:
+    canvas = figure.bbox
+    boxes = text_boxes(figure)
+    assert len(boxes) >= at_least
+    for text, box in boxes:
+        assert (box.x0 >= canvas.x0 - 0.5 and box.y0 >= canvas.y0 - 0.5 and box.x1 <= canvas.x1 + 0.5
+                and box.y1 <= canvas.y1 + 0.5), f"{name}: {text!r} outside {canvas}: {box}"
+    for i, (text, box) in enumerate(boxes):
+        for other, other_box in boxes[i + 1:]:
+            assert not box.overlaps(other_box), f"{name}: {text!r} overlaps {other!r}"
+
+
 @pytest.mark.parametrize("models,articles", [(1, 1), (2, 19), (40, 6)])
 def test_texts_inside_the_canvas_and_apart(tmp_path, models, articles):
     data = sentiments_folder(tmp_path, models, articles)
     jobs = metric_jobs(article_metrics(data), data.models, tmp_path, data.article_titles())
     variance = next(job for job in jobs if job.spec.column == "Sentiment Variance")  # the longest title
     for job in (jobs[0], variance, summary_job(model_details(data), tmp_path)):
-        figure = build_heatmap(job)
-        canvas = figure.bbox
-        boxes = text_boxes(figure)
-        assert len(boxes) >= models + 3  # model labels, column labels, title, colour bar
-        for text, box in boxes:
-            assert (box.x0 >= canvas.x0 - 0.5 and box.y0 >= canvas.y0 - 0.5 and box.x1 <= canvas.x1 + 0.5
-                    and box.y1 <= canvas.y1 + 0.5), f"{job.spec.file_name}: {text!r} outside {canvas}: {box}"
-        for i, (text, box) in enumerate(boxes):
-            for other, other_box in boxes[i + 1:]:
-                assert not box.overlaps(other_box), f"{job.spec.file_name}: {text!r} overlaps {other!r}"
+        # model labels, column labels, title, colour bar
+        assert_texts_inside_and_apart(build_heatmap(job), job.spec.file_name, at_least=models + 3)
 
 
 def test_missing_values_drawn_as_missing_with_a_legend(tmp_path):
@@ -104,6 +108,8 @@ def test_confusion_matrix_one_panel_at_015_else_the_chosen_one_named():
     assert figure.axes[0].get_title().startswith("chosen on validation: t = 0.15")
     _, two = labelled_metrics(0.5)
     assert two["threshold_chosen"] > 0.15
-    titles = [ax.get_title() for ax in confusion_figure(two).axes]
+    figure = confusion_figure(two)
+    titles = [ax.get_title() for ax in figure.axes]
     assert titles[0].startswith(f"chosen on validation: t = {two['threshold_chosen']:.2f}")
     assert titles[1].startswith("fixed reference: t = 0.15")
+    assert_texts_inside_and_apart(figure, "confusion_matrix.png", at_least=2 * (12 + 9) + 1)
