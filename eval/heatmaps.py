@@ -108,10 +108,10 @@ def with_mean_column(grid: pd.DataFrame) -> pd.DataFrame:
 def metric_jobs(metrics: pd.DataFrame, models: list[str], folder: Path,
                 article_titles: dict[str, str] | None = None) -> list[HeatmapJob]:
     """One job per metric; article columns labelled '<short title>\\n<key>' where a title is known."""
+    titles = article_titles or {}
     jobs = []
     for spec in HEATMAPS:
         grid = with_mean_column(metric_grid(metrics, spec.column, models))
-        titles = article_titles or {}
         grid.columns = [f"{titles[c]}\n{c}" if titles.get(c) else c for c in grid.columns]
         jobs.append(HeatmapJob(grid, spec, folder / spec.file_name))
     return jobs

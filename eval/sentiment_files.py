@@ -202,6 +202,14 @@ def _subfolders(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
+def _folded_index(names: Iterable[str]) -> dict[str, list[str]]:
+    """Case-folded name → the names that fold to it."""
+    index: dict[str, list[str]] = {}
+    for name in names:
+        index.setdefault(name.casefold(), []).append(name)
+    return index
+
+
 def _match_ignoring_case(folder_name: str, by_folded: Mapping[str, list[str]], what: str) -> str | None:
     """The one folder whose name equals `folder_name` ignoring case (None: no such folder);
     several is an error, as no file system could have written them for one model."""
@@ -226,9 +234,7 @@ def configured_models(folder: str | Path, models: Sequence[str | Mapping[str, An
         if not present:
             raise SentimentFileError(f"sentiments folder {folder} has no model subfolders")
         return present, []
-    by_folded: dict[str, list[str]] = {}
-    for name in present:
-        by_folded.setdefault(name.casefold(), []).append(name)
+    by_folded = _folded_index(present)
     found, missing = [], []
     for name in dict.fromkeys(model_folder_name(m) for m in models):
         if (folder / name).is_dir():
@@ -331,9 +337,7 @@ def resolve_pairs(pairs: Iterable[Sequence[str]], models: Sequence[str], strict:
     """Map each `comparison_pairs` entry onto model folder names (":" → "_", then exact, then
     case-insensitive). Entries naming a model with no folder are left out with one warning
     line listing them (appended to `skipped`), or, with `strict`, are an error."""
-    by_folded: dict[str, list[str]] = {}
-    for model in models:
-        by_folded.setdefault(model.casefold(), []).append(model)
+    by_folded = _folded_index(models)
     resolved, unmatched = [], []
     for number, pair in enumerate(pairs, start=1):
         if len(pair) != 2:
