@@ -99,9 +99,9 @@ def find_labelled(folders: Iterable[Path]) -> list[LabelledResult]:
                 metrics = json.loads(path.read_text(encoding="utf-8"))
             except (OSError, ValueError):
                 continue  # not ours, or half-written: nothing to report from it
-            if not isinstance(metrics, dict) or "at_chosen_threshold" not in metrics or path in seen:
+            if not isinstance(metrics, dict) or "at_chosen_threshold" not in metrics or path.resolve() in seen:
                 continue
-            seen.add(path)
+            seen.add(path.resolve())
             png = path.parent / "confusion_matrix.png"
             picture = png_picture(png, f"Confusion matrix: {metrics.get('model')}") if png.is_file() else None
             results.append(LabelledResult(path.parent, metrics, picture))
