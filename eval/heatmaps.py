@@ -16,6 +16,7 @@ import multiprocessing
 import os
 import sys
 import textwrap
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -200,9 +201,11 @@ def build_heatmap(job: HeatmapJob) -> Figure:
     # tick labels and annotations are ours: seaborn would draw the whole figure once more to
     # check label overlap (the size above already prevents it), and annotates with one
     # format for every column
-    mesh = sns.heatmap(colour, ax=ax, cbar_ax=cax, cmap=spec.cmap, vmin=spec.vmin, vmax=spec.vmax,
-                       linewidths=0.4, linecolor="white", cbar_kws={"label": colour_bar_label},
-                       xticklabels=False, yticklabels=False).collections[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a grid with no value at all has no range
+        mesh = sns.heatmap(colour, ax=ax, cbar_ax=cax, cmap=spec.cmap, vmin=spec.vmin, vmax=spec.vmax,
+                           linewidths=0.4, linecolor="white", cbar_kws={"label": colour_bar_label},
+                           xticklabels=False, yticklabels=False).collections[0]
     if job.colour is not None:
         mesh.colorbar.set_ticks([0, 1], labels=["low", "high"])
     # cells without a value are not drawn: the hatched axes background shows through
