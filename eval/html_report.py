@@ -59,7 +59,7 @@ def html_table(frame: pd.DataFrame, formats: dict[str, str | None]) -> str:
         return lambda v: "–" if v is None or (isinstance(v, float) and math.isnan(v)) else (
             fmt.format(int(v) if fmt == "{:d}" else v) if fmt else str(v))
 
-    return frame[columns].to_html(index=False, border=0, classes="table", escape=True,
+    return frame[columns].to_html(index=False, border=0, classes="table", escape=True, na_rep="–",
                                   formatters={c: formatter(formats[c]) for c in columns})
 
 
@@ -72,8 +72,8 @@ def pair_verdict(row: dict[str, Any], n_pairs: int) -> str:
     iterations), by how much, and whether the paired Wilcoxon test says so after Holm."""
     model1, model2 = row["Model 1"], row["Model 2"]
     var1, var2 = row["Mean Article Variance 1"], row["Mean Article Variance 2"]
-    if pd.isna(var1) or pd.isna(var2):
-        return f"Cannot compare {model1} and {model2}: {row.get('Note') or 'too few valid answers'}."
+    if pd.isna(var1) or pd.isna(var2):  # the first note says why
+        return f"Cannot compare {model1} and {model2}: {(row.get('Note') or 'too few valid answers').split('; ')[0]}."
     if var1 == var2:
         return f"{model1} and {model2} are equally consistent (mean per-article variance {var1:.4f})."
     steady, other, low, high = (model1, model2, var1, var2) if var1 < var2 else (model2, model1, var2, var1)

@@ -84,6 +84,7 @@ def test_chromium_renders_the_page_with_its_tables(report, tmp_path):
     assert {"Model Name", "Valid JSON Rate", "Mean Per-Article Variance", "Comparison",
             "Consistency Wilcoxon P (Holm)", "Weighted F1", "t chosen"} <= headers
     summary, pairs, accuracy = page.find_all("table")
+    assert "NaN" not in page.get_text()  # a missing value reads "–"
     assert [tr.td.get_text() for tr in summary.find_all("tr")[1:]] == ["steady_7b-q4_K_M", "jumpy_7b-q4_K_M", "flaky"]
     assert len(pairs.find_all("tr")) == 1 + 2
     assert "gemma3-270m" in accuracy.get_text()
@@ -102,5 +103,6 @@ def test_verdicts_say_who_by_how_much_and_whether_it_holds():
     row["Consistency Wilcoxon P (Holm)"] = 0.31
     assert pair_verdict(row, 12).endswith("is not significant after Holm's correction over 12 pairs "
                                           "(Wilcoxon signed-rank over 19 articles, p = 0.31): it may be chance.")
-    row.update({"Mean Article Variance 1": float("nan"), "Note": "fewer than 2 valid answers (0 and 30)"})
+    row.update({"Mean Article Variance 1": float("nan"),
+                "Note": "fewer than 2 valid answers (0 and 30); no article with valid answers from both models"})
     assert pair_verdict(row, 1) == "Cannot compare a and b: fewer than 2 valid answers (0 and 30)."
