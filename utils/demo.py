@@ -81,7 +81,7 @@ def _models_under_test(config) -> list[dict]:
 
 def run(config_path: str | None, iterations: int) -> None:
     config = load_config(config_path)
-    demo = Demo(config_path, total_steps=12)
+    demo = Demo(config_path, total_steps=13)
     demo.step("step 01: airline tweets → labelled CSV", "dataset_builder/step_01_process_tweets.py")
     demo.step("step 02: Financial PhraseBank → labelled CSV",
               "dataset_builder/step_02_process_financial_phrasebank.py")
@@ -117,6 +117,7 @@ def run(config_path: str | None, iterations: int) -> None:
     demo.step("reports: per-article metrics", "eval/generate_model_metrics.py", *report_overrides)
     demo.step("reports: statistical comparisons", "eval/generate_model_comparison_report.py", *report_overrides)
     demo.step("reports: heatmaps", "eval/generate_heatmaps.py", *report_overrides)
+    demo.step("reports: one HTML page of all the above", "eval/generate_report.py", *report_overrides)
     _print_outputs(config, labelled_dir)
 
 
@@ -133,6 +134,7 @@ def _print_outputs(config, labelled_dir: Path) -> None:
         ("per-article metrics", f"{evaluation.report_output_file}, {evaluation.report_output_csv_file}"),
         ("comparison report", evaluation.report_output_csv_folder),
         ("heatmaps", evaluation.heatmaps_folder),
+        ("one HTML report (open it in a browser)", evaluation.html_report_file),
     ]:
         print(f"  {what:<42} {where}")
 
