@@ -5,9 +5,10 @@ The pairwise table starts with the original study's columns, computed exactly as
 (scipy `f_oneway` and `ttest_ind` on the two models' pooled valid sentiments), so its
 published numbers reproduce. A two-group one-way ANOVA is the pooled-variance t-test:
 F = t², and it compares means, not variances. The columns after them add what the original
-lacked: tests of equal variances (Levene, Brown–Forsythe), Welch's t, a paired test over
-articles (Wilcoxon signed-rank on per-article means), Cohen's d, Holm-adjusted p-values
-across all pairs, and Fisher's exact test on valid-JSON counts.
+lacked: tests of equal variances (Levene, Brown–Forsythe), Welch's t, paired tests over
+articles (Wilcoxon signed-rank on per-article means, and on per-article variances over
+iterations: which model is more consistent), Cohen's d, Holm-adjusted p-values across all
+pairs, and Fisher's exact test on valid-JSON counts.
 
 Degenerate data (fewer than two valid answers, no within-group variance, all paired
 differences zero) gives NaN and a line in the `Note` column, never an exception.
@@ -34,7 +35,9 @@ ORIGINAL_PAIR_COLUMNS = ["Comparison", "F-Statistic", "F-Test P-Value", "T-Stati
                          "T-Test P-Value"]
 HOLM_OF = {"T-Test P-Value": "T-Test P (Holm)", "Welch P-Value": "Welch P (Holm)",
            "Levene P-Value": "Levene P (Holm)", "Brown-Forsythe P-Value": "Brown-Forsythe P (Holm)",
-           "Wilcoxon P-Value": "Wilcoxon P (Holm)", "Fisher P-Value": "Fisher P (Holm)"}
+           "Wilcoxon P-Value": "Wilcoxon P (Holm)",
+           "Consistency Wilcoxon P-Value": "Consistency Wilcoxon P (Holm)",
+           "Fisher P-Value": "Fisher P (Holm)"}
 
 
 # --- quantization families --------------------------------------------------------------
@@ -42,9 +45,12 @@ HOLM_OF = {"T-Test P-Value": "T-Test P (Holm)", "Welch P-Value": "Welch P (Holm)
 def quantization_families(models: Sequence[str],
                           configured: Mapping[str, Sequence[str]] | None = None) -> dict[str, list[str]]:
     """Family → its models (two or more quantization levels). `configured` (family → model
-    names) wins; otherwise families come from the names' quantization suffixes."""
+    names, matched to folders ignoring case) wins; otherwise families come from the names'
+    quantization suffixes."""
     if configured:
-        families = {family: [model_folder_name(m) for m in names] for family, names in configured.items()}
+        by_folded = {m.casefold(): m for m in models}
+        families = {family: [by_folded.get(model_folder_name(m).casefold(), model_folder_name(m))
+                             for m in names] for family, names in configured.items()}
         for family, members in families.items():
             unknown = [m for m in members if m not in models]
             if unknown:
@@ -86,39 +92,62 @@ def cohens_d(sentiments1: np.ndarray, sentiments2: np.ndarray) -> float:
     return NAN if pooled == 0 else float((np.mean(sentiments1) - np.mean(sentiments2)) / math.sqrt(pooled))
 
 
-def paired_article_test(means1: pd.Series, means2: pd.Series) -> tuple[dict[str, float], list[str]]:
-    """Wilcoxon signed-rank on per-article mean sentiments of the articles both models answered."""
-    both = pd.concat([means1, means2], axis=1, join="inner").dropna()
+def paired_wilcoxon(values1: pd.Series, values2: pd.Series, test: str, compared: str
+                    ) -> tuple[int, float, float, float, list[str]]:
+    """Wilcoxon signed-rank on two per-article series over the articles both have: (articles,
+    mean difference, W, p, notes); NaN and a note naming `test` where it is undefined."""
+    both = pd.concat([values1, values2], axis=1, join="inner").dropna()
     diff = (both.iloc[:, 0] - both.iloc[:, 1]).to_numpy()
-    result = {"Paired Articles": len(both), "Mean Paired Difference": float(diff.mean()) if len(diff) else NAN,
-              "Wilcoxon W": NAN, "Wilcoxon P-Value": NAN}
+    mean_diff = float(diff.mean()) if len(diff) else NAN
     if len(diff) == 0:
-        return result, ["no article with valid answers from both models: Wilcoxon undefined"]
+        return 0, mean_diff, NAN, NAN, [f"no article with valid answers from both models: {test} undefined"]
     if np.all(diff == 0):
-        return result, ["per-article means identical: Wilcoxon undefined"]
+        return len(diff), mean_diff, NAN, NAN, [f"per-article {compared} identical: {test} undefined"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # small-sample normal approximation notice
         test = stats.wilcoxon(diff)
-    result["Wilcoxon W"], result["Wilcoxon P-Value"] = _finite(test.statistic), _finite(test.pvalue)
-    return result, []
+    return len(diff), mean_diff, _finite(test.statistic), _finite(test.pvalue), []
+
+
+def paired_article_test(means1: pd.Series, means2: pd.Series) -> tuple[dict[str, float], list[str]]:
+    """Wilcoxon signed-rank on per-article mean sentiments of the articles both models answered."""
+    n, mean_diff, w, p, notes = paired_wilcoxon(means1, means2, "Wilcoxon", "means")
+    return {"Paired Articles": n, "Mean Paired Difference": mean_diff, "Wilcoxon W": w,
+            "Wilcoxon P-Value": p}, notes
+
+
+def consistency_test(variances1: pd.Series, variances2: pd.Series) -> tuple[dict[str, float], list[str]]:
+    """Which model is steadier over iterations: each model's per-article variance, averaged,
+    and Wilcoxon signed-rank on the two, paired by article (differences between articles
+    cancel, unlike a variance test on the pooled sentiments)."""
+    _, _, w, p, notes = paired_wilcoxon(variances1, variances2, "consistency Wilcoxon", "variances")
+    return {"Mean Article Variance 1": float(variances1.mean()) if len(variances1) else NAN,
+            "Mean Article Variance 2": float(variances2.mean()) if len(variances2) else NAN,
+            "Consistency Wilcoxon W": w, "Consistency Wilcoxon P-Value": p}, notes
 
 
 @dataclass
 class PairInputs:
     """What every pair needs, split once: valid sentiments and answer counts per model, and
-    per-article mean sentiments (model × article)."""
+    per-article mean sentiments and variances over iterations (model × article)."""
     sentiments: dict[str, np.ndarray]
     totals: dict[str, int]
     article_means: pd.DataFrame
+    article_variances: pd.DataFrame
 
     @classmethod
     def from_data(cls, data: SentimentData) -> "PairInputs":
         valid = data.valid()
         sentiments = {m: g.to_numpy() for m, g in valid.groupby("model", sort=False)["sentiment"]}
         totals = data.answers.groupby("model", sort=False).size().to_dict()
-        means = valid.groupby(["model", "article_key"])["sentiment"].mean().unstack("article_key")
+        by_article = valid.groupby(["model", "article_key"])["sentiment"]
         return cls({m: sentiments.get(m, np.array([])) for m in data.models},
-                   {m: int(totals.get(m, 0)) for m in data.models}, means)
+                   {m: int(totals.get(m, 0)) for m in data.models},
+                   by_article.mean().unstack("article_key"), by_article.var(ddof=0).unstack("article_key"))
+
+    def per_article(self, table: pd.DataFrame, model: str) -> pd.Series:
+        """One model's row of a model × article table (empty without valid answers)."""
+        return table.loc[model].dropna() if model in table.index else pd.Series(dtype=float)
 
 
 def compare_pair(inputs: PairInputs, model1: str, model2: str) -> dict[str, object]:
@@ -159,12 +188,14 @@ def compare_pair(inputs: PairInputs, model1: str, model2: str) -> dict[str, obje
         if math.isnan(spread["Brown-Forsythe W"]):
             notes.append("all answers equal their model's median: Brown-Forsythe undefined")
     row.update(spread)
-    means = inputs.article_means
-    paired, paired_notes = paired_article_test(
-        means.loc[model1] if model1 in means.index else pd.Series(dtype=float),
-        means.loc[model2] if model2 in means.index else pd.Series(dtype=float))
+    paired, paired_notes = paired_article_test(inputs.per_article(inputs.article_means, model1),
+                                                inputs.per_article(inputs.article_means, model2))
     row.update(paired)
     notes += paired_notes
+    consistency, consistency_notes = consistency_test(inputs.per_article(inputs.article_variances, model1),
+                                                      inputs.per_article(inputs.article_variances, model2))
+    row.update(consistency)
+    notes += consistency_notes
     row["Cohen's d"] = cohens_d(s1, s2)
     valid1, valid2 = len(s1), len(s2)
     row.update({"Valid JSON Rate 1": valid1 / total1 if total1 else NAN,
@@ -210,7 +241,8 @@ def pair_columns() -> list[str]:
             "Variance 1", "Variance 2", "Variance Ratio", "Levene W", "Levene P-Value",
             "Brown-Forsythe W", "Brown-Forsythe P-Value", "Welch T", "Welch P-Value",
             "Paired Articles", "Mean Paired Difference", "Wilcoxon W", "Wilcoxon P-Value",
-            "Cohen's d", "Valid JSON Rate 1", "Valid JSON Rate 2", "Fisher P-Value",
+            "Mean Article Variance 1", "Mean Article Variance 2", "Consistency Wilcoxon W",
+            "Consistency Wilcoxon P-Value", "Cohen's d", "Valid JSON Rate 1", "Valid JSON Rate 2", "Fisher P-Value",
             *HOLM_OF.values(), "Note"]
 
 
@@ -368,6 +400,10 @@ GUIDE: list[tuple[str, str, str]] = [
     ("Statistical Comparisons", "Mean Paired Difference", "Mean over articles of (model 1's mean sentiment − model 2's)."),
     ("Statistical Comparisons", "Wilcoxon W", "Wilcoxon signed-rank statistic on per-article mean sentiments: paired by article, so differences between articles cancel."),
     ("Statistical Comparisons", "Wilcoxon P-Value", "Small: one model rates the same articles systematically higher."),
+    ("Statistical Comparisons", "Mean Article Variance 1", "Mean over articles of model 1's sentiment variance over iterations: its consistency (0 = same answer every time)."),
+    ("Statistical Comparisons", "Mean Article Variance 2", "The same for model 2."),
+    ("Statistical Comparisons", "Consistency Wilcoxon W", "Wilcoxon signed-rank statistic on the two models' per-article variances, paired by article."),
+    ("Statistical Comparisons", "Consistency Wilcoxon P-Value", "Small: one model is steadier over iterations on the same articles (the study's question; the pooled variance tests also count disagreement between articles)."),
     ("Statistical Comparisons", "Cohen's d", "(Mean 1 − Mean 2) / pooled sample std: effect size (0.2 small, 0.5 medium, 0.8 large)."),
     ("Statistical Comparisons", "Valid JSON Rate 1", "Valid answers / answers of model 1."),
     ("Statistical Comparisons", "Valid JSON Rate 2", "Valid answers / answers of model 2."),

@@ -12,8 +12,8 @@ if __package__ in (None, ""):  # run as a file: import this checkout, not an ins
 
 from eval.heatmaps import metric_jobs, render_all, summary_job
 from eval.metrics import article_metrics, model_details
-from eval.sentiment_files import load_sentiments
-from utils.cli import config_from_args, stage_parser
+from eval.sentiment_files import load_sentiments, report_parser
+from utils.cli import config_from_args
 from utils.errors import cli_entry
 
 log = logging.getLogger("generate_heatmaps")
@@ -21,8 +21,7 @@ log = logging.getLogger("generate_heatmaps")
 
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
-    parser = stage_parser(__doc__)
-    parser.add_argument("--sentiments", help="sentiments folder (eval.sentiment_save_folder)")
+    parser = report_parser(__doc__)
     parser.add_argument("--output", help="folder for the PNGs (eval.heatmaps_folder)")
     parser.add_argument("--workers", type=int, help="worker processes (eval.heatmap_workers; 0 = one per core)")
     args = parser.parse_args(argv)
@@ -30,9 +29,9 @@ def main(argv: list[str] | None = None) -> int:
                                      "eval.heatmaps_folder": args.output,
                                      "eval.heatmap_workers": args.workers}).eval
 
-    data = load_sentiments(config.sentiment_save_folder, config.models_to_test)
+    data = load_sentiments(config.sentiment_save_folder, config.models_to_test, args.strict)
     folder = Path(config.heatmaps_folder)
-    jobs = metric_jobs(article_metrics(data), data.models, folder)
+    jobs = metric_jobs(article_metrics(data), data.models, folder, data.article_titles())
     jobs.append(summary_job(model_details(data), folder))
     paths = render_all(jobs, config.heatmap_workers or None)
     log.info("%d heatmaps of %d models → %s", len(paths), len(data.models), folder)

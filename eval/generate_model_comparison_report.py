@@ -15,8 +15,8 @@ if __package__ in (None, ""):  # run as a file: import this checkout, not an ins
 from eval.comparisons import comparison_sheets, quantization_families
 from eval.excel_style import notes_frame, write_csv, write_workbook
 from eval.metrics import article_metrics
-from eval.sentiment_files import load_sentiments, resolve_pairs
-from utils.cli import config_from_args, stage_parser
+from eval.sentiment_files import load_sentiments, resolve_pairs, report_parser
+from utils.cli import config_from_args
 from utils.errors import cli_entry
 
 log = logging.getLogger("generate_model_comparison_report")
@@ -27,8 +27,7 @@ CSV_NAMES = {"Model Details": "model_details.csv", "Statistical Comparisons": "s
 
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
-    parser = stage_parser(__doc__)
-    parser.add_argument("--sentiments", help="sentiments folder (eval.sentiment_save_folder)")
+    parser = report_parser(__doc__)
     parser.add_argument("--output", help="xlsx file (eval.comparison_report_file)")
     parser.add_argument("--csv-folder", help="folder for the CSVs (eval.report_output_csv_folder)")
     args = parser.parse_args(argv)
@@ -36,8 +35,8 @@ def main(argv: list[str] | None = None) -> int:
                                      "eval.comparison_report_file": args.output,
                                      "eval.report_output_csv_folder": args.csv_folder}).eval
 
-    data = load_sentiments(config.sentiment_save_folder, config.models_to_test)
-    pairs = resolve_pairs(config.comparison_pairs, data.models)
+    data = load_sentiments(config.sentiment_save_folder, config.models_to_test, args.strict)
+    pairs = resolve_pairs(config.comparison_pairs, data.models, args.strict, data.skipped)
     families = quantization_families(data.models, config.quantization_families)
     sheets = comparison_sheets(data, article_metrics(data), pairs, families)
     sheets["Notes"] = notes_frame(data.skipped)

@@ -12,8 +12,8 @@ if __package__ in (None, ""):  # run as a file: import this checkout, not an ins
 
 from eval.excel_style import notes_frame, write_csv, write_workbook
 from eval.metrics import article_metrics
-from eval.sentiment_files import load_sentiments
-from utils.cli import config_from_args, stage_parser
+from eval.sentiment_files import load_sentiments, report_parser
+from utils.cli import config_from_args
 from utils.errors import cli_entry
 
 log = logging.getLogger("generate_model_metrics")
@@ -21,8 +21,7 @@ log = logging.getLogger("generate_model_metrics")
 
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
-    parser = stage_parser(__doc__)
-    parser.add_argument("--sentiments", help="sentiments folder (eval.sentiment_save_folder)")
+    parser = report_parser(__doc__)
     parser.add_argument("--output", help="xlsx file (eval.report_output_file)")
     parser.add_argument("--csv", help="csv file (eval.report_output_csv_file)")
     args = parser.parse_args(argv)
@@ -30,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
                                      "eval.report_output_file": args.output,
                                      "eval.report_output_csv_file": args.csv}).eval
 
-    data = load_sentiments(config.sentiment_save_folder, config.models_to_test)
+    data = load_sentiments(config.sentiment_save_folder, config.models_to_test, args.strict)
     metrics = article_metrics(data)
     write_workbook(config.report_output_file,
                    {"Model Details": metrics, "Notes": notes_frame(data.skipped)}, decimals=2)

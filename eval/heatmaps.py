@@ -3,9 +3,11 @@ of the per-article metrics, and one summary figure of the per-model figures.
 
 Figures are built with matplotlib's object API on the Agg canvas (no pyplot state, no
 display) and rendered in parallel worker processes; the figure size grows with the number
-of models and articles so labels stay readable (34 models × 19 articles: about 15 × 12 in).
-Margins are computed from the label lengths instead of `tight_layout`, which would draw
-every figure twice.
+of models and articles so labels stay readable (34 models × 19 articles: about 15 × 13 in).
+Margins come from the labels' sizes measured by the Agg renderer's font metrics, without
+drawing the figure (`tight_layout` would draw every figure twice). Cells without a value
+(no valid answer) show a grey hatched background named in a legend. Articles are labelled
+by a short title (from their URL) over their key.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import multiprocessing
 import os
 import sys
 import textwrap
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,15 +32,22 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.artist import Artist  # noqa: E402
 from matplotlib.font_manager import FontProperties  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 
 from eval.metrics import metric_grid  # noqa: E402
 from utils.io import atomic_path  # noqa: E402
 
 CELL_WIDTH_IN = 0.62
 CELL_HEIGHT_IN = 0.3
+MIN_PLOT_HEIGHT_IN = 1.8  # room for the colour bar's ticks when there are few models
+MIN_WIDTH_IN = 5.0
 LABEL_FONT = 8.5
 ANNOT_FONT = 7
+TITLE_FONT = 11
+MARGIN_IN = 0.15
+PAD_IN = 0.12  # between tick labels and what they label
 DPI = 100
+MISSING_STYLE = {"facecolor": "#e0e0e0", "edgecolor": "#9a9a9a", "hatch": "///"}
 # glyph hinting costs a third of the drawing time and changes nothing visible at this size
 RC = {"text.hinting": "none"}
 
@@ -69,6 +79,8 @@ SUMMARY_FILE = "summary_heatmap.png"
 SUMMARY_COLUMNS = ["Mean Sentiment", "Mean Per-Article Variance", "Valid JSON Rate",
                    "Mean Confidence", "Mean Inference Time (s)"]
 SUMMARY_FORMATS = {"Mean Per-Article Variance": ".4f", "Mean Inference Time (s)": ".1f"}
+# every file generate_heatmaps writes, summary first, with what it shows
+FIGURE_TITLES = {SUMMARY_FILE: "Per-model summary", **{spec.file_name: spec.title for spec in HEATMAPS}}
 
 
 @dataclass
@@ -94,16 +106,24 @@ def with_mean_column(grid: pd.DataFrame) -> pd.DataFrame:
     return grid.assign(Mean=grid.mean(axis=1))
 
 
-def metric_jobs(metrics: pd.DataFrame, models: list[str], folder: Path) -> list[HeatmapJob]:
-    return [HeatmapJob(with_mean_column(metric_grid(metrics, spec.column, models)), spec,
-                       folder / spec.file_name) for spec in HEATMAPS]
+def metric_jobs(metrics: pd.DataFrame, models: list[str], folder: Path,
+                article_titles: dict[str, str] | None = None) -> list[HeatmapJob]:
+    """One job per metric; article columns labelled '<short title>\\n<key>' where a title is known."""
+    titles = article_titles or {}
+    jobs = []
+    for spec in HEATMAPS:
+        grid = with_mean_column(metric_grid(metrics, spec.column, models))
+        grid.columns = [f"{titles[c]}\n{c}" if titles.get(c) else c for c in grid.columns]
+        jobs.append(HeatmapJob(grid, spec, folder / spec.file_name))
+    return jobs
 
 
 def summary_job(details: pd.DataFrame, folder: Path) -> HeatmapJob:
-    """Model × per-model figure; each column coloured on its own min–max scale."""
+    """Model × per-model figure; each column coloured on its own min–max scale (a constant
+    column mid-scale, a missing value as missing)."""
     grid = details.set_index("Model Name")[SUMMARY_COLUMNS]
     span = (grid.max() - grid.min()).replace(0, np.nan)
-    colour = ((grid - grid.min()) / span).fillna(0.5)
+    colour = ((grid - grid.min()) / span).mask(grid.notna() & span.isna(), 0.5)
     spec = HeatmapSpec(SUMMARY_FILE, "summary", "Per-model summary (colour: each column's own range)",
                        "Blues", 0, 1)
     grid.columns = [textwrap.fill(c, 16) for c in grid.columns]
@@ -112,54 +132,95 @@ def summary_job(details: pd.DataFrame, folder: Path) -> HeatmapJob:
     return HeatmapJob(grid, spec, folder / SUMMARY_FILE, colour, formats)
 
 
-def _inches(text_lengths: int, font: float) -> float:
-    return text_lengths * font * 0.62 / 72  # average glyph ≈ 0.62 em
+class TextMeasure:
+    """Sizes in inches of (multi-line) texts, from the Agg renderer's font metrics."""
+
+    def __init__(self, figure: Figure):
+        self.renderer = FigureCanvasAgg(figure).get_renderer()
+        self.dpi = figure.dpi
+
+    def width(self, text: str, size: float) -> float:
+        font = FontProperties(size=size)
+        return max((self.renderer.get_text_width_height_descent(line, font, ismath=False)[0]
+                    for line in text.split("\n")), default=0) / self.dpi
+
+    @staticmethod
+    def height(text: str, size: float) -> float:
+        return (text.count("\n") + 1) * size * 1.2 / 72  # matplotlib's line spacing: 1.2
+
+    def wrap(self, text: str, size: float, width_in: float) -> str:
+        """`text` broken at spaces so that no line is wider than `width_in`."""
+        for chars in range(len(text), 10, -1):
+            wrapped = textwrap.fill(text, chars)
+            if self.width(wrapped, size) <= width_in:
+                return wrapped
+        return textwrap.fill(text, 10)
 
 
-def _column_label_height(labels: list[str]) -> tuple[float, int]:
-    """Inches under the plot for the column labels, and their rotation: short labels
-    (article keys) stand vertical, long ones are wrapped and lie flat."""
-    longest_line = max((len(line) for label in labels for line in label.split("\n")), default=4)
-    if longest_line <= 10 and all("\n" not in label for label in labels):
-        return _inches(longest_line, LABEL_FONT) + 0.3, 90
-    lines = max((label.count("\n") + 1 for label in labels), default=1)
-    return lines * LABEL_FONT * 1.35 / 72 + 0.3, 0
+def _colour_bar_tick_texts(job: HeatmapJob) -> list[str]:
+    """What the colour bar's tick labels will say at most (for the right margin)."""
+    if job.colour is not None:
+        return ["low", "high"]
+    values = job.grid.to_numpy(dtype=float)
+    finite = values[np.isfinite(values)]
+    extremes = [v for v in (job.spec.vmin, job.spec.vmax) if v is not None]
+    if finite.size:
+        extremes += [finite.min(), finite.max()]
+    return [f"\N{MINUS SIGN}{abs(v):.3f}" for v in extremes or [0.0]]
 
 
 def build_heatmap(job: HeatmapJob) -> Figure:
     """The figure of one job (not saved): rows = models, columns = grid columns."""
-    grid = job.grid
+    grid, spec = job.grid, job.spec
     rows, cols = grid.shape
-    left = _inches(max((len(str(i)) for i in grid.index), default=4), LABEL_FONT) + 0.3
-    bottom, rotation = _column_label_height([str(c) for c in grid.columns])
-    top, right = 0.55, 1.3
-    width = left + cols * CELL_WIDTH_IN * (2.2 if job.colour is not None else 1) + right
-    height = bottom + rows * CELL_HEIGHT_IN + top
-    figure = Figure(figsize=(width, height), dpi=DPI)
-    FigureCanvasAgg(figure)
-    ax = figure.add_axes((left / width, bottom / height, 1 - (left + right) / width,
-                          1 - (bottom + top) / height))
-    cax = figure.add_axes((1 - (right - 0.2) / width, bottom / height, 0.18 / width,
-                           1 - (bottom + top) / height))
-    spec = job.spec
+    figure = Figure(dpi=DPI)
+    measure = TextMeasure(figure)
+    column_labels, row_labels = [str(c) for c in grid.columns], [str(i) for i in grid.index]
+    left = MARGIN_IN + PAD_IN + max((measure.width(t, LABEL_FONT) for t in row_labels), default=0)
+    # article labels stand vertical; the summary's wrapped column names lie flat
+    rotation = 0 if job.colour is not None else 90
+    label_extent = (max((measure.height(t, LABEL_FONT) for t in column_labels), default=0) if rotation == 0
+                    else max((measure.width(t, LABEL_FONT) for t in column_labels), default=0))
+    bottom = MARGIN_IN + PAD_IN + label_extent
+    colour_bar_label = "within each column" if job.colour is not None else spec.column
+    right = (0.2 + 0.18 + PAD_IN + max(measure.width(t, LABEL_FONT) for t in _colour_bar_tick_texts(job))
+             + 0.1 + measure.height(colour_bar_label, 10) + MARGIN_IN)
+    plot_width = cols * CELL_WIDTH_IN * (2.2 if job.colour is not None else 1)
+    plot_height = max(rows * CELL_HEIGHT_IN, MIN_PLOT_HEIGHT_IN)
+    width = max(left + plot_width + right, MIN_WIDTH_IN)
+    right = width - left - plot_width
+    missing = bool(grid.isna().to_numpy().any())
+    title = measure.wrap(spec.title, TITLE_FONT, width - 2 * MARGIN_IN)
+    top = MARGIN_IN + measure.height(title, TITLE_FONT) + 0.1 + (0.3 if missing else 0)
+    height = bottom + plot_height + top
+    figure.set_size_inches(width, height)
+    ax = figure.add_axes((left / width, bottom / height, plot_width / width, plot_height / height))
+    cax = figure.add_axes(((left + plot_width + 0.2) / width, bottom / height, 0.18 / width,
+                           plot_height / height))
     colour = job.colour if job.colour is not None else grid
     # tick labels and annotations are ours: seaborn would draw the whole figure once more to
     # check label overlap (the size above already prevents it), and annotates with one
     # format for every column
-    mesh = sns.heatmap(colour, ax=ax, cbar_ax=cax, cmap=spec.cmap, vmin=spec.vmin, vmax=spec.vmax,
-                       linewidths=0.4, linecolor="white",
-                       cbar_kws={"label": "column's range" if job.colour is not None else spec.column},
-                       xticklabels=False, yticklabels=False).collections[0]
-    ax.set_xticks(np.arange(cols) + 0.5, [str(c) for c in grid.columns], fontsize=LABEL_FONT,
-                  rotation=rotation)
-    ax.set_yticks(np.arange(rows) + 0.5, [str(i) for i in grid.index], fontsize=LABEL_FONT,
-                  rotation=0, va="center")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a grid with no value at all has no range
+        mesh = sns.heatmap(colour, ax=ax, cbar_ax=cax, cmap=spec.cmap, vmin=spec.vmin, vmax=spec.vmax,
+                           linewidths=0.4, linecolor="white", cbar_kws={"label": colour_bar_label},
+                           xticklabels=False, yticklabels=False).collections[0]
+    if job.colour is not None:
+        mesh.colorbar.set_ticks([0, 1], labels=["low", "high"])
+    # cells without a value are not drawn: the hatched axes background shows through
+    ax.patch.set(**MISSING_STYLE)
+    ax.set_xticks(np.arange(cols) + 0.5, column_labels, fontsize=LABEL_FONT, rotation=rotation)
+    ax.set_yticks(np.arange(rows) + 0.5, row_labels, fontsize=LABEL_FONT, rotation=0, va="center")
     ax.set(xlabel="", ylabel="")
     annotate(ax, mesh, job.annotations())
     if "Mean" in grid.columns:
         ax.axvline(list(grid.columns).index("Mean"), color="black", linewidth=1.5)
-    blank = " (blank: no valid answer)" if grid.isna().to_numpy().any() else ""
-    ax.set_title(spec.title + blank, fontsize=11, loc="left")
+    figure.text(MARGIN_IN / width, 1 - MARGIN_IN / height, title, fontsize=TITLE_FONT, va="top", ha="left")
+    if missing:
+        figure.legend(handles=[Patch(**MISSING_STYLE, label="no value (no valid answer)")],
+                      loc="lower left", bbox_to_anchor=(left / width, (bottom + plot_height) / height),
+                      frameon=False, fontsize=LABEL_FONT, borderaxespad=0.1)
     return figure
 
 

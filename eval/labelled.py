@@ -19,6 +19,7 @@ import csv
 import json
 import logging
 import random
+import textwrap
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -445,24 +446,39 @@ def write_outputs(output: Path, predictions: list[Prediction], metrics: dict[str
 
 
 def plot_confusion(metrics: dict[str, Any], path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = confusion_figure(metrics)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+def confusion_figure(metrics: dict[str, Any]):
+    """The confusion matrix at the chosen threshold (and at 0.15 beside it when that differs),
+    as a pyplot figure the caller closes."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    for ax, block in zip(axes, ("at_chosen_threshold", "at_0.15")):
+    # one panel when the threshold chosen on validation is the fixed 0.15; else both, named
+    chosen = metrics["threshold_chosen"]
+    panels = {"at_chosen_threshold": f"chosen on validation: t = {chosen:.2f}"}
+    if abs(chosen - DEFAULT_THRESHOLD) > 1e-9:
+        panels["at_0.15"] = f"fixed reference: t = {DEFAULT_THRESHOLD:.2f}"
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
+    for ax, (block, name) in zip(axes[0], panels.items()):
         cm = metrics[block]["confusion_matrix"]
         sns.heatmap(cm["counts"], annot=True, fmt="d", cmap="Blues", cbar=False, ax=ax,
                     xticklabels=cm["columns_predicted"], yticklabels=cm["rows_true"])
         f1 = metrics[block]["weighted_f1"]
-        ax.set_title(f"t = {metrics[block]['threshold']:.2f}, weighted F1 = "
-                     f"{'-' if f1 is None else f'{f1:.3f}'}")
+        ax.set_title(f"{name}, weighted F1 = {'-' if f1 is None else f'{f1:.3f}'}")
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
-    fig.suptitle(f"{metrics['model']} on {Path(metrics['input'].split(' (')[0]).name} ({metrics['rows']} rows)")
+        ax.tick_params(axis="y", rotation=0)  # upright class names, clear of the axis label
+    fig.suptitle(textwrap.fill(f"{metrics['model']} on {Path(metrics['input'].split(' (')[0]).name} "
+                               f"({metrics['rows']} rows)", 50 * len(panels)))
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    return fig

@@ -25,9 +25,13 @@ One file::
 
 API
 ---
-`load_sentiments(folder, models=None) -> SentimentData`
+`load_sentiments(folder, models=None, strict=False) -> SentimentData`
     Reads every file of every model once. `models`: names as in `models_to_test` (strings or
-    mappings); None or empty = every subfolder of `folder`, sorted. The result has
+    mappings); None or empty = every subfolder of `folder`, sorted. A model's folder is its
+    folder name exactly, else the one subfolder whose name differs only in case (results
+    written on macOS, whose file system ignores case). Models with no folder are left out
+    with one warning line listing them (`SentimentData.missing_models`); `strict` makes that
+    an error. The result has
 
     * `answers`: one row per (model, ticker, iteration, article): columns ANSWER_COLUMNS =
       model, ticker, iteration, article_key, sentiment, confidence, valid, time_taken, url,
@@ -39,8 +43,8 @@ API
     * `skipped`: one line per thing left out (corrupt file, empty iteration, stray file,
       malformed answer, model without a valid answer), also logged as warnings with counts.
 
-    Errors (`SentimentFileError`, a one-line `FinsentError`): the folder is missing; a model
-    asked for has no folder; no model has any file.
+    Errors (`SentimentFileError`, a one-line `FinsentError`): the folder is missing; no model
+    asked for has a folder (or, with `strict`, one has none); no model has any file.
     Logged skips: a file that is not valid JSON or lacks the keys above (named, with the
     reason); a file with no answers (empty iteration); a `.json` file whose name is not
     `<TICKER>_<i>.json`; an answer marked valid without a numeric sentiment/confidence in
@@ -51,9 +55,10 @@ API
     One file, validated (the structure above); raises `SentimentFileError` naming the file
     and the reason. The eval stage uses it to decide whether an iteration is already done.
 
-`resolve_pairs(pairs, models) -> list[tuple[str, str]]`
+`resolve_pairs(pairs, models, strict=False, skipped=None) -> list[tuple[str, str]]`
     Maps `comparison_pairs` names onto model folder names: ":" → "_", then exact, then
-    case-insensitive. A name that matches nothing (or several folders) is an error naming it.
+    case-insensitive. Entries naming a model with no folder are left out with one warning
+    line listing them (`strict`: an error); a name matching several folders is an error.
 """
 from __future__ import annotations
 
@@ -61,13 +66,16 @@ import json
 import logging
 import math
 import re
+import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import pandas as pd
 
+from utils.cli import stage_parser
 from utils.errors import FinsentError
 
 log = logging.getLogger(__name__)
@@ -77,6 +85,15 @@ ANSWER_COLUMNS = ["model", "ticker", "iteration", "article_key", "sentiment", "c
 FILE_COLUMNS = ["model", "ticker", "iteration", "path", "average_sentiment", "time_taken",
                 "n_answers", "n_valid"]
 FILE_NAME = re.compile(r"^(?P<ticker>.+)_(?P<iteration>\d+)\.json$")
+
+
+def report_parser(description: str):
+    """The report scripts' parser: `--config`, `--set`, `--sentiments` and `--strict`."""
+    parser = stage_parser(description)
+    parser.add_argument("--sentiments", help="sentiments folder (eval.sentiment_save_folder)")
+    parser.add_argument("--strict", action="store_true",
+                        help="a model or comparison pair with no results folder is an error, not a warning")
+    return parser
 
 
 class SentimentFileError(FinsentError):
@@ -106,6 +123,7 @@ class SentimentData:
     files: pd.DataFrame
     models: list[str]
     skipped: list[str] = field(default_factory=list)
+    missing_models: list[str] = field(default_factory=list)
 
     @property
     def models_without_valid(self) -> list[str]:
@@ -115,6 +133,26 @@ class SentimentData:
     def valid(self) -> pd.DataFrame:
         """The valid answers only."""
         return self.answers[self.answers["valid"]]
+
+    def article_titles(self, width: int = 26) -> dict[str, str]:
+        """Article key → a short title read from its URL (empty where the URL says nothing)."""
+        urls = self.answers.drop_duplicates("article_key").set_index("article_key")["url"]
+        return {key: short_title(url, width) if isinstance(url, str) else "" for key, url in urls.items()}
+
+
+def short_title(url: str, width: int = 26) -> str:
+    """A reader's title from a news URL's last path segment: words of its slug, without the
+    file suffix and the numeric id news sites append, cut to `width` characters at a word
+    ('…/nvidia-ceo-says-tesla-far-ahead-181126677.html' → 'Nvidia ceo says tesla far…')."""
+    slug = unquote(urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1])
+    slug = re.sub(r"-\d{5,}$", "", re.sub(r"\.(s?html?|php|aspx?)$", "", slug))
+    words = " ".join(re.split(r"[-_+\s]+", slug)).strip(" :,.")
+    if not re.search(r"[A-Za-z]{3}", words):  # an id, not words
+        return ""
+    short = textwrap.shorten(words, width, placeholder="…")
+    if short == "…":  # one word longer than width
+        short = words[:width - 1] + "…"
+    return short[0].upper() + short[1:]
 
 
 def read_iteration_file(path: str | Path) -> dict[str, Any]:
@@ -160,34 +198,73 @@ def _model_files(folder: Path, model: str, skipped: list[str]) -> list[tuple[str
     return sorted(found, key=lambda item: (item[0], item[1]))
 
 
-def configured_models(folder: str | Path, models: Sequence[str | Mapping[str, Any]] | None) -> list[str]:
-    """Folder names of `models`, or every subfolder of `folder` (sorted) when none are given."""
+def _subfolders(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _folded_index(names: Iterable[str]) -> dict[str, list[str]]:
+    """Case-folded name → the names that fold to it."""
+    index: dict[str, list[str]] = {}
+    for name in names:
+        index.setdefault(name.casefold(), []).append(name)
+    return index
+
+
+def _match_ignoring_case(folder_name: str, by_folded: Mapping[str, list[str]], what: str) -> str | None:
+    """The one folder whose name equals `folder_name` ignoring case (None: no such folder);
+    several is an error, as no file system could have written them for one model."""
+    matches = by_folded.get(folder_name.casefold(), [])
+    if len(matches) > 1:
+        raise SentimentFileError(f"{what}: '{folder_name}' matches several model folders ignoring case: "
+                                 f"{', '.join(matches)}")
+    return matches[0] if matches else None
+
+
+def configured_models(folder: str | Path, models: Sequence[str | Mapping[str, Any]] | None
+                      ) -> tuple[list[str], list[str]]:
+    """(folders found, folder names missing) of `models`, or every subfolder of `folder`
+    (sorted) when none are given. A model's folder is its exact name, else the one folder
+    whose name differs only in case (results written on macOS, whose file system ignores
+    case, and read here)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise SentimentFileError(f"sentiments folder not found: {folder} (run the eval stage first)")
-    if models:
-        names = [model_folder_name(m) for m in models]
-        return list(dict.fromkeys(names))
-    names = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not names:
-        raise SentimentFileError(f"sentiments folder {folder} has no model subfolders")
-    return names
+    present = _subfolders(folder)
+    if not models:
+        if not present:
+            raise SentimentFileError(f"sentiments folder {folder} has no model subfolders")
+        return present, []
+    by_folded = _folded_index(present)
+    found, missing = [], []
+    for name in dict.fromkeys(model_folder_name(m) for m in models):
+        if (folder / name).is_dir():
+            found.append(name)
+        elif (match := _match_ignoring_case(name, by_folded, f"model '{name}'")) is not None:
+            log.info("model '%s': reading folder '%s' (same name ignoring case)", name, match)
+            found.append(match)
+        else:
+            missing.append(name)
+    return list(dict.fromkeys(found)), missing
 
 
-def load_sentiments(folder: str | Path,
-                    models: Sequence[str | Mapping[str, Any]] | None = None) -> SentimentData:
+def load_sentiments(folder: str | Path, models: Sequence[str | Mapping[str, Any]] | None = None,
+                    strict: bool = False) -> SentimentData:
     """Read every iteration file of every model once (see the module docstring)."""
     folder = Path(folder)
-    names = configured_models(folder, models)
+    names, missing = configured_models(folder, models)
+    missing_line = ""
+    if missing:
+        missing_line = (f"no folder in {folder} for {len(missing)} model(s) of models_to_test: "
+                        f"{', '.join(missing)}")
+        if strict or not names:
+            raise SentimentFileError(missing_line + (" (--strict)" if strict else ""))
+        log.warning("skipped: %s (--strict makes this an error)", missing_line)
+    skipped: list[str] = []
     columns: dict[str, list] = {c: [] for c in ANSWER_COLUMNS}
     file_rows: list[tuple] = []
-    skipped: list[str] = []
     corrupt = empty = malformed = 0
     for model in names:
         model_dir = folder / model
-        if not model_dir.is_dir():
-            raise SentimentFileError(f"model '{model}': folder not found: {model_dir} "
-                                     "(run the eval stage for it or remove it from models_to_test)")
         for ticker, iteration, path in _model_files(model_dir, model, skipped):
             try:
                 data = read_iteration_file(path)
@@ -229,11 +306,13 @@ def load_sentiments(folder: str | Path,
     answers_df["valid"] = answers_df["valid"].astype(bool)
     answers_df["iteration"] = answers_df["iteration"].astype("int64")
     data = SentimentData(answers=answers_df, files=pd.DataFrame(file_rows, columns=FILE_COLUMNS),
-                         models=names, skipped=skipped)
+                         models=names, skipped=skipped, missing_models=missing)
     if answers_df.empty:
         raise SentimentFileError(f"no usable answer in {folder} for models {', '.join(names)}"
                                  + (f" ({skipped[0]})" if skipped else ""))
     _log_skips(corrupt, empty, malformed, skipped)
+    if missing_line:
+        skipped.insert(0, f"skipped: {missing_line}")
     without_valid = data.models_without_valid
     for model in without_valid:
         line = f"model '{model}': no valid answer in any file; its statistics are NaN"
@@ -253,32 +332,39 @@ def _log_skips(corrupt: int, empty: int, malformed: int, skipped: list[str]) -> 
         log.warning("%s", line)
 
 
-def resolve_pairs(pairs: Iterable[Sequence[str]], models: Sequence[str]) -> list[tuple[str, str]]:
+def resolve_pairs(pairs: Iterable[Sequence[str]], models: Sequence[str], strict: bool = False,
+                  skipped: list[str] | None = None) -> list[tuple[str, str]]:
     """Map each `comparison_pairs` entry onto model folder names (":" → "_", then exact, then
-    case-insensitive); a name matching no folder, or several, is an error naming it."""
-    by_folded: dict[str, list[str]] = {}
-    for model in models:
-        by_folded.setdefault(model.casefold(), []).append(model)
-    resolved = []
+    case-insensitive). Entries naming a model with no folder are left out with one warning
+    line listing them (appended to `skipped`), or, with `strict`, are an error."""
+    by_folded = _folded_index(models)
+    resolved, unmatched = [], []
     for number, pair in enumerate(pairs, start=1):
         if len(pair) != 2:
             raise FinsentError(f"comparison_pairs entry {number} {list(pair)!r}: needs exactly two model names")
-        resolved.append(tuple(_resolve_name(name, number, models, by_folded) for name in pair))
-    return resolved  # type: ignore[return-value]
+        folders = [_resolve_name(name, number, models, by_folded) for name in pair]
+        if None in folders:
+            absent = " and ".join(f"'{name}'" for name, f in zip(pair, folders) if f is None)
+            unmatched.append(f"{number} ({absent})")
+        else:
+            resolved.append((folders[0], folders[1]))
+    if unmatched:
+        line = (f"{len(unmatched)} comparison_pairs entr{'y' if len(unmatched) == 1 else 'ies'} "
+                f"name a model with no folder among the {len(models)} read: {', '.join(unmatched)}")
+        if strict:
+            raise FinsentError(f"{line} (--strict)")
+        log.warning("skipped: %s (--strict makes this an error)", line)
+        if skipped is not None:
+            skipped.append(f"skipped: {line}")
+    return resolved
 
 
-def _resolve_name(name: str, number: int, models: Sequence[str], by_folded: dict[str, list[str]]) -> str:
+def _resolve_name(name: str, number: int, models: Sequence[str],
+                  by_folded: Mapping[str, list[str]]) -> str | None:
     folder = model_folder_name(name)
     if folder in models:
         return folder
-    matches = by_folded.get(folder.casefold(), [])
-    if len(matches) == 1:
-        if folder != matches[0]:
-            log.info("comparison_pairs entry %d: '%s' matched folder '%s' ignoring case",
-                     number, name, matches[0])
-        return matches[0]
-    if matches:
-        raise FinsentError(f"comparison_pairs entry {number}: '{name}' matches several model "
-                           f"folders ignoring case: {', '.join(matches)}")
-    raise FinsentError(f"comparison_pairs entry {number}: '{name}' matches no model folder "
-                       f"(looked for '{folder}' among {len(models)} models)")
+    match = _match_ignoring_case(folder, by_folded, f"comparison_pairs entry {number}")
+    if match is not None and match != folder:
+        log.info("comparison_pairs entry %d: '%s' matched folder '%s' ignoring case", number, name, match)
+    return match

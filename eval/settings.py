@@ -49,3 +49,4 @@ class EvalConfig(BaseModel):
     comparison_report_file: str = "reports/model_comparisons.xlsx"
     quantization_families: dict[str, list[str]] = Field(default_factory=dict)
     heatmap_workers: int = Field(default=0, ge=0)
+    html_report_file: str = "reports/report.html"

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Sequence
 
+from eval.backends import ModelSpec
+from eval.labelled import LabelledInput, LabelledRow, Prediction, evaluate
 from eval.sentiment_files import iteration_file_path
 
 
@@ -55,3 +57,36 @@ def write_config(path: Path, sentiments: Path, models: Sequence[str] = (),
     lines += [f"  - ['{a}', '{b}']" for a, b in pairs]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+# The original study's results as its users hold them: written on macOS, whose file system
+# ignores case (the config's '…sentiment_analysis-q5_K_M' found the folder '…-q5_k_m'), and
+# without the 4 models (8 comparison pairs) that were run but never committed.
+UNCOMMITTED_PREFIX = "mistral-7b-sentiment-may-18-2024-1epoch-unsloth."
+LOWER_CASE_PREFIX = "llama3_8b-instruct-sentiment_analysis-"
+
+
+def original_study_layout(reference_sentiments: Path, folder: Path) -> Path:
+    """`folder` holding a link to each reference model folder, renamed and left out as the
+    original study's own results folder is."""
+    folder.mkdir(parents=True)
+    for model in sorted(p for p in reference_sentiments.iterdir() if p.is_dir()):
+        if model.name.startswith(UNCOMMITTED_PREFIX):
+            continue
+        name = model.name.lower() if model.name.startswith(LOWER_CASE_PREFIX) else model.name
+        (folder / name).symlink_to(model.resolve(), target_is_directory=True)
+    return folder
+
+
+def labelled_metrics(validation_sentiment: float) -> tuple[list[Prediction], dict]:
+    """evaluate_labelled's predictions and metrics for six hand-made test answers (five right,
+    one invalid); the validation answers make the chosen threshold 0.15 (a tie, the nearest)
+    when `validation_sentiment` is under it, larger when it is 0.5."""
+    rows = [LabelledRow(i, f"text {i}", label) for i, label in enumerate(["positive", "neutral", "negative"] * 2)]
+    test = [Prediction("test", row, True, {"positive": 0.5, "neutral": 0.1, "negative": -0.6}[row.label], 0.9)
+            for row in rows[:-1]] + [Prediction("test", rows[-1], False, error="no JSON")]
+    validation = [Prediction("validation", LabelledRow(10, "v", "neutral"), True, validation_sentiment, 0.9),
+                  Prediction("validation", LabelledRow(11, "w", "positive"), True, 0.9, 0.9)]
+    spec = ModelSpec(backend="llamacpp", model="gemma3-270m", name="gemma3-270m")
+    data = LabelledInput(rows, [], "data/step_05/test.jsonl", "data/step_05/validation.jsonl")
+    return test + validation, evaluate(test + validation, spec, data, 1.0)

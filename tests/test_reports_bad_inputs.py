@@ -71,17 +71,24 @@ def test_corrupt_empty_and_silent_are_logged_skips_with_counts(messy, tmp_path):
 
 
 @pytest.mark.slow
-def test_unmatched_pair_is_an_error_naming_it_and_keeps_the_old_report(messy, tmp_path):
+def test_unmatched_pair_is_skipped_or_with_strict_an_error_that_keeps_the_old_report(messy, tmp_path):
     good = write_config(tmp_path / "good.yaml", messy, pairs=[["messy", "Silent"]])
     assert run_script("eval/generate_model_comparison_report.py", "--config", good,
                       cwd=tmp_path).returncode == 0
     report = tmp_path / "reports" / "model_comparisons.xlsx"
     before = report.read_bytes()
     bad = write_config(tmp_path / "bad.yaml", messy, pairs=[["messy", "Silent"], ["messy", "phi3:mini"]])
-    result = run_script("eval/generate_model_comparison_report.py", "--config", bad, cwd=tmp_path)
-    assert_one_line_error(result, "comparison_pairs entry 2", "'phi3:mini' matches no model folder")
+    result = run_script("eval/generate_model_comparison_report.py", "--config", bad, "--strict", cwd=tmp_path)
+    assert_one_line_error(result, "1 comparison_pairs entry", "2 ('phi3:mini')", "--strict")
     assert report.read_bytes() == before
     assert openpyxl.load_workbook(report).sheetnames[0] == "Model Details"
+
+    result = run_script("eval/generate_model_comparison_report.py", "--config", bad, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (warning,) = [line for line in result.stderr.splitlines() if " WARNING " in line and "comparison_pairs" in line]
+    assert "2 ('phi3:mini')" in warning
+    pairs = pd.read_excel(report, sheet_name="Statistical Comparisons")
+    assert pairs["Comparison"].tolist() == ["messy vs silent"]
 
 
 @pytest.mark.slow
@@ -92,11 +99,16 @@ def test_missing_sentiments_folder_is_a_one_line_error(script, tmp_path):
 
 
 @pytest.mark.slow
-def test_missing_model_folder_is_a_one_line_error(tmp_path, messy):
-    result = run_script("eval/generate_model_metrics.py", "--sentiments", messy,
-                        "--set", "eval.models_to_test=[messy, {name: gone, backend: ollama}]",
-                        cwd=tmp_path)
-    assert_one_line_error(result, "model 'gone': folder not found")
+def test_missing_model_folder_is_a_warning_or_with_strict_an_error(tmp_path, messy):
+    models = "eval.models_to_test=[messy, {name: gone, backend: ollama}]"
+    result = run_script("eval/generate_model_metrics.py", "--sentiments", messy, "--set", models,
+                        "--strict", cwd=tmp_path)
+    assert_one_line_error(result, "no folder", "1 model(s) of models_to_test: gone", "--strict")
+    result = run_script("eval/generate_model_metrics.py", "--sentiments", messy, "--set", models, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "WARNING" in result.stderr and "models_to_test: gone" in result.stderr
+    metrics = pd.read_csv(tmp_path / "reports" / "model_metrics.csv")
+    assert set(metrics["Model Name"]) == {"messy"}
 
 
 @pytest.mark.slow

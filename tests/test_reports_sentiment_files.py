@@ -36,20 +36,39 @@ def test_folder_names_and_mapping_entries():
         model_folder_name({"backend": "ollama"})
 
 
-def test_pairs_match_ignoring_case_and_unmatched_is_named():
+def test_pairs_match_ignoring_case_and_unmatched_is_skipped_or_strict(caplog):
     models = ["llama3_8b-instruct-q4_K_M", "Mistral-7B.Q8"]
     assert resolve_pairs([["llama3:8b-instruct-Q4_K_M", "mistral-7b.q8"]], models) == \
         [("llama3_8b-instruct-q4_K_M", "Mistral-7B.Q8")]
-    with pytest.raises(FinsentError, match=r"entry 2: 'phi3:mini' matches no model folder"):
-        resolve_pairs([[models[0], models[1]], ["phi3:mini", models[0]]], models)
+    pairs = [[models[0], models[1]], ["phi3:mini", models[0]], ["a", "b"]]
+    skipped: list[str] = []
+    with caplog.at_level(logging.WARNING):
+        assert resolve_pairs(pairs, models, skipped=skipped) == [tuple(models)]
+    (warning,) = caplog.messages
+    assert "2 comparison_pairs entries" in warning and "2 ('phi3:mini'), 3 ('a' and 'b')" in warning
+    assert skipped == [f"skipped: {warning.split('skipped: ')[1].split(' (--strict')[0]}"]
+    with pytest.raises(FinsentError, match=r"entries .*2 \('phi3:mini'\).*\(--strict\)"):
+        resolve_pairs(pairs, models, strict=True)
+    with pytest.raises(FinsentError, match="matches several model folders ignoring case"):
+        resolve_pairs([["mx", "a"]], ["MX", "Mx", "a"])
 
 
-def test_missing_folders_are_one_line_errors(tmp_path):
+def test_folders_differing_in_case_are_read_and_missing_ones_skipped(tmp_path, caplog):
     with pytest.raises(SentimentFileError, match="sentiments folder not found"):
         load_sentiments(tmp_path / "absent")
-    write_model(tmp_path, "a", [[0.1, 0.2]])
-    with pytest.raises(SentimentFileError, match=r"model 'b': folder not found"):
-        load_sentiments(tmp_path, ["a", "b"])
+    write_model(tmp_path, "llama3_8b-q5_k_m", [[0.1, 0.2]])
+    write_model(tmp_path, "b", [[0.3, 0.4]])
+    config = ["llama3:8b-q5_K_M", "b", "gone:7b", "B"]
+    with caplog.at_level(logging.WARNING):
+        data = load_sentiments(tmp_path, config)
+    assert data.models == ["llama3_8b-q5_k_m", "b"] and data.missing_models == ["gone_7b"]
+    assert [m for m in caplog.messages if "no folder" in m] == [
+        f"skipped: no folder in {tmp_path} for 1 model(s) of models_to_test: gone_7b (--strict makes this an error)"]
+    assert data.skipped[0].startswith("skipped: no folder")
+    with pytest.raises(SentimentFileError, match=r"1 model\(s\) of models_to_test: gone_7b \(--strict\)"):
+        load_sentiments(tmp_path, config, strict=True)
+    with pytest.raises(SentimentFileError, match="no folder .* for 2 model"):
+        load_sentiments(tmp_path, ["x", "y"])  # nothing at all to report on
 
 
 def test_corrupt_and_empty_files_are_skipped_with_counts(tmp_path, caplog):

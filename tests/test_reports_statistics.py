@@ -74,6 +74,20 @@ def test_paired_test_finds_a_known_shift_and_cohens_d_matches_t(known):
     assert row["Cohen's d"] == pytest.approx(row["T-Statistic"] * math.sqrt(1 / n1 + 1 / n2))
 
 
+def test_consistency_test_pairs_per_article_variances(known):
+    row = compare_pair(PairInputs.from_data(known), "steady", "jumpy")
+    variances = known.valid().groupby(["model", "article_key"])["sentiment"].var(ddof=0)
+    assert row["Mean Article Variance 1"] == pytest.approx(variances["steady"].mean())
+    assert row["Mean Article Variance 2"] == pytest.approx(variances["jumpy"].mean())
+    diff = variances["steady"] - variances["jumpy"]
+    assert row["Consistency Wilcoxon P-Value"] == pytest.approx(stats.wilcoxon(diff).pvalue)
+    assert row["Consistency Wilcoxon P-Value"] == pytest.approx(2 / 2 ** ARTICLES)  # steadier on every article
+    # 'shifted' answers steady + 0.2: the same spread on every article, its means differ
+    same = compare_pair(PairInputs.from_data(known), "steady", "shifted")
+    assert same["Mean Article Variance 1"] == pytest.approx(same["Mean Article Variance 2"], abs=1e-6)
+    assert same["Wilcoxon P-Value"] < 0.05
+
+
 def test_fisher_and_holm_match_scipy_and_statsmodels(known):
     pairs = [("steady", "jumpy"), ("steady", "shifted"), ("steady", "flaky"), ("jumpy", "flaky")]
     result = pair_comparisons(known, pairs)
@@ -83,7 +97,8 @@ def test_fisher_and_holm_match_scipy_and_statsmodels(known):
     expected = stats.fisher_exact([[total, 0], [valid, total - valid]]).pvalue
     assert flaky["Fisher P-Value"] == pytest.approx(expected)
     for raw, adjusted in (("Welch P-Value", "Welch P (Holm)"),
-                          ("Brown-Forsythe P-Value", "Brown-Forsythe P (Holm)")):
+                          ("Brown-Forsythe P-Value", "Brown-Forsythe P (Holm)"),
+                          ("Consistency Wilcoxon P-Value", "Consistency Wilcoxon P (Holm)")):
         expected = multipletests(result[raw].to_numpy(), method="holm")[1]
         assert result[adjusted].to_numpy() == pytest.approx(expected)
 

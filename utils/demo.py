@@ -90,7 +90,7 @@ def _models_under_test(config) -> list[dict]:
 def run(config_path: str | None, iterations: int, snapshot: Path = EXAMPLE_SNAPSHOT) -> None:
     config = load_config(config_path)
     cuda = _cuda_available()
-    demo = Demo(config_path, total_steps=12 if cuda else 11)  # without CUDA, one skip line for two steps
+    demo = Demo(config_path, total_steps=13 if cuda else 12)  # without CUDA, one skip line for two steps
     demo.step("step 01: airline tweets → labelled CSV", "dataset_builder/step_01_process_tweets.py")
     demo.step("step 02: Financial PhraseBank → labelled CSV",
               "dataset_builder/step_02_process_financial_phrasebank.py")
@@ -126,6 +126,7 @@ def run(config_path: str | None, iterations: int, snapshot: Path = EXAMPLE_SNAPS
     demo.step("reports: per-article metrics", "eval/generate_model_metrics.py", *report_overrides)
     demo.step("reports: statistical comparisons", "eval/generate_model_comparison_report.py", *report_overrides)
     demo.step("reports: heatmaps", "eval/generate_heatmaps.py", *report_overrides)
+    demo.step("reports: one HTML page of all the above", "eval/generate_report.py", *report_overrides)
     _print_outputs(config, labelled_dir)
 
 
@@ -142,6 +143,7 @@ def _print_outputs(config, labelled_dir: Path) -> None:
         ("per-article metrics", f"{evaluation.report_output_file}, {evaluation.report_output_csv_file}"),
         ("comparison report", evaluation.report_output_csv_folder),
         ("heatmaps", evaluation.heatmaps_folder),
+        ("one HTML report (open it in a browser)", evaluation.html_report_file),
     ]:
         print(f"  {what:<42} {where}")
 
