@@ -61,13 +61,13 @@ def gguf_to_hf_folder(gguf: Path, output: Path, family: str, dtype: str = "float
 def check_tokenizer_matches_llama_cpp(tokenizer, gguf: Path, family: str) -> None:
     """A one-line error unless `tokenizer` gives llama.cpp's token ids for TOKENIZER_PROBES.
 
-    transformers rebuilds a GGUF's tokenizer itself, and some versions get it wrong (5.17 splits a
+    transformers rebuilds a GGUF's tokenizer itself, and has got it wrong (5.17 split a
     saved-and-reloaded Gemma tokenizer into single characters). A model fine-tuned on such ids
     still scores well inside transformers, then answers in garbage once llama.cpp serves its GGUF,
     so the folder is refused before any GPU time is spent on it."""
     import httpx
-    import transformers
 
+    from finetune.tokenizer_check import first_difference, remedy
     from utils.engine import EmbeddedEngine, EngineSettings
 
     row = [{"role": "system", "content": "You are a financial sentiment analyst."},
@@ -79,14 +79,13 @@ def check_tokenizer_matches_llama_cpp(tokenizer, gguf: Path, family: str) -> Non
         for text in texts:
             ours = tokenizer(text, add_special_tokens=False)["input_ids"]
             reply = httpx.post(url, json={"content": text, "add_special": False, "parse_special": True}, timeout=30)
-            theirs = reply.raise_for_status().json()["tokens"]
-            if ours != theirs:
-                at = next((i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b), min(len(ours), len(theirs)))
+            diff = first_difference(tokenizer, ours, reply.raise_for_status().json()["tokens"])
+            if diff is not None:
+                at, mine, theirs = diff
                 raise FinsentError(
-                    f"the tokenizer transformers {transformers.__version__} built from {gguf.name} splits text unlike "
-                    f"llama.cpp (from token {at}: {tokenizer.convert_ids_to_tokens(ours[at:at + 4])} vs "
-                    f"{tokenizer.convert_ids_to_tokens(theirs[at:at + 4])}): a model trained on it answers in "
-                    "garbage once served from GGUF; use the transformers of requirements-finetune.txt")
+                    f"the tokenizer transformers built from {gguf.name} splits text unlike llama.cpp (from token "
+                    f"{at}: {mine} vs {theirs}): a model trained on it answers in garbage once served from GGUF; "
+                    f"{remedy(mine, theirs, 'the output folder')}")
     log.info("tokenizer checked against llama.cpp on %d texts", len(texts))
 
 

@@ -17,6 +17,7 @@ from finetune.gguf_export import TrainedRun, convert_to_f16, gguf_name, quantize
 from finetune.llama_cpp_source import llama_cpp_dir  # noqa: E402
 from finetune.modelfile import write_modelfile  # noqa: E402
 from finetune.settings import QUANTS, model_name_from_base  # noqa: E402
+from finetune.tokenizer_check import check_exported_gguf, probe_conversations  # noqa: E402
 from finetune.trainer_setup import OutputLayout  # noqa: E402
 from utils.chat_templates import family_entry  # noqa: E402
 from utils.cli import config_from_args, stage_parser  # noqa: E402
@@ -54,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     gguf_dir.mkdir(parents=True, exist_ok=True)
 
     f16 = convert_to_f16(model_dir, gguf_dir / gguf_name(name, "f16"), llama_cpp_dir(cfg.llama_cpp_source))
+    check_exported_gguf(f16, model_dir, family, probe_conversations())
     for quant in cfg.quants:
         target = f16 if quant == "f16" else quantize(f16, gguf_dir / gguf_name(name, quant), quant)
         modelfile = write_modelfile(gguf_dir / f"Modelfile.{quant}", target, family, cfg.temperature, cfg.num_ctx)

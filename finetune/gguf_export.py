@@ -64,14 +64,14 @@ def convert_to_f16(model_dir: Path, target: Path, llama_cpp: Path) -> Path:
     with atomic_path(target) as partial:
         result = subprocess.run([sys.executable, str(llama_cpp / CONVERTER), str(model_dir), "--outfile", str(partial),
                                  "--outtype", "f16"], capture_output=True, text=True,
-                                env=_converter_env())
+                                env=converter_env())
         if result.returncode != 0:
             last = (result.stderr.strip().splitlines() or ["no output"])[-1]
             raise FinsentError(f"convert_hf_to_gguf.py failed on {model_dir}: {last}")
     return target
 
 
-def _converter_env() -> dict[str, str]:
+def converter_env() -> dict[str, str]:
     """The converter puts the sdist's gguf-py (its matching version) first unless NO_LOCAL_GGUF is set."""
     return {name: value for name, value in os.environ.items() if name != "NO_LOCAL_GGUF"}
 
