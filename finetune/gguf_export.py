@@ -41,10 +41,7 @@ class TrainedRun:
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 raise FinsentError(f"{summary}: not valid JSON ({exc})") from None
             return cls(record.get("family"), record.get("base_model"), str(summary))
-        tokenizer_config = model_dir / "tokenizer_config.json"
-        template = (json.loads(tokenizer_config.read_text(encoding="utf-8")).get("chat_template")
-                    if tokenizer_config.is_file() else None)
-        return cls(family_of_chat_template(template), None, f"{tokenizer_config}'s chat template")
+        return cls(family_of_chat_template(_saved_chat_template(model_dir)), None, f"{model_dir}'s chat template")
 
     def family_for(self, requested: str | None, fallback: str) -> str:
         """The run's family; a requested one that contradicts it is a one-line error naming both."""
@@ -52,6 +49,17 @@ class TrainedRun:
             raise FinsentError(f"--family {requested} contradicts the run being exported, trained as {self.family} "
                                f"({self.source}); drop --family, or export the {requested} run's merged folder")
         return requested or self.family or fallback
+
+
+def _saved_chat_template(model_dir: Path) -> str | None:
+    """The chat template a tokenizer saved: chat_template.jinja (transformers 5), else in
+    tokenizer_config.json."""
+    if (model_dir / "chat_template.jinja").is_file():
+        return (model_dir / "chat_template.jinja").read_text(encoding="utf-8")
+    tokenizer_config = model_dir / "tokenizer_config.json"
+    if tokenizer_config.is_file():
+        return json.loads(tokenizer_config.read_text(encoding="utf-8")).get("chat_template")
+    return None
 
 
 def gguf_name(model_name: str, quant: str) -> str:

@@ -108,13 +108,20 @@ def save_random_model(family: str, folder: Path, llama_cpp: Path, tiny: bool, to
     model_class = getattr(transformers, spec.architecture)
     config = model_class.config_class(**values)
     torch.manual_seed(seed)
-    with torch.device("meta" if not tiny else "cpu"):
+    if tiny:
         model = model_class(config)
-    if not tiny:  # full size: real storage, random values (seconds, not minutes, for 8B)
+    else:  # full size: bf16 storage filled with random values (seconds, not minutes, for 8B)
+        default_dtype = torch.get_default_dtype()
+        torch.set_default_dtype(torch.bfloat16)
+        try:
+            with torch.device("meta"):
+                model = model_class(config)
+        finally:
+            torch.set_default_dtype(default_dtype)
         model = model.to_empty(device="cpu")
-        for parameter in model.parameters():
-            torch.nn.init.normal_(parameter, std=0.02)
-    model.to(torch.bfloat16 if not tiny else torch.float32)
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.normal_(std=0.02)
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)

@@ -38,7 +38,7 @@ def probe_conversations() -> list[list[dict[str, str]]]:
              {"role": "assistant", "content": answer}] for text in TOKENIZER_PROBES]
 
 
-def firstfirst_difference(tokenizer, ours: list[int], theirs: list[int]) -> tuple[int, list[str], list[str]] | None:
+def first_difference(tokenizer, ours: list[int], theirs: list[int]) -> tuple[int, list[str], list[str]] | None:
     if ours == theirs:
         return None
     at = next((i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b), min(len(ours), len(theirs)))
@@ -108,7 +108,8 @@ def _check(tokenizer, family: str, conversations, served_prompt_ids, served_toke
     """Each conversation's trained prompt ids against `served_prompt_ids(messages)`, and the family's
     end of turn (which training teaches the model to emit) against `served_token_ids(text)`."""
     for conversation in conversations:
-        diff = first_difference(tokenizer, _prompt_ids(tokenizer, family, conversation), served_prompt_ids(conversation[:-1]))
+        trained = _prompt_ids(tokenizer, family, conversation)
+        diff = first_difference(tokenizer, trained, served_prompt_ids(conversation[:-1]))
         if diff is not None:
             raise _mismatch(tokenizer, what, diff, folder)
     end = end_of_turn(family)
