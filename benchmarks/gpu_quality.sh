@@ -20,7 +20,8 @@
 # both are exported either way), BACKEND (unsloth), FALLBACK_BACKEND (hf: trains again with it if BACKEND
 # fails; empty: no second try), BASE_FREE_CORES (4: cores the base evaluation leaves to training),
 # EPOCHS (2), LR (1e-4), BATCH (32), PARALLEL (16 engine slots),
-# LLAMA_CPP (llama.cpp's converter folder, an unpacked llama-cpp-python sdist's vendor/llama.cpp; default: found or fetched as export_gguf.py does),
+# LLAMA_CPP (llama.cpp's converter folder, an unpacked llama-cpp-python sdist's vendor/llama.cpp;
+# default: found or fetched as export_gguf.py does),
 # QUANTIZE (a llama-quantize binary; default: llama-cpp-python's quantizer through export_gguf.py),
 # RESULTS (benchmarks/results/finetune_quality.json), DATA_DESC (what DATA holds, for the results'
 # settings line: "tweets+FPB (step 05 train split)"). For a quick smoke run of the pipeline's

@@ -27,11 +27,14 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 if __package__ in (None, ""):  # run as a script: the repo root, not benchmarks/, is the import root
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from finetune.llama_cpp_source import llama_cpp_dir  # noqa: E402
 from finetune.random_models import SPECS, save_random_model  # noqa: E402
+from utils.config import load_config  # noqa: E402
 from utils.errors import FinsentError, cli_entry  # noqa: E402
 from utils.io import atomic_write_json  # noqa: E402
 
@@ -73,13 +76,12 @@ def disk_bytes(path: Path) -> int:
 def train(family: str, base: Path, args, output: Path, *, precision: str, four_bit: bool, batch: int,
           save_final: bool) -> tuple[dict | None, float, str]:
     """One train.py run: (train_summary.json or None, wall seconds, the log's last line)."""
-    command = ["finetune/train.py", "--backend", "hf" if args.tiny else "unsloth", "--family", family,
+    command = ["finetune/train.py", "--config", args.config, "--backend", "hf" if args.tiny else "unsloth",
+               "--family", family,
                "--base-model", base, "--train", args.data / "train.jsonl", "--output-dir", output, "--overwrite",
                "--max-steps", args.steps, "--max-seq-length", args.seq_len, "--packing",
-               "--set", "finetune.validation_file=null", "--set", f"finetune.precision={precision}",
-               "--set", f"finetune.load_in_4bit={str(four_bit).lower()}", "--set", f"finetune.batch_size={batch}",
-               "--set", "finetune.save_steps=0", "--set", f"finetune.save_final={str(save_final).lower()}",
-               "--set", "finetune.logging_steps=1"]
+               "--set", f"finetune.precision={precision}", "--set", f"finetune.load_in_4bit={str(four_bit).lower()}",
+               "--set", f"finetune.batch_size={batch}", "--set", f"finetune.save_final={str(save_final).lower()}"]
     output.parent.mkdir(parents=True, exist_ok=True)
     log = output.with_suffix(".log")
     code, seconds = run(command, log)
@@ -89,20 +91,24 @@ def train(family: str, base: Path, args, output: Path, *, precision: str, four_b
 
 
 def t4_path(family: str, base: Path, args, work: Path) -> dict:
-    """The largest batch that trains LoRA on a 4-bit base in fp16 (on CPU: fp32, 16-bit base)."""
-    record: dict = {"t4_seq_len": args.seq_len}
+    """The largest batch whose LoRA on a 4-bit base in fp16 peaks within a T4's memory (on a larger
+    GPU a batch that does not fit runs anyway: its peak says so). On CPU: fp32, 16-bit base."""
+    record: dict = {"t4_seq_len": args.seq_len, "t4_tried": {}}
     for batch in T4_BATCHES:
         summary, seconds, last = train(family, base, args, work / f"t4-b{batch}", precision="fp32" if args.tiny
                                        else "fp16", four_bit=not args.tiny, batch=batch, save_final=False)
-        if summary is not None:
-            peak = summary.get("peak_gib")
-            return {**record, "t4_batch": batch, "t4_peak_gib": peak,
-                    "t4_fits": None if peak is None else peak <= T4_GIB,
-                    "t4_seconds_per_step": round(summary["train_seconds"] / args.steps, 2),
-                    "t4_train_wall_s": seconds}
-        record.setdefault("t4_errors", {})[batch] = last
-        if "out of memory" not in last.lower():
+        if summary is None:
+            record["t4_tried"][batch] = {"error": last}
+            if "out of memory" in last.lower():
+                continue
             break
+        peak = summary.get("peak_gib")
+        tried = {"peak_gib": peak, "seconds_per_step": round(summary["train_seconds"] / args.steps, 2),
+                 "wall_s": seconds}
+        record["t4_tried"][batch] = tried
+        if peak is None or peak <= T4_GIB:
+            return {**record, "t4_batch": batch, "t4_peak_gib": peak, "t4_fits": None if peak is None else True,
+                    "t4_seconds_per_step": tried["seconds_per_step"]}
     return {**record, "t4_batch": None, "t4_peak_gib": None, "t4_fits": False}
 
 
@@ -152,7 +158,14 @@ def main(argv: list[str] | None = None) -> int:
     results_path = args.results or (args.work / "seed_models_tiny.json" if args.tiny
                                     else REPO / "benchmarks" / "results" / "seed_models.json")
     llama_cpp = llama_cpp_dir()
-    results = {"command": " ".join(["python", "benchmarks/seed_models.py", *(argv if argv is not None else sys.argv[1:])]),
+    # The README's settings (config.yaml's finetune section) without the validation loss or checkpoints.
+    args.config = args.work / "seed_models.yaml"
+    args.work.mkdir(parents=True, exist_ok=True)
+    finetune = {**load_config(REPO / "config.yaml").finetune.model_dump(mode="json"),
+                "validation_file": None, "save_steps": 0, "logging_steps": 1}
+    args.config.write_text(yaml.safe_dump({"finetune": finetune}), encoding="utf-8")
+    given = argv if argv is not None else sys.argv[1:]
+    results = {"command": " ".join(["python", "benchmarks/seed_models.py", *given]),
                "tiny": args.tiny, "steps": args.steps, "seq_len": args.seq_len, "t4_limit_gib": T4_GIB,
                "families": {}}
     for family in families:
@@ -160,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
         if work.exists():
             shutil.rmtree(work)
         start = time.perf_counter()
-        base = save_random_model(family, work / "base", llama_cpp, tiny=args.tiny)
+        # Named as released, so the GGUFs are too (Meta-Llama-3-8B-Instruct → llama-3-8b-finsent-q4_k_m.gguf).
+        base = save_random_model(family, work / SPECS[family].hub_id.split("/")[-1], llama_cpp, tiny=args.tiny)
         record: dict = {"hub_config": SPECS[family].hub_id, "build_s": round(time.perf_counter() - start, 1),
                         "base_bytes": disk_bytes(base)}
         record.update(t4_path(family, base, args, work))

@@ -164,7 +164,9 @@ def check_exported_gguf(gguf: Path, folder: Path, family: str, conversations: li
             prompt = served("apply-template", {"messages": messages, "add_generation_prompt": True})["prompt"]
             return served("tokenize", {"content": prompt, "add_special": True, "parse_special": True})["tokens"]
 
-        _check(tokenizer, family, conversations, served_prompt_ids,
-               lambda text: served("tokenize", {"content": text, "add_special": False, "parse_special": True})["tokens"],
+        def served_token_ids(text: str) -> list[int]:
+            return served("tokenize", {"content": text, "add_special": False, "parse_special": True})["tokens"]
+
+        _check(tokenizer, family, conversations, served_prompt_ids, served_token_ids,
                f"{gguf.name} ({family})", str(folder))
     log.info("%s: the served prompt ids are the trained ones (%d conversations)", gguf.name, len(conversations))

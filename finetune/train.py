@@ -107,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         summary = write_summary(layout, cfg, precision, device.name, state.num_processes,
                                 train_metrics, eval_metrics, figures)
         print(json.dumps(summary, indent=2))
-        print(f"merged model: {layout.merged}  (next: python finetune/export_gguf.py --config ...)")
+        if cfg.save_final:
+            print(f"merged model: {layout.merged}  (next: python finetune/export_gguf.py --config ...)")
     return 0
 
 

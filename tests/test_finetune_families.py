@@ -107,7 +107,8 @@ def test_a_tokenizer_llama_cpp_reads_otherwise_is_refused_before_training(tmp_pa
     assert "version" not in message
 
 
-def test_a_merged_folder_without_its_run_summary_is_known_by_its_chat_template(tmp_path, llama_cpp_vendor):  # noqa: F811
+def test_a_merged_folder_without_its_run_summary_is_known_by_its_chat_template(tmp_path,
+                                                                                llama_cpp_vendor):  # noqa: F811
     from finetune.gguf_export import TrainedRun
 
     load_family_tokenizer("phi-3", llama_cpp_vendor).save_pretrained(tmp_path / "merged")

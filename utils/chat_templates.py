@@ -66,7 +66,8 @@ CHAT_TEMPLATES: dict[str, dict[str, object]] = {
         "jinja": (
             "{{ bos_token }}"
             "{%- for message in messages -%}"
-            "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' + message['content'] + '<|eot_id|>' }}"
+            "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'"
+            " + message['content'] + '<|eot_id|>' }}"
             "{%- endfor -%}"
             "{%- if add_generation_prompt -%}"
             "{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}"
