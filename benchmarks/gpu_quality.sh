@@ -20,7 +20,8 @@
 # both are exported either way), BACKEND (unsloth), FALLBACK_BACKEND (hf: trains again with it if BACKEND
 # fails; empty: no second try), BASE_FREE_CORES (4: cores the base evaluation leaves to training),
 # EPOCHS (2), LR (1e-4), BATCH (32), PARALLEL (16 engine slots),
-# LLAMA_CPP (required: llama.cpp's converter folder, an unpacked llama-cpp-python sdist's vendor/llama.cpp),
+# LLAMA_CPP (llama.cpp's converter folder, an unpacked llama-cpp-python sdist's vendor/llama.cpp;
+# default: found or fetched as export_gguf.py does),
 # QUANTIZE (a llama-quantize binary; default: llama-cpp-python's quantizer through export_gguf.py),
 # RESULTS (benchmarks/results/finetune_quality.json), DATA_DESC (what DATA holds, for the results'
 # settings line: "tweets+FPB (step 05 train split)"). For a quick smoke run of the pipeline's
@@ -102,21 +103,18 @@ fi
 
 if [ "$stage" != train ]; then
   t=$(date +%s); stamp "export: f16 GGUF, then q8_0 and q4_k_m"
-  # llama.cpp's converter reads Gemma's vocabulary from tokenizer.model only, which a folder made
-  # from a GGUF lacks: benchmarks/llama_cpp_shim runs the converter with the base GGUF's vocabulary.
-  base_gguf=${BASE_GGUF:-$(python -c "from utils.engine import default_gguf_path; print(default_gguf_path())")}
-  rm -f "$WORK/run/merged/tokenizer.model"
-  export FINSENT_VOCAB_GGUF="$base_gguf" FINSENT_LLAMA_CPP_REAL="${LLAMA_CPP:?set LLAMA_CPP to llama.cpp's converter folder (an unpacked llama-cpp-python sdist's vendor/llama.cpp)}"
+  # The product's export path: llama.cpp's own converter (LLAMA_CPP, else found as export_gguf.py finds it).
+  llama_cpp_source=${LLAMA_CPP:+--llama-cpp-source $LLAMA_CPP}
   if [ -n "${QUANTIZE:-}" ]; then
     python finetune/export_gguf.py --model "$WORK/run/merged" --gguf-dir "$WORK/gguf" --name $NAME \
-      --family gemma-3 --quants f16 --llama-cpp-source benchmarks/llama_cpp_shim
+      --family gemma-3 --quants f16 $llama_cpp_source
     for quant in q8_0 q4_k_m; do
       "$QUANTIZE" "$WORK/gguf/$NAME-f16.gguf" "$WORK/gguf/$NAME-$quant.gguf" "${quant^^}" > "$WORK/gguf/quantize-$quant.log" 2>&1 \
         || { tail -5 "$WORK/gguf/quantize-$quant.log" >&2; echo "error: $QUANTIZE failed for $quant" >&2; exit 1; }
     done
   else
     python finetune/export_gguf.py --model "$WORK/run/merged" --gguf-dir "$WORK/gguf" --name $NAME \
-      --family gemma-3 --quants f16,q8_0,q4_k_m --llama-cpp-source benchmarks/llama_cpp_shim
+      --family gemma-3 --quants f16,q8_0,q4_k_m $llama_cpp_source
   fi
   ls -la "$WORK/gguf"
   echo "export_s $(since "$t")" > "$WORK/times/export"
