@@ -426,6 +426,8 @@ def write_outputs(output: Path, predictions: list[Prediction], metrics: dict[str
     """predictions.csv, metrics.json, metrics.xlsx and confusion_matrix.png in `output`."""
     import pandas as pd
 
+    from eval.excel_style import excel_safe
+
     paths = {name: output / name for name in ("predictions.csv", "metrics.json", "metrics.xlsx",
                                               "confusion_matrix.png")}
     table = prediction_table(predictions, metrics["threshold_chosen"])
@@ -440,7 +442,7 @@ def write_outputs(output: Path, predictions: list[Prediction], metrics: dict[str
                 cm = metrics[block]["confusion_matrix"]
                 pd.DataFrame(cm["counts"], index=cm["rows_true"], columns=cm["columns_predicted"]).to_excel(
                     writer, sheet_name=sheet)
-            table.to_excel(writer, sheet_name="Predictions", index=False)
+            excel_safe(table).to_excel(writer, sheet_name="Predictions", index=False)
     plot_confusion(metrics, paths["confusion_matrix.png"])
     return paths
 
