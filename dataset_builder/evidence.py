@@ -79,7 +79,6 @@ def cues(text: str, label: str) -> list[str]:
     """The words of `text` that carry `label` (positive or negative), most specific first: a
     measure with its change ("loss … narrowed"), then words that are good or bad news alone."""
     lex, found = lexicon(), words(text)
-    present = set(found)
     rising = [w for w in found if w in lex.rising]
     falling = [w for w in found if w in lex.falling]
     if label == "positive":
@@ -89,7 +88,7 @@ def cues(text: str, label: str) -> list[str]:
     paired = _unique([f"{measure} … {changes[0]}" for measure, changes in pairs if changes and changes[0] != measure])
     used = {part for pair in paired for part in pair.split(" … ")}
     single = lex.positive if label == "positive" else lex.negative
-    alone = _unique([w for w in found if w in single and w not in used and w in present])
+    alone = _unique([w for w in found if w in single and w not in used])
     return (paired + alone)[:MAX_CUES]
 
 
