@@ -21,9 +21,9 @@
 # passed through. B's training starts once A's base evaluation is done and reuses its answers, so
 # the base is evaluated once; C and D evaluate no base and run no variance. Exit status: 0 when
 # every run measured and the summary was written, else 1.
-# Time on one H200 (16 cores), from the 2026-11-28 runs: training ~10 min for four at once; measuring
-# ~5 min for A (variance, q4_k_m, headlines, tweets), ~4 min for B, ~3 min each for C and D with
-# QUANTS=q4_k_m: about 25 minutes in all; LOSO=0 saves ~8.
+# Time on one H200 (16 cores), estimated from the 2026-11-28 pair (four at once not yet measured):
+# training ~10 min for four at once; measuring ~5 min for A (variance, q4_k_m, headlines, tweets),
+# ~4 min for B, ~3 min each for C and D with QUANTS=q4_k_m: about 25 minutes in all; LOSO=0 saves ~8.
 set -uo pipefail
 case "${1:-}" in -h|--help) sed -n '2,/^set -uo/{/^#/p}' "$0"; exit 0 ;; "") ;; *) echo "error: no arguments (see --help)" >&2; exit 2 ;; esac
 if [ -n "${DATA_ROOT:-}" ]; then
@@ -63,7 +63,8 @@ declare -A pid trained
 stamp "train A (seed $A_SEED, $A_DATA)"
 quality A train & pid[A]=$!
 for run in C D; do
-  case " $runs " in *" $run "*) stamp "train $run (${run}_DATA)"; quality $run train & pid[$run]=$! ;; esac
+  data=${run}_DATA
+  case " $runs " in *" $run "*) stamp "train $run (${!data})"; quality $run train & pid[$run]=$! ;; esac
 done
 while [ ! -f "$WORK_ROOT/fqA/eval/base.done" ] && kill -0 "${pid[A]}" 2>/dev/null; do sleep 3; done
 [ -f "$WORK_ROOT/fqA/eval/base.done" ] && cp "$WORK_ROOT/fqA/eval/base/predictions.cache.jsonl" "$WORK_ROOT/fqB/eval/base/"
