@@ -149,8 +149,8 @@ if [ "$stage" != train ]; then
   fi
   # The variance first: it takes ~25 s and is the figure a run is most often made for.
   if [ "$SAMPLE_SIZE" -gt 0 ]; then
-  t=$(date +%s); stamp "variance: q4_k_m × $SAMPLE_SIZE iterations at temperature 0.2 on examples/news_snapshot.json"
-  cat > "$WORK/variance.yaml" <<EOF
+    t=$(date +%s); stamp "variance: q4_k_m × $SAMPLE_SIZE iterations at temperature 0.2 on examples/news_snapshot.json"
+    cat > "$WORK/variance.yaml" <<EOF
 eval:
   models_to_test:
     - {backend: llamacpp, name: $NAME-q4_k_m, gguf: $WORK/gguf/$NAME-q4_k_m.gguf, prompt: trained, parallel: $PARALLEL, num_ctx: 4096}
@@ -160,9 +160,9 @@ eval:
   sentiment_save_folder: $WORK/variance
   generation_summary_file: $WORK/variance_summary.json
 EOF
-  python eval/generate_model_sentiments.py --config "$WORK/variance.yaml" --snapshot examples/news_snapshot.json \
-    --no-progress 2>&1 | tail -4
-  echo "variance_s $(since "$t")" > "$WORK/times/variance"
+    python eval/generate_model_sentiments.py --config "$WORK/variance.yaml" --snapshot examples/news_snapshot.json \
+      --no-progress 2>&1 | tail -4
+    echo "variance_s $(since "$t")" > "$WORK/times/variance"
   fi
   for quant in $QUANTS; do
     t=$(date +%s); stamp "evaluate $quant on the $SCORE_SOURCE test rows of $SCORE_DATA (trained prompt, no schema, temperature 0)"
