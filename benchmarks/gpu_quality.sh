@@ -2,9 +2,10 @@
 # Fine-tune quality on one CUDA GPU, end to end: Gemma 3 270M fully fine-tuned on step 05's train
 # split (tweets + Financial PhraseBank), exported to GGUF q8_0 and q4_k_m, each served by the
 # embedded llama.cpp engine and measured with eval/evaluate_labelled.py on the FPB test split,
-# against the same base model prompted 5-shot; then the q4_k_m model's sentiment variance over
-# 15 iterations at temperature 0.2 on examples/news_snapshot.json. Writes
-# benchmarks/results/finetune_quality.json (benchmarks/quality_summary.py) and prints the table.
+# against the same base model prompted 5-shot, and on examples/headlines/finsent_headlines.csv
+# (headlines written for the project: no training source resembles them); then the q4_k_m model's
+# sentiment variance over 15 iterations at temperature 0.2 on examples/news_snapshot.json. Writes
+# $WORK/finetune_quality.json (benchmarks/quality_summary.py) and prints the table.
 #
 #   bash benchmarks/gpu_quality.sh [--stage all|train|measure] [--eval-extra FILE [--eval-extra-args "ARGS"]]
 #
@@ -13,17 +14,26 @@
 #   call may last 10 minutes: run the two stages as two calls on the same machine (WORK in /tmp),
 #   or start `--stage all` detached (setsid nohup ... &) from a copy of the repo in /tmp and poll it.
 # --eval-extra FILE: also measure the q4_k_m GGUF on any labelled CSV/JSONL (ARGS: evaluate_labelled's
-#   --text-column, --label-column, --label-map ...).
+#   --text-column, --label-column, --label-map ...). A plain CSV/JSONL is split: a seeded 80% of its
+#   rows is scored, the other 20% chooses the threshold (evaluate_labelled's --validation-fraction);
+#   step 05's test.jsonl uses the validation.jsonl beside it instead.
 # Environment (defaults): DATA (data/sharegpt: steps 01, 02, 04, 05 on ../shared/data; the run of
 # record used step 05 --passages 4000 and EPOCHS 2, BENCHMARKS.md), WORK
 # (outputs/gpu_quality), QUANTS ("q4_k_m q8_0": the quantizations evaluated on the FPB test split;
 # both are exported either way), BACKEND (unsloth), FALLBACK_BACKEND (hf: trains again with it if BACKEND
 # fails; empty: no second try), BASE_FREE_CORES (4: cores the base evaluation leaves to training),
 # EPOCHS (2), LR (1e-4), BATCH (32), PARALLEL (16 engine slots),
-# LLAMA_CPP (required: llama.cpp's converter folder, an unpacked llama-cpp-python sdist's vendor/llama.cpp),
+# LLAMA_CPP (llama.cpp's converter folder, an unpacked llama-cpp-python sdist's vendor/llama.cpp;
+# default: found or fetched as export_gguf.py does),
 # QUANTIZE (a llama-quantize binary; default: llama-cpp-python's quantizer through export_gguf.py),
-# RESULTS (benchmarks/results/finetune_quality.json), DATA_DESC (what DATA holds, for the results'
-# settings line: "tweets+FPB (step 05 train split)"). For a quick smoke run of the pipeline's
+# RESULTS ($WORK/finetune_quality.json; a file that exists outside WORK, such as a committed
+# benchmarks/results/*.json, is refused before anything runs unless OVERWRITE_RESULTS=1),
+# DATA_DESC (what DATA holds, for the results' settings line: "tweets+FPB (step 05 train split)"),
+# SEED (42: the training seed, finetune.seed), HEADLINES (examples/headlines/finsent_headlines.csv;
+# empty: not scored). Leave-one-source-out (gpu_quality_pair.sh sets these): SCORE_DATA (DATA: the
+# step 05 folder whose test rows score the model), SCORE_SOURCE (financial_phrasebank), SCORE_ARGS
+# ("--validation-limit 60": evaluate_labelled flags for that scoring), SKIP_BASE (empty; 1: no base
+# evaluation), SAMPLE_SIZE=0 (no variance run). For a quick smoke run of the pipeline's
 # plumbing: EVAL_LIMIT (test and validation rows per evaluation; default all) and SAMPLE_SIZE
 # (variance iterations, 15).
 set -euo pipefail
@@ -44,16 +54,25 @@ DATA=${DATA:-data/sharegpt}; WORK=${WORK:-outputs/gpu_quality}; BACKEND=${BACKEN
 FALLBACK_BACKEND=${FALLBACK_BACKEND-hf}
 QUANTS=${QUANTS:-q4_k_m q8_0}
 EPOCHS=${EPOCHS:-2}; LR=${LR:-1e-4}; BATCH=${BATCH:-32}; PARALLEL=${PARALLEL:-16}
-RESULTS=${RESULTS:-benchmarks/results/finetune_quality.json}; SAMPLE_SIZE=${SAMPLE_SIZE:-15}
+RESULTS=${RESULTS:-$WORK/finetune_quality.json}; SAMPLE_SIZE=${SAMPLE_SIZE:-15}; SEED=${SEED:-42}
+SCORE_DATA=${SCORE_DATA:-$DATA}; SCORE_SOURCE=${SCORE_SOURCE:-financial_phrasebank}
+SCORE_ARGS=${SCORE_ARGS:---validation-limit 60}; HEADLINES=${HEADLINES-examples/headlines/finsent_headlines.csv}
 DATA_DESC=${DATA_DESC:-tweets+FPB (step 05 train split)}
 limit=${EVAL_LIMIT:+--limit $EVAL_LIMIT --validation-limit $EVAL_LIMIT}
-NAME=finsent-gemma-3-270m; FPB=financial_phrasebank
+NAME=finsent-gemma-3-270m
 export PYTHONUNBUFFERED=1
 stamp() { echo "[$(date -u +%H:%M:%S)] $*"; }
 since() { echo $(( $(date +%s) - $1 )); }
 for split in train validation test; do
   [ -f "$DATA/$split.jsonl" ] || { echo "error: $DATA/$split.jsonl not found: build it with dataset_builder steps 01, 02, 04, 05" >&2; exit 2; }
 done
+[ -f "$SCORE_DATA/test.jsonl" ] || { echo "error: SCORE_DATA: $SCORE_DATA/test.jsonl not found" >&2; exit 2; }
+[ -z "$HEADLINES" ] || [ -f "$HEADLINES" ] || { echo "error: HEADLINES: file not found: $HEADLINES" >&2; exit 2; }
+case "$(realpath -m "$RESULTS")" in "$(realpath -m "$WORK")"/*) ;; *)
+  if [ -e "$RESULTS" ] && [ "${OVERWRITE_RESULTS:-}" != 1 ]; then
+    echo "error: RESULTS: $RESULTS exists (a recorded result?): name another file, or set OVERWRITE_RESULTS=1" >&2; exit 2
+  fi ;;
+esac
 mkdir -p "$WORK/eval" "$WORK/times"
 train() {  # train() BACKEND: full fine-tune of $WORK/base into $WORK/run
   stamp "training: $1 backend, full fine-tune, lr $LR, $EPOCHS epochs"
@@ -64,6 +83,7 @@ train() {  # train() BACKEND: full fine-tune of $WORK/base into $WORK/run
     --set finetune.gradient_checkpointing=false --set finetune.optimizer=adamw_torch_fused \
     --set finetune.warmup_ratio=0.03 --set finetune.weight_decay=0.01 --set finetune.lr_scheduler=cosine \
     --set finetune.eval_steps=400 --set finetune.save_steps=100000 --set finetune.logging_steps=50 \
+    --set finetune.seed="$SEED" \
     2>&1 | grep -v "it/s\]$" | tee "$WORK/train.log"
 }
 # Accuracy runs answer greedily; the variance run uses the eval default of 0.2.
@@ -82,12 +102,12 @@ if [ "$stage" != measure ]; then
   # The base's engine leaves BASE_FREE_CORES to the trainer (Unsloth compiles its kernels on the
   # CPUs: its first step took 309 s while an engine held every core).
   base_threads=$(( $(nproc) - ${BASE_FREE_CORES:-4} )); [ "$base_threads" -ge 1 ] || base_threads=1
-  stamp "base 5-shot evaluation on the FPB test split (background, $base_threads CPU threads)"
   rm -f "$WORK/eval/base.done"
-  setsid nohup bash -c 's=$(date +%s); python eval/evaluate_labelled.py --output "$1/eval/base" --parallel "$2" \
+  [ -n "${SKIP_BASE:-}" ] || stamp "base 5-shot evaluation on the $SCORE_SOURCE test rows (background, $base_threads CPU threads)"
+  [ -n "${SKIP_BASE:-}" ] || setsid nohup bash -c 's=$(date +%s); python eval/evaluate_labelled.py --output "$1/eval/base" --parallel "$2" \
     --num-ctx 2048 --no-progress --set eval.default_temperature=0 --input "$3/test.jsonl" --source "$4" \
     --prompt few-shot --structured --validation-limit 100 --threads "$6" $5 > "$1/eval/base.log" 2>&1; echo $? > "$1/eval/base.done"; \
-    echo "base_eval_s $(( $(date +%s) - s ))" > "$1/times/base_eval"' _ "$WORK" "$PARALLEL" "$DATA" $FPB "$limit" "$base_threads" \
+    echo "base_eval_s $(( $(date +%s) - s ))" > "$1/times/base_eval"' _ "$WORK" "$PARALLEL" "$SCORE_DATA" "$SCORE_SOURCE" "$limit" "$base_threads" \
     < /dev/null > /dev/null 2>&1 &
 
   t=$(date +%s)
@@ -102,21 +122,18 @@ fi
 
 if [ "$stage" != train ]; then
   t=$(date +%s); stamp "export: f16 GGUF, then q8_0 and q4_k_m"
-  # llama.cpp's converter reads Gemma's vocabulary from tokenizer.model only, which a folder made
-  # from a GGUF lacks: benchmarks/llama_cpp_shim runs the converter with the base GGUF's vocabulary.
-  base_gguf=${BASE_GGUF:-$(python -c "from utils.engine import default_gguf_path; print(default_gguf_path())")}
-  rm -f "$WORK/run/merged/tokenizer.model"
-  export FINSENT_VOCAB_GGUF="$base_gguf" FINSENT_LLAMA_CPP_REAL="${LLAMA_CPP:?set LLAMA_CPP to llama.cpp's converter folder (an unpacked llama-cpp-python sdist's vendor/llama.cpp)}"
+  # The product's export path: llama.cpp's own converter (LLAMA_CPP, else found as export_gguf.py finds it).
+  llama_cpp_source=${LLAMA_CPP:+--llama-cpp-source $LLAMA_CPP}
   if [ -n "${QUANTIZE:-}" ]; then
     python finetune/export_gguf.py --model "$WORK/run/merged" --gguf-dir "$WORK/gguf" --name $NAME \
-      --family gemma-3 --quants f16 --llama-cpp-source benchmarks/llama_cpp_shim
+      --family gemma-3 --quants f16 $llama_cpp_source
     for quant in q8_0 q4_k_m; do
       "$QUANTIZE" "$WORK/gguf/$NAME-f16.gguf" "$WORK/gguf/$NAME-$quant.gguf" "${quant^^}" > "$WORK/gguf/quantize-$quant.log" 2>&1 \
         || { tail -5 "$WORK/gguf/quantize-$quant.log" >&2; echo "error: $QUANTIZE failed for $quant" >&2; exit 1; }
     done
   else
     python finetune/export_gguf.py --model "$WORK/run/merged" --gguf-dir "$WORK/gguf" --name $NAME \
-      --family gemma-3 --quants f16,q8_0,q4_k_m --llama-cpp-source benchmarks/llama_cpp_shim
+      --family gemma-3 --quants f16,q8_0,q4_k_m $llama_cpp_source
   fi
   ls -la "$WORK/gguf"
   echo "export_s $(since "$t")" > "$WORK/times/export"
@@ -129,8 +146,9 @@ if [ "$stage" != train ]; then
     tail -3 "$WORK/eval/base.log"
   fi
   # The variance first: it takes ~25 s and is the figure a run is most often made for.
-  t=$(date +%s); stamp "variance: q4_k_m × $SAMPLE_SIZE iterations at temperature 0.2 on examples/news_snapshot.json"
-  cat > "$WORK/variance.yaml" <<EOF
+  if [ "$SAMPLE_SIZE" -gt 0 ]; then
+    t=$(date +%s); stamp "variance: q4_k_m × $SAMPLE_SIZE iterations at temperature 0.2 on examples/news_snapshot.json"
+    cat > "$WORK/variance.yaml" <<EOF
 eval:
   models_to_test:
     - {backend: llamacpp, name: $NAME-q4_k_m, gguf: $WORK/gguf/$NAME-q4_k_m.gguf, prompt: trained, parallel: $PARALLEL, num_ctx: 4096}
@@ -140,24 +158,32 @@ eval:
   sentiment_save_folder: $WORK/variance
   generation_summary_file: $WORK/variance_summary.json
 EOF
-  python eval/generate_model_sentiments.py --config "$WORK/variance.yaml" --snapshot examples/news_snapshot.json \
-    --no-progress 2>&1 | tail -4
-  echo "variance_s $(since "$t")" > "$WORK/times/variance"
+    python eval/generate_model_sentiments.py --config "$WORK/variance.yaml" --snapshot examples/news_snapshot.json \
+      --no-progress 2>&1 | tail -4
+    echo "variance_s $(since "$t")" > "$WORK/times/variance"
+  fi
   for quant in $QUANTS; do
-    t=$(date +%s); stamp "evaluate $quant on the FPB test split (trained prompt, no schema, temperature 0)"
-    evaluate "$quant" --gguf "$WORK/gguf/$NAME-$quant.gguf" --name "$NAME-$quant" --input "$DATA/test.jsonl" \
-      --source $FPB --prompt trained --no-structured --validation-limit 60 2>&1 | tail -3
+    t=$(date +%s); stamp "evaluate $quant on the $SCORE_SOURCE test rows of $SCORE_DATA (trained prompt, no schema, temperature 0)"
+    # shellcheck disable=SC2086  # SCORE_ARGS are evaluate_labelled flags, split on purpose
+    evaluate "$quant" --gguf "$WORK/gguf/$NAME-$quant.gguf" --name "$NAME-$quant" --input "$SCORE_DATA/test.jsonl" \
+      --source "$SCORE_SOURCE" --prompt trained --no-structured $SCORE_ARGS 2>&1 | tail -4
     echo "eval_${quant}_s $(since "$t")" > "$WORK/times/eval_$quant"
   done
-
-  if [ -n "$extra" ]; then
-    stamp "evaluate q4_k_m on $extra"
-    # shellcheck disable=SC2086  # ARGS are evaluate_labelled flags, split on purpose
-    evaluate extra --gguf "$WORK/gguf/$NAME-q4_k_m.gguf" --name "$NAME-q4_k_m" --input "$extra" \
-      --prompt trained --no-structured $extra_args 2>&1 | tail -3
+  if [ -n "$HEADLINES" ]; then
+    t=$(date +%s); stamp "evaluate q4_k_m on $HEADLINES (80% scored, 20% choose the threshold)"
+    evaluate headlines --gguf "$WORK/gguf/$NAME-q4_k_m.gguf" --name "$NAME-q4_k_m" --input "$HEADLINES" \
+      --prompt trained --no-structured 2>&1 | tail -4
+    echo "eval_headlines_s $(since "$t")" > "$WORK/times/eval_headlines"
   fi
 
-  python benchmarks/quality_summary.py --work "$WORK" --model-name $NAME \
-    --settings "full_finetune=true epochs=$EPOCHS lr=$LR batch=$BATCH data=$DATA_DESC" \
+  if [ -n "$extra" ]; then
+    stamp "evaluate q4_k_m on $extra (a plain CSV/JSONL: 80% scored, the other 20% choose the threshold)"
+    # shellcheck disable=SC2086  # ARGS are evaluate_labelled flags, split on purpose
+    evaluate extra --gguf "$WORK/gguf/$NAME-q4_k_m.gguf" --name "$NAME-q4_k_m" --input "$extra" \
+      --prompt trained --no-structured $extra_args 2>&1 | tail -4
+  fi
+
+  python benchmarks/quality_summary.py --run "$SEED=$WORK" --quants "$QUANTS" --model-name $NAME \
+    --settings "full_finetune=true epochs=$EPOCHS lr=$LR batch=$BATCH seed=$SEED data=$DATA_DESC" \
     --output "$RESULTS"
 fi

@@ -1,18 +1,28 @@
-"""The figures of one benchmarks/gpu_quality.sh run in one JSON file and one table.
+"""The figures of benchmarks/gpu_quality.sh runs in one JSON file and one table.
 
-Reads the run's folder (--work): eval/<base|q4_k_m|q8_0|extra>/metrics.json from
-eval/evaluate_labelled.py, the q4_k_m model's sentiment files from eval/generate_model_sentiments.py
-(variance over iterations, per article), run/train_summary.json from finetune/train.py and
-times/*. Scores are taken at t = 0.15, the threshold step 05 labels with. Writes --output
-(benchmarks/results/finetune_quality.json) and prints each figure against its target.
+Each run folder (gpu_quality.sh's WORK) holds eval/<name>/metrics.json and predictions.csv from
+eval/evaluate_labelled.py (name: base, q4_k_m, q8_0, headlines, extra), the q4_k_m model's sentiment
+files from eval/generate_model_sentiments.py (variance over iterations, per article),
+run/train_summary.json from finetune/train.py and times/*.
+
+--run SEED=WORK: a run of the recipe (one per training seed): scored on the FPB rows of the test
+split. --loso SOURCE=WORK: a run trained without SOURCE, scored on SOURCE's test rows
+(leave-one-source-out). Scores are taken at t = 0.15, the threshold step 05 labels with, and at the
+threshold chosen on validation; each F1 comes with its 95% bootstrap interval over the test rows
+(scipy.stats.bootstrap, percentile). Targets count as met only when every run meets them. Writes
+--output and prints each figure against its target.
 """
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
+from statistics import fmean
+
+import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
@@ -22,29 +32,104 @@ from eval.sentiment_files import load_sentiments  # noqa: E402
 from utils.errors import FinsentError, cli_entry  # noqa: E402
 from utils.io import atomic_write_json  # noqa: E402
 
-TARGETS = {"macro_f1_gain_over_base": 0.15, "weighted_f1": 0.85, "valid_json": 1.0, "sentiment_variance": 0.01}
+TARGETS = {"weighted_f1": 0.88, "macro_f1": 0.86, "valid_json": 1.0, "sentiment_variance": 0.01,
+           "macro_f1_gain_over_base": 0.15, "reasoning_invented_share": 0.0, "reasoning_grounded_share": 0.9}
+CLASSES = ("negative", "neutral", "positive")  # a fourth code, 3, is an invalid answer: always wrong
+BOOTSTRAP_RESAMPLES = 2000
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work", type=Path, required=True, help="gpu_quality.sh's WORK folder")
+    parser.add_argument("--run", action="append", default=[], metavar="SEED=WORK",
+                        help="a run of the recipe: its training seed and gpu_quality.sh's WORK folder")
+    parser.add_argument("--loso", action="append", default=[], metavar="SOURCE=WORK",
+                        help="a run trained without SOURCE (financial_phrasebank, tweets), scored on it")
+    parser.add_argument("--quants", default=None,
+                        help="the quantizations the runs evaluated, e.g. 'q4_k_m q8_0' (default: those with "
+                             "an eval folder); targets are recorded for these only")
     parser.add_argument("--model-name", default="finsent-gemma-3-270m", help="the GGUFs' model name")
     parser.add_argument("--settings", default="", help="the training settings, one line, for the record")
-    parser.add_argument("--output", type=Path, default=REPO_ROOT / "benchmarks/results/finetune_quality.json")
-    return parser.parse_args(argv)
+    parser.add_argument("--output", type=Path, required=True, help="the JSON file to write")
+    args = parser.parse_args(argv)
+    if not args.run:
+        parser.error("at least one --run SEED=WORK")
+    return args
 
 
-def model_figures(metrics_path: Path) -> dict | None:
+def _pair(value: str, flag: str) -> tuple[str, Path]:
+    key, sep, folder = value.partition("=")
+    if not sep or not key or not folder:
+        raise FinsentError(f"{flag} {value!r}: expected KEY=FOLDER")
+    return key, Path(folder)
+
+
+# --- bootstrap intervals -------------------------------------------------------------------
+
+def f1_scores(truth: np.ndarray, guess: np.ndarray) -> tuple[float, float, float]:
+    """Accuracy, macro-F1 and weighted F1 over CLASSES (codes 0-2; 3 = invalid, always wrong),
+    as sklearn computes them with zero_division=0."""
+    f1, support = [], []
+    for code in range(len(CLASSES)):
+        true_pos = np.sum((truth == code) & (guess == code))
+        predicted, actual = np.sum(guess == code), np.sum(truth == code)
+        f1.append(2 * true_pos / (predicted + actual) if predicted + actual else 0.0)
+        support.append(actual)
+    weights = np.array(support) / max(1, sum(support))
+    return float(np.mean(truth == guess)), float(np.mean(f1)), float(np.dot(weights, f1))
+
+
+def bootstrap_intervals(truth: np.ndarray, guess: np.ndarray, seed: int = 0) -> dict[str, list[float]]:
+    """95% percentile-bootstrap intervals of accuracy, macro-F1 and weighted F1 over the rows."""
+    from scipy.stats import bootstrap
+
+    if len(truth) < 2:
+        return {}
+    result = bootstrap((truth, guess), lambda t, g: np.array(f1_scores(t, g)), paired=True, vectorized=False,
+                       n_resamples=BOOTSTRAP_RESAMPLES, confidence_level=0.95, method="percentile",
+                       random_state=np.random.default_rng(seed))
+    low, high = result.confidence_interval
+    return {f"{name}_ci95": [round(float(lo), 4), round(float(hi), 4)]
+            for name, lo, hi in zip(("accuracy", "macro_f1", "weighted_f1"), low, high)}
+
+
+def read_test_classes(path: Path, column: str) -> tuple[np.ndarray, np.ndarray]:
+    """The test rows' true and predicted class codes from evaluate_labelled's predictions.csv."""
+    codes = {label: i for i, label in enumerate(CLASSES)}
+    with open(path, encoding="utf-8", newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if row["split"] == "test"]
+    truth = np.array([codes[row["label"]] for row in rows])
+    guess = np.array([codes.get(row[column], len(CLASSES)) for row in rows])
+    return truth, guess
+
+
+# --- one evaluation, one run ---------------------------------------------------------------
+
+def model_figures(folder: Path) -> dict | None:
+    """One evaluate_labelled output folder: scores at t = 0.15 and at the chosen t, with
+    intervals where predictions.csv is there."""
+    metrics_path = folder / "metrics.json"
     if not metrics_path.is_file():
         return None
     metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
-    at = metrics["at_0.15"]
-    return {"weighted_f1": round(at["weighted_f1"], 4), "macro_f1": round(at["macro_f1"], 4),
-            "accuracy": round(at["accuracy"], 4), "valid_json": round(metrics["valid_json_rate"], 4),
-            "rows": metrics["rows"], "prompt": metrics["prompt"], "structured": metrics["structured"],
-            "threshold_chosen": metrics["threshold_chosen"],
-            "weighted_f1_at_chosen_threshold": round(metrics["at_chosen_threshold"]["weighted_f1"], 4),
-            "input": metrics["input"], "seconds": metrics["seconds"]}
+    at, chosen = metrics["at_0.15"], metrics["at_chosen_threshold"]
+    figures = {"weighted_f1": round(at["weighted_f1"], 4), "macro_f1": round(at["macro_f1"], 4),
+               "accuracy": round(at["accuracy"], 4), "valid_json": round(metrics["valid_json_rate"], 4),
+               "rows": metrics["rows"], "prompt": metrics["prompt"], "structured": metrics["structured"],
+               "threshold_chosen": metrics["threshold_chosen"],
+               "weighted_f1_at_chosen_threshold": round(chosen["weighted_f1"], 4),
+               "macro_f1_at_chosen_threshold": round(chosen["macro_f1"], 4),
+               "reasoning_invented_share": metrics.get("reasoning_invented_share"),
+               "reasoning_grounded_share": metrics.get("reasoning_grounded_share"),
+               "sentiment_distinct_values": metrics.get("sentiment_distinct_values"),
+               "sentiment_values": metrics.get("sentiment_values"),
+               "input": metrics["input"], "seconds": metrics["seconds"]}
+    predictions = folder / "predictions.csv"
+    if predictions.is_file():
+        figures.update(bootstrap_intervals(*read_test_classes(predictions, "predicted_label_t015")))
+        chosen_ci = bootstrap_intervals(*read_test_classes(predictions, "predicted_label"))
+        figures.update({f"{key.removesuffix('_ci95')}_at_chosen_threshold_ci95": value
+                        for key, value in chosen_ci.items() if key != "accuracy_ci95"})
+    return figures
 
 
 def variance_figures(folder: Path) -> dict | None:
@@ -68,50 +153,127 @@ def variance_met(variance: dict | None) -> bool:
             and variance["mean_variance"] <= TARGETS["sentiment_variance"])
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    work = args.work
-    models = {name: model_figures(work / "eval" / name / "metrics.json") for name in ("base", "q4_k_m", "q8_0")}
-    if models["q4_k_m"] is None or models["base"] is None:
-        raise FinsentError(f"{work}/eval: the base or the q4_k_m evaluation is missing (see the run's log)")
-    extra = model_figures(work / "eval" / "extra" / "metrics.json")
-    variance = variance_figures(work / "variance")
+def evaluations(work: Path) -> dict[str, dict]:
+    return {folder.name: figures for folder in sorted((work / "eval").glob("*"))
+            if (figures := model_figures(folder)) is not None}
+
+
+def run_details(work: Path) -> dict:
+    """What every run folder holds besides its evaluations: training and times."""
     train_path = work / "run" / "train_summary.json"
     times = {}
     for path in sorted((work / "times").glob("*")):
         key, value = path.read_text().split()
         times[key] = int(value)
-    gain = round(models["q4_k_m"]["macro_f1"] - models["base"]["macro_f1"], 4)
-    checks = {
-        "macro_f1_gain_over_base (q4_k_m)": (gain, gain >= TARGETS["macro_f1_gain_over_base"], "≥ 0.15"),
-        "weighted_f1 (q4_k_m)": (models["q4_k_m"]["weighted_f1"], models["q4_k_m"]["weighted_f1"] >= 0.85, "≥ 0.85"),
-        "valid_json (q4_k_m)": (models["q4_k_m"]["valid_json"], models["q4_k_m"]["valid_json"] >= 1.0, "100%"),
-        "valid_json (q8_0)": ((models["q8_0"] or {}).get("valid_json"),
-                              (models["q8_0"] or {}).get("valid_json", 0) >= 1.0, "100%"),
-        "mean sentiment variance (q4_k_m, 15 it., t=0.2)": (
-            (variance or {}).get("mean_variance"), variance_met(variance), "≤ 0.01, every answer valid"),
+    return {"train": json.loads(train_path.read_text()) if train_path.is_file() else None, "times_s": times}
+
+
+def recipe_run(seed: str, work: Path, quants: list[str]) -> dict:
+    """One seed's run: the q4_k_m figures on FPB test rows at the top, everything else below."""
+    models = evaluations(work)
+    missing = [name for name in quants if name not in models]
+    if missing:
+        raise FinsentError(f"{work}/eval: the {', '.join(missing)} evaluation is missing (see the run's log)")
+    q4 = models["q4_k_m"]
+    variance = variance_figures(work / "variance")
+    base = models.get("base")
+    run = {"seed": int(seed) if seed.isdigit() else seed, "work": str(work),
+           **{key: q4.get(key) for key in ("weighted_f1", "weighted_f1_ci95", "macro_f1", "macro_f1_ci95",
+                                             "valid_json", "reasoning_invented_share", "reasoning_grounded_share",
+                                             "threshold_chosen", "weighted_f1_at_chosen_threshold",
+                                             "macro_f1_at_chosen_threshold", "sentiment_distinct_values")},
+           "variance": (variance or {}).get("mean_variance"),
+           "variance_valid_json": (variance or {}).get("valid_json"),
+           "macro_f1_gain_over_base": round(q4["macro_f1"] - base["macro_f1"], 4) if base else None,
+           "evaluations": models, "variance_q4_k_m": variance, **run_details(work)}
+    return run
+
+
+def checks(runs: list[dict], quants: list[str]) -> dict[str, tuple[list, bool, str]]:
+    """Each target's figure per run and whether every run met it (only for what was measured)."""
+    def each(values: list, ok) -> tuple[list, bool]:
+        return values, all(value is not None and ok(value) for value in values)
+
+    result = {
+        "weighted_f1 (q4_k_m)": (*each([r["weighted_f1"] for r in runs], lambda v: v >= TARGETS["weighted_f1"]), "≥ 0.88"),
+        "macro_f1 (q4_k_m)": (*each([r["macro_f1"] for r in runs], lambda v: v >= TARGETS["macro_f1"]), "≥ 0.86"),
     }
+    for quant in quants:
+        result[f"valid_json ({quant})"] = (*each([r["evaluations"][quant]["valid_json"] for r in runs],
+                                                 lambda v: v >= 1.0), "100%")
+    if all(r["variance_q4_k_m"] is not None for r in runs):
+        result["mean sentiment variance (q4_k_m, 15 it., t=0.2)"] = (
+            [r["variance"] for r in runs], all(variance_met(r["variance_q4_k_m"]) for r in runs),
+            "≤ 0.01, every answer valid")
+    if all(r["macro_f1_gain_over_base"] is not None for r in runs):
+        result["macro_f1_gain_over_base (q4_k_m)"] = (*each(
+            [r["macro_f1_gain_over_base"] for r in runs], lambda v: v >= TARGETS["macro_f1_gain_over_base"]), "≥ 0.15")
+    result["reasoning_invented_share (q4_k_m)"] = (*each([r["reasoning_invented_share"] for r in runs],
+                                                         lambda v: v <= TARGETS["reasoning_invented_share"]), "0")
+    result["reasoning_grounded_share (q4_k_m)"] = (*each([r["reasoning_grounded_share"] for r in runs],
+                                                         lambda v: v >= TARGETS["reasoning_grounded_share"]), "≥ 0.9")
+    return result
+
+
+def generalisation(runs: list[dict], loso: list[tuple[str, Path]]) -> dict:
+    """Leave-one-source-out and the written headlines, against the recipe's own figures."""
+    held_out = {}
+    for source, work in loso:
+        models = evaluations(work)
+        if "q4_k_m" not in models:
+            raise FinsentError(f"{work}/eval: the q4_k_m evaluation of the run trained without {source} is missing")
+        held_out[source] = {"trained_without": source, "work": str(work), "scored": models["q4_k_m"],
+                            "headlines": models.get("headlines"), **run_details(work)}
+    return {"leave_one_source_out": held_out,
+            "recipe_headlines": [r["evaluations"].get("headlines") for r in runs],
+            "recipe_extra": [r["evaluations"].get("extra") for r in runs]}
+
+
+def _interval(figures: dict | None, key: str) -> str:
+    if not figures or figures.get(key) is None:
+        return "-"
+    ci = figures.get(f"{key}_ci95")
+    return f"{figures[key]:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    recipe = [_pair(value, "--run") for value in args.run]
+    loso = [_pair(value, "--loso") for value in args.loso]
+    quants = args.quants.split() if args.quants else sorted(
+        {path.name for _, work in recipe for path in (work / "eval").glob("q*") if (path / "metrics.json").is_file()})
+    if "q4_k_m" not in quants:
+        quants.insert(0, "q4_k_m")
+    runs = [recipe_run(seed, work, quants) for seed, work in recipe]
+    met = checks(runs, quants)
     result = {
         "benchmark": "finetune_quality", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "model": f"{args.model_name} (Gemma 3 270M, fine-tuned)", "settings": args.settings,
-        "test_split": "FPB rows of step 05's test split; classes at t = 0.15",
-        "base": models["base"], "q4_k_m": models["q4_k_m"], "q8_0": models["q8_0"],
-        "macro_f1_gain_over_base": gain, "extra": extra, "variance_q4_k_m": variance,
-        "train": json.loads(train_path.read_text()) if train_path.is_file() else None,
-        "times_s": times, "targets": TARGETS,
-        "met": {name: bool(ok) for name, (_value, ok, _target) in checks.items()},
+        "test_split": "FPB rows of step 05's test split; classes at t = 0.15 (and at the t chosen on validation); "
+                      "95% percentile-bootstrap intervals over the test rows",
+        "quants_measured": quants,
+        "runs": runs,
+        "mean": {key: round(fmean(r[key] for r in runs), 4) for key in ("weighted_f1", "macro_f1")},
+        "generalisation": generalisation(runs, loso),
+        "targets": TARGETS,
+        "met": {name: bool(ok) for name, (_values, ok, _target) in met.items()},
     }
     atomic_write_json(args.output, result)
-    print(f"\n{'model':<8} {'weighted F1':>11} {'macro F1':>9} {'valid JSON':>10} {'rows':>5}")
-    for name, figures in models.items():
-        if figures:
-            print(f"{name:<8} {figures['weighted_f1']:>11.4f} {figures['macro_f1']:>9.4f} "
-                  f"{figures['valid_json']:>10.2%} {figures['rows']:>5}")
-    for name, (value, ok, target) in checks.items():
-        print(f"{'met ' if ok else 'MISS'} {name}: {value} (target {target})")
-    if variance:
-        print(f"info variance of the {variance['iterations']} iterations' average_sentiment (q4_k_m): "
-              f"{variance['iteration_average_variance']}")
+
+    print(f"\n{'run':<12} {'weighted F1 [95% CI]':>26} {'macro F1 [95% CI]':>26} {'valid':>6} {'variance':>9}")
+    for run in runs:
+        variance = "-" if run["variance"] is None else f"{run['variance']:.4f}"
+        print(f"seed {run['seed']!s:<7} {_interval(run, 'weighted_f1'):>26} {_interval(run, 'macro_f1'):>26} "
+              f"{run['valid_json']:>6.1%} {variance:>9}")
+    print(f"mean         {result['mean']['weighted_f1']:>26.4f} {result['mean']['macro_f1']:>26.4f}")
+    for name, (values, ok, target) in met.items():
+        print(f"{'met ' if ok else 'MISS'} {name}: {', '.join(map(str, values))} (target {target}, every run)")
+    for run in runs:
+        if run["evaluations"].get("headlines"):
+            print(f"info headlines (seed {run['seed']}): weighted F1 {_interval(run['evaluations']['headlines'], 'weighted_f1')}")
+    for source, figures in result["generalisation"]["leave_one_source_out"].items():
+        print(f"info trained without {source}, scored on it: weighted F1 {_interval(figures['scored'], 'weighted_f1')}, "
+              f"macro F1 {_interval(figures['scored'], 'macro_f1')}")
     print(f"results in {args.output}")
     return 0
 

@@ -6,19 +6,13 @@ from __future__ import annotations
 
 import json
 import random
-from collections import Counter
 from statistics import fmean
 
+from dataset_builder.evidence import passage_evidence
 from dataset_builder.labelled_csv import response_json
 from dataset_builder.sharegpt import Example, sentiment_label
 from utils.errors import FinsentError
 from utils.schema import SentimentResponse
-
-
-def passage_reasoning(labels: Counter, label: str) -> str:
-    return (f"Of its {sum(labels.values())} sentences, {labels['positive']} read as good news for the "
-            f"company, {labels['negative']} as bad news and {labels['neutral']} as neither, so on "
-            f"balance it is {label}.")
 
 
 def make_passage(members: list[Example], source: str, threshold: float) -> Example:
@@ -26,7 +20,7 @@ def make_passage(members: list[Example], source: str, threshold: float) -> Examp
     sentiment = round(fmean(answer["sentiment"] for answer in answers), 1)
     label = sentiment_label(sentiment, threshold)
     response = SentimentResponse(
-        reasoning=passage_reasoning(Counter(member.label for member in members), label),
+        reasoning=passage_evidence([(member.article, member.label) for member in members], label),
         sentiment=sentiment, confidence=round(fmean(answer["confidence"] for answer in answers), 2))
     return Example(" ".join(member.article for member in members), response_json(response),
                    f"{source}_passages", label)

@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from dataset_builder.evidence import evidence_reasoning
 from dataset_builder.labelled_csv import LabelledText, annotated_sentiment, read_text_file
 from utils.errors import FinsentError
 from utils.schema import SentimentResponse
@@ -17,15 +18,14 @@ log = logging.getLogger(__name__)
 class AgreementLevel:
     name: str          # file Sentences_<name>.txt (see level_file)
     confidence: float
-    wording: str       # for the reasoning sentence
 
 
 # Highest agreement first: a sentence is kept at the first level it appears in.
 AGREEMENT_LEVELS = (
-    AgreementLevel("AllAgree", 1.0, "all annotators agreed"),
-    AgreementLevel("75Agree", 0.75, "at least 75% of annotators agreed"),
-    AgreementLevel("66Agree", 0.66, "at least 66% of annotators agreed"),
-    AgreementLevel("50Agree", 0.5, "at least half of the annotators agreed"),
+    AgreementLevel("AllAgree", 1.0),
+    AgreementLevel("75Agree", 0.75),
+    AgreementLevel("66Agree", 0.66),
+    AgreementLevel("50Agree", 0.5),
 )
 PHRASEBANK_SENTIMENT = {"positive": 1.0, "neutral": 0.0, "negative": -1.0}
 
@@ -36,13 +36,6 @@ class Sentence:
     label: str
     level: AgreementLevel
     where: str  # file:line, for logs
-
-
-def phrasebank_reasoning(label: str, level: AgreementLevel) -> str:
-    effect = {"positive": "good news for the company",
-              "neutral": "neither good nor bad news for the company",
-              "negative": "bad news for the company"}[label]
-    return f"Financial analysts read this sentence as {effect}; {level.wording} that it is {label}."
 
 
 def _resaved_as_utf8(path: Path, encoding: str) -> bool:
@@ -99,7 +92,7 @@ def read_level(folder: Path, level: AgreementLevel, encoding: str) -> list[Sente
 
 def _labelled(sentence: Sentence, graded: bool) -> LabelledText:
     return LabelledText(sentence.text, SentimentResponse(
-        reasoning=phrasebank_reasoning(sentence.label, sentence.level),
+        reasoning=evidence_reasoning(sentence.text, sentence.label),
         sentiment=annotated_sentiment(PHRASEBANK_SENTIMENT[sentence.label], sentence.level.confidence, graded),
         confidence=sentence.level.confidence))
 

@@ -3,26 +3,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dataset_builder.evidence import evidence_reasoning
 from dataset_builder.labelled_csv import LabelledText, annotated_sentiment, read_csv_rows
 from utils.errors import FinsentError
 from utils.schema import SentimentResponse
 
-TWEET_COLUMNS = ("text", "airline_sentiment", "airline_sentiment_confidence", "negativereason")
+TWEET_COLUMNS = ("text", "airline_sentiment", "airline_sentiment_confidence")
 TWEET_SENTIMENT = {"positive": 1.0, "neutral": 0.0, "negative": -1.0}
-# Reasons the annotators gave when they could not name the complaint: no information.
-_UNINFORMATIVE_REASONS = {"", "can't tell"}
-
-
-def tweet_reasoning(label: str, negative_reason: str) -> str:
-    """One sentence from the annotators' label and, for a negative tweet, their reason."""
-    if label == "positive":
-        return "The tweet praises the airline or its service, so its sentiment is positive."
-    if label == "neutral":
-        return "The tweet states facts or asks a question without praise or complaint, so it is neutral."
-    reason = negative_reason.strip()
-    if reason.lower() in _UNINFORMATIVE_REASONS:
-        return "The tweet complains about the airline, so its sentiment is negative."
-    return f"The tweet complains about the airline (reason: {reason.lower()}), so its sentiment is negative."
 
 
 def _confidence(value: str, where: str) -> float:
@@ -37,8 +24,9 @@ def _confidence(value: str, where: str) -> float:
 
 def process_tweets(path: Path, dedupe: bool = False, graded: bool = False) -> list[LabelledText]:
     """Every tweet as a labelled text (a repeated text stays a separate tweet unless `dedupe`,
-    which keeps the first; `graded`: see annotated_sentiment). Unknown label, bad confidence or
-    empty text → error naming the row."""
+    which keeps the first; `graded`: see annotated_sentiment). The reasoning names the tweet's own
+    words (dataset_builder.evidence), never the annotators' reason. Unknown label, bad confidence
+    or empty text → error naming the row."""
     labelled: list[LabelledText] = []
     seen: set[str] = set()
     for line, row in read_csv_rows(path, TWEET_COLUMNS, "tweets CSV"):
@@ -53,7 +41,7 @@ def process_tweets(path: Path, dedupe: bool = False, graded: bool = False) -> li
             continue
         seen.add(text)
         confidence = _confidence(row["airline_sentiment_confidence"], where)
-        response = SentimentResponse(reasoning=tweet_reasoning(label, row["negativereason"]),
+        response = SentimentResponse(reasoning=evidence_reasoning(text, label),
                                      sentiment=annotated_sentiment(TWEET_SENTIMENT[label], confidence, graded),
                                      confidence=confidence)
         labelled.append(LabelledText(text, response))

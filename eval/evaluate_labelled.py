@@ -1,6 +1,8 @@
 """Run a model on labelled data and report how often it is right: valid-JSON rate, accuracy,
 macro-F1 and weighted F1 on three classes (threshold t chosen on the validation split, and
-t = 0.15), the confusion matrix, MAE and Spearman against the labels. Writes
+t = 0.15), the confusion matrix, MAE and Spearman against the labels, the sentiment's distinct
+values, and how many reasonings invent a fact (annotators, agreement, a percentage the text does
+not hold) or share no content word with the text. Writes
 predictions.csv, metrics.json, metrics.xlsx and confusion_matrix.png to --output.
 
 Input: step 05's ShareGPT test JSONL (or its folder), Financial PhraseBank (its folder or a
@@ -101,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
           f"accuracy {best['accuracy']:.3f}, macro-F1 {best['macro_f1']:.3f}, weighted F1 {best['weighted_f1']:.3f}; "
           f"t = 0.15: weighted F1 {base['weighted_f1']:.3f}; MAE {_number(metrics['mae'])}, "
           f"Spearman {_number(metrics['spearman'])}")
+    print(f"sentiment: {metrics['sentiment_distinct_values']} distinct values; reasoning: "
+          f"invented {_number(metrics['reasoning_invented_share'])}, grounded {_number(metrics['reasoning_grounded_share'])}")
     if metrics["valid_json_rate"] < 0.5:
         retry = ("--structured (decoding constrained to the answer's schema)" if not spec.structured
                  else f"--max-tokens {2 * args.max_tokens} (an answer cut at the cap is invalid)")

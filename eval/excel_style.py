@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.formatting.rule import ColorScaleRule
 from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
@@ -80,6 +81,18 @@ def style_sheet(sheet: Worksheet, frame: pd.DataFrame, decimals: int = 3,
     sheet.row_dimensions[1].height = 32
 
 
+def excel_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with the control characters that XML (so xlsx) cannot hold removed from its text
+    cells: a model's raw answer may contain them, and openpyxl refuses the whole workbook."""
+    text_columns = [column for column in frame.columns if not pd.api.types.is_numeric_dtype(frame[column])]
+    if not text_columns:
+        return frame
+    safe = frame.copy()
+    for column in text_columns:
+        safe[column] = safe[column].map(lambda v: ILLEGAL_CHARACTERS_RE.sub("", v) if isinstance(v, str) else v)
+    return safe
+
+
 def write_workbook(path: str | Path, sheets: dict[str, pd.DataFrame], decimals: int = 3,
                    wrap_columns: tuple[str, ...] = ("What it means / tests",)) -> Path:
     """One styled sheet per frame, written atomically to `path`."""
@@ -87,7 +100,7 @@ def write_workbook(path: str | Path, sheets: dict[str, pd.DataFrame], decimals: 
     with atomic_path(path) as tmp:
         with pd.ExcelWriter(tmp, engine="openpyxl") as writer:
             for name, frame in sheets.items():
-                frame.to_excel(writer, sheet_name=name, index=False)
+                excel_safe(frame).to_excel(writer, sheet_name=name, index=False)
                 style_sheet(writer.sheets[name], frame, decimals, wrap_columns)
     return path
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from dataset_builder.evidence import invented_claims, is_grounded
 from dataset_builder.phrasebank import level_file
 from eval.backends import BackendUnavailable, ModelSpec, SentimentBackend
 from utils.errors import FinsentError
@@ -369,6 +370,26 @@ def regression_metrics(predictions: list[Prediction]) -> dict[str, float | None]
     return {"mae": mae, "spearman": None if nan else float(rho), "spearman_p": None if nan else float(p_value)}
 
 
+def reasoning_metrics(predictions: list[Prediction]) -> dict[str, float | None]:
+    """Over the valid answers: the share whose reasoning states a fact the text does not hold
+    (annotators, agreement, a percentage: dataset_builder.evidence.invented_claims), and the share
+    that shares at least one content word with the text."""
+    answered = [p for p in predictions if p.valid and p.reasoning is not None]
+    if not answered:
+        return {"reasoning_invented_share": None, "reasoning_grounded_share": None}
+    invented = sum(bool(invented_claims(p.reasoning, p.row.text)) for p in answered)
+    grounded = sum(is_grounded(p.reasoning, p.row.text) for p in answered)
+    return {"reasoning_invented_share": round(invented / len(answered), 4),
+            "reasoning_grounded_share": round(grounded / len(answered), 4)}
+
+
+def sentiment_values(predictions: list[Prediction]) -> dict[str, int]:
+    """How often each sentiment value was answered (valid answers), smallest first: a model that
+    answers only -1, 0 and 1 leaves the threshold nothing to choose."""
+    counts = Counter(round(p.sentiment, 2) for p in predictions if p.valid)
+    return {f"{value:g}": counts[value] for value in sorted(counts)}
+
+
 def evaluate(predictions: list[Prediction], spec: ModelSpec, data: LabelledInput, seconds: float) -> dict[str, Any]:
     validation = [p for p in predictions if p.split == "validation"]
     test = [p for p in predictions if p.split == "test"]
@@ -387,6 +408,9 @@ def evaluate(predictions: list[Prediction], spec: ModelSpec, data: LabelledInput
         "at_chosen_threshold": classification_metrics(test, threshold),
         "at_0.15": classification_metrics(test, DEFAULT_THRESHOLD),
         **regression_metrics(test),
+        **reasoning_metrics(test),
+        "sentiment_distinct_values": len(sentiment_values(test)),
+        "sentiment_values": sentiment_values(test),
         "exceptions": dict(exceptions),
         "invalid_reasons": dict(Counter(p.error.split(":")[0] for p in test if p.error).most_common(5)),
         "seconds": round(seconds, 2),
@@ -415,7 +439,9 @@ def prediction_table(predictions: Iterable[Prediction], threshold: float):
 
 def _metric_rows(metrics: dict[str, Any]) -> list[tuple[str, Any]]:
     rows = [(k, metrics[k]) for k in ("model", "backend", "gguf", "prompt", "structured", "input", "rows",
-                                      "valid_json_rate", "threshold_chosen", "mae", "spearman", "seconds")]
+                                      "valid_json_rate", "threshold_chosen", "mae", "spearman",
+                                      "reasoning_invented_share", "reasoning_grounded_share",
+                                      "sentiment_distinct_values", "seconds")]
     for block in ("at_chosen_threshold", "at_0.15"):
         for key in ("accuracy", "macro_f1", "weighted_f1"):
             rows.append((f"{block}.{key}", metrics[block][key]))
@@ -425,6 +451,8 @@ def _metric_rows(metrics: dict[str, Any]) -> list[tuple[str, Any]]:
 def write_outputs(output: Path, predictions: list[Prediction], metrics: dict[str, Any]) -> dict[str, Path]:
     """predictions.csv, metrics.json, metrics.xlsx and confusion_matrix.png in `output`."""
     import pandas as pd
+
+    from eval.excel_style import excel_safe
 
     paths = {name: output / name for name in ("predictions.csv", "metrics.json", "metrics.xlsx",
                                               "confusion_matrix.png")}
@@ -440,7 +468,7 @@ def write_outputs(output: Path, predictions: list[Prediction], metrics: dict[str
                 cm = metrics[block]["confusion_matrix"]
                 pd.DataFrame(cm["counts"], index=cm["rows_true"], columns=cm["columns_predicted"]).to_excel(
                     writer, sheet_name=sheet)
-            table.to_excel(writer, sheet_name="Predictions", index=False)
+            excel_safe(table).to_excel(writer, sheet_name="Predictions", index=False)
     plot_confusion(metrics, paths["confusion_matrix.png"])
     return paths
 

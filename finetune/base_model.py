@@ -11,6 +11,7 @@ import torch
 from finetune.recipe import prepare_tokenizer
 from utils.chat_templates import chat_template
 from utils.errors import FinsentError
+from utils.io import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -60,13 +61,13 @@ def gguf_to_hf_folder(gguf: Path, output: Path, family: str, dtype: str = "float
 def check_tokenizer_matches_llama_cpp(tokenizer, gguf: Path, family: str) -> None:
     """A one-line error unless `tokenizer` gives llama.cpp's token ids for TOKENIZER_PROBES.
 
-    transformers rebuilds a GGUF's tokenizer itself, and some versions get it wrong (5.17 splits a
+    transformers rebuilds a GGUF's tokenizer itself, and has got it wrong (5.17 split a
     saved-and-reloaded Gemma tokenizer into single characters). A model fine-tuned on such ids
     still scores well inside transformers, then answers in garbage once llama.cpp serves its GGUF,
     so the folder is refused before any GPU time is spent on it."""
     import httpx
-    import transformers
 
+    from finetune.tokenizer_check import first_difference, remedy
     from utils.engine import EmbeddedEngine, EngineSettings
 
     row = [{"role": "system", "content": "You are a financial sentiment analyst."},
@@ -78,14 +79,13 @@ def check_tokenizer_matches_llama_cpp(tokenizer, gguf: Path, family: str) -> Non
         for text in texts:
             ours = tokenizer(text, add_special_tokens=False)["input_ids"]
             reply = httpx.post(url, json={"content": text, "add_special": False, "parse_special": True}, timeout=30)
-            theirs = reply.raise_for_status().json()["tokens"]
-            if ours != theirs:
-                at = next((i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b), min(len(ours), len(theirs)))
+            diff = first_difference(tokenizer, ours, reply.raise_for_status().json()["tokens"])
+            if diff is not None:
+                at, mine, theirs = diff
                 raise FinsentError(
-                    f"the tokenizer transformers {transformers.__version__} built from {gguf.name} splits text unlike "
-                    f"llama.cpp (from token {at}: {tokenizer.convert_ids_to_tokens(ours[at:at + 4])} vs "
-                    f"{tokenizer.convert_ids_to_tokens(theirs[at:at + 4])}): a model trained on it answers in "
-                    "garbage once served from GGUF; use the transformers of requirements-finetune.txt")
+                    f"the tokenizer transformers built from {gguf.name} splits text unlike llama.cpp (from token "
+                    f"{at}: {mine} vs {theirs}): a model trained on it answers in garbage once served from GGUF; "
+                    f"{remedy(mine, theirs, 'the output folder')}")
     log.info("tokenizer checked against llama.cpp on %d texts", len(texts))
 
 
@@ -98,8 +98,12 @@ def _gguf_value(gguf: Path, key: str, default=None):
 
 def write_sentencepiece_model(gguf: Path, target: Path) -> bool:
     """The GGUF's SentencePiece vocab (pieces, scores, types) as `tokenizer.model`, which llama.cpp's
-    converter needs for such families (Gemma, Llama 2, Mistral): transformers saves only its fast
-    tokenizer.json, whose pre-tokenizer the converter does not recognise. No-op for BPE vocabs."""
+    converter needs for such families (Gemma, Mistral, Phi-3): transformers saves only its fast
+    tokenizer.json, whose pre-tokenizer the converter does not recognise. No-op for BPE vocabs.
+
+    SentencePiece (0.1.99 to 0.2.3) accepts exactly one UNKNOWN piece, the unk id's: GGUFs type
+    other pieces UNKNOWN too (Phi-3's [PAD…] fillers) and may type <unk> CONTROL (Gemma), so those
+    become UNUSED and UNKNOWN here, which is what llama.cpp's converter writes back for them."""
     from gguf import GGUFReader
     from sentencepiece import sentencepiece_model_pb2 as spm
 
@@ -113,7 +117,8 @@ def write_sentencepiece_model(gguf: Path, target: Path) -> bool:
     model = spm.ModelProto()
     model.trainer_spec.model_type = spm.TrainerSpec.BPE
     model.trainer_spec.byte_fallback = True
-    model.trainer_spec.unk_id = value("tokenizer.ggml.unknown_token_id", 0)
+    unk_id = value("tokenizer.ggml.unknown_token_id", 0)
+    model.trainer_spec.unk_id = unk_id
     model.trainer_spec.bos_id = value("tokenizer.ggml.bos_token_id", -1)
     model.trainer_spec.eos_id = value("tokenizer.ggml.eos_token_id", -1)
     model.trainer_spec.pad_id = value("tokenizer.ggml.padding_token_id", -1)
@@ -122,10 +127,13 @@ def write_sentencepiece_model(gguf: Path, target: Path) -> bool:
     model.normalizer_spec.remove_extra_whitespaces = False
     model.normalizer_spec.escape_whitespaces = True
     # GGUF token types use SentencePiece's numbering (1 normal, 2 unknown, 3 control, 4 user, 5 unused, 6 byte).
-    for piece, score, kind in zip(value("tokenizer.ggml.tokens"), value("tokenizer.ggml.scores"),
-                                  value("tokenizer.ggml.token_type"), strict=True):
+    unknown, unused = spm.ModelProto.SentencePiece.UNKNOWN, spm.ModelProto.SentencePiece.UNUSED
+    for index, (piece, score, kind) in enumerate(zip(value("tokenizer.ggml.tokens"), value("tokenizer.ggml.scores"),
+                                                     value("tokenizer.ggml.token_type"), strict=True)):
         entry = model.pieces.add()
-        entry.piece, entry.score, entry.type = piece, score, kind
+        entry.piece, entry.score = piece, score
+        entry.type = unknown if index == unk_id else unused if kind == unknown else kind
     model.trainer_spec.vocab_size = len(model.pieces)
-    target.write_bytes(model.SerializeToString())
+    with atomic_path(target) as partial:
+        partial.write_bytes(model.SerializeToString())
     return True

@@ -86,10 +86,18 @@ def tokenize_conversation(tokenizer, family: str, messages: list[dict[str, str]]
 
 
 def _append(tokenizer, text: str, already: str, input_ids: list[int], labels: list[int], learn: bool) -> None:
+    """The ids `text` adds to `already`: the whole text's ids past those already there where they
+    extend them, as llama.cpp reads the conversation (a SentencePiece tokenizer would otherwise
+    start the answer, tokenized alone, with the space it prefixes to a text); the new part
+    tokenized alone where a token spans the cut."""
     if not text.startswith(already):
         raise FinsentError("the chat template does not render a conversation as a growing prefix; "
                            "masking the prompt needs one")
-    ids = tokenizer(text[len(already):], add_special_tokens=False)["input_ids"]
+    whole = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if whole[:len(input_ids)] == input_ids:
+        ids = whole[len(input_ids):]
+    else:
+        ids = tokenizer(text[len(already):], add_special_tokens=False)["input_ids"]
     input_ids.extend(ids)
     labels.extend(ids if learn else [IGNORE_INDEX] * len(ids))
 

@@ -3,13 +3,17 @@ llama-cpp-python) for q8_0 and the k-quants. Both write beside the target and re
 from __future__ import annotations
 
 import ctypes
+import json
 import logging
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+from dataclasses import dataclass
+
 from finetune.llama_cpp_source import CONVERTER
+from utils.chat_templates import family_of_chat_template
 from utils.errors import FinsentError
 from utils.io import atomic_path
 
@@ -17,6 +21,45 @@ log = logging.getLogger(__name__)
 
 FTYPES = {"f16": "LLAMA_FTYPE_MOSTLY_F16", "q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0",
           "q5_k_m": "LLAMA_FTYPE_MOSTLY_Q5_K_M", "q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M"}
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    """What export needs to know of the run that made a merged folder: its chat family and base."""
+    family: str | None
+    base_model: str | None
+    source: str  # where it was read, for messages
+
+    @classmethod
+    def read(cls, model_dir: Path) -> "TrainedRun":
+        """From train_summary.json beside the merged folder (train.py writes it), else from the
+        chat template saved with the folder's tokenizer."""
+        summary = model_dir.parent / "train_summary.json"
+        if summary.is_file():
+            try:
+                record = json.loads(summary.read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise FinsentError(f"{summary}: not valid JSON ({exc})") from None
+            return cls(record.get("family"), record.get("base_model"), str(summary))
+        return cls(family_of_chat_template(_saved_chat_template(model_dir)), None, f"{model_dir}'s chat template")
+
+    def family_for(self, requested: str | None, fallback: str) -> str:
+        """The run's family; a requested one that contradicts it is a one-line error naming both."""
+        if requested and self.family and requested != self.family:
+            raise FinsentError(f"--family {requested} contradicts the run being exported, trained as {self.family} "
+                               f"({self.source}); drop --family, or export the {requested} run's merged folder")
+        return requested or self.family or fallback
+
+
+def _saved_chat_template(model_dir: Path) -> str | None:
+    """The chat template a tokenizer saved: chat_template.jinja (transformers 5), else in
+    tokenizer_config.json."""
+    if (model_dir / "chat_template.jinja").is_file():
+        return (model_dir / "chat_template.jinja").read_text(encoding="utf-8")
+    tokenizer_config = model_dir / "tokenizer_config.json"
+    if tokenizer_config.is_file():
+        return json.loads(tokenizer_config.read_text(encoding="utf-8")).get("chat_template")
+    return None
 
 
 def gguf_name(model_name: str, quant: str) -> str:
@@ -29,14 +72,14 @@ def convert_to_f16(model_dir: Path, target: Path, llama_cpp: Path) -> Path:
     with atomic_path(target) as partial:
         result = subprocess.run([sys.executable, str(llama_cpp / CONVERTER), str(model_dir), "--outfile", str(partial),
                                  "--outtype", "f16"], capture_output=True, text=True,
-                                env=_converter_env())
+                                env=converter_env())
         if result.returncode != 0:
             last = (result.stderr.strip().splitlines() or ["no output"])[-1]
             raise FinsentError(f"convert_hf_to_gguf.py failed on {model_dir}: {last}")
     return target
 
 
-def _converter_env() -> dict[str, str]:
+def converter_env() -> dict[str, str]:
     """The converter puts the sdist's gguf-py (its matching version) first unless NO_LOCAL_GGUF is set."""
     return {name: value for name, value in os.environ.items() if name != "NO_LOCAL_GGUF"}
 

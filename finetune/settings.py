@@ -1,6 +1,7 @@
 """The `finetune:` section of config.yaml."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -8,6 +9,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 QUANTS = ("f16", "q8_0", "q5_k_m", "q4_k_m")
+# Parts of a hub name that say how a checkpoint was packaged, not which model it is.
+_PACKAGING_PARTS = {"meta", "instruct", "it", "chat", "hf", "bnb", "4bit", "unsloth"}
+
+
+def model_name_from_base(base_model: str) -> str:
+    """The fine-tune's name from its base: meta-llama/Meta-Llama-3-8B-Instruct → llama-3-8b-finsent,
+    models/gemma-3-270m → gemma-3-270m-finsent."""
+    parts = [part for part in re.split(r"[-_]", Path(str(base_model).rstrip("/")).name.lower())
+             if part and part not in _PACKAGING_PARTS]
+    return "-".join([*parts, "finsent"])
 
 
 class FinetuneConfig(BaseModel):
@@ -20,7 +31,7 @@ class FinetuneConfig(BaseModel):
     train_file: Path = Path("data/sharegpt/train.jsonl")
     validation_file: Path | None = Path("data/sharegpt/validation.jsonl")
     output_dir: Path = Path("outputs/finetune")
-    model_name: str = "finsent-gemma-3-270m"  # names the GGUF files and the Ollama model
+    model_name: str | None = None  # names the GGUF files and the Ollama model; None: from the base model
 
     # Model setup
     full_finetune: bool = False  # train every weight (small models) instead of LoRA
@@ -62,3 +73,7 @@ class FinetuneConfig(BaseModel):
 
     # prepare_base.py: the GGUF base model made an HF folder (None: Gemma 3 270M from PyPI)
     base_gguf: Path | None = None
+
+    @property
+    def gguf_model_name(self) -> str:
+        return self.model_name or model_name_from_base(self.base_model)

@@ -27,8 +27,10 @@ from accelerate import PartialState  # noqa: E402
 from transformers import set_seed  # noqa: E402
 
 from finetune.data import read_sharegpt, tokenized_dataset  # noqa: E402
+from finetune.llama_cpp_source import llama_cpp_dir  # noqa: E402
 from finetune.recipe import (Device, check_backend, choose_precision, count_params, flops_per_token,  # noqa: E402
                              load_model, peak_flops)
+from finetune.tokenizer_check import check_before_training  # noqa: E402
 from finetune.trainer_setup import (OutputLayout, ThroughputCallback, build_trainer, save_outputs,  # noqa: E402
                                     write_summary)
 from utils.chat_templates import family_entry  # noqa: E402
@@ -87,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
              "full fine-tune" if cfg.full_finetune else f"LoRA r={cfg.lora_r}", n_params / 1e6, precision.name,
              ", 4-bit base" if precision.load_in_4bit else "", device.name, state.num_processes)
     model, tokenizer = load_model(cfg, precision)
+    if state.is_main_process:  # seconds, before hours of GPU time are spent on ids llama.cpp will not serve
+        check_before_training(tokenizer, cfg.family, cfg.base_model, conversations["train"][:3],
+                              llama_cpp_dir(cfg.llama_cpp_source))
     train_set = tokenized_dataset(conversations["train"], tokenizer, cfg.family, cfg.max_seq_length, str(cfg.train_file))
     validation_set = (tokenized_dataset(conversations["validation"], tokenizer, cfg.family, cfg.max_seq_length,
                                         str(cfg.validation_file))
@@ -106,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         summary = write_summary(layout, cfg, precision, device.name, state.num_processes,
                                 train_metrics, eval_metrics, figures)
         print(json.dumps(summary, indent=2))
-        print(f"merged model: {layout.merged}  (next: python finetune/export_gguf.py --config ...)")
+        if cfg.save_final:
+            print(f"merged model: {layout.merged}  (next: python finetune/export_gguf.py --config ...)")
     return 0
 
 

@@ -1,5 +1,5 @@
-"""Fixtures of the fine-tune tests: real tokenizers from llama-cpp-python's sdist, a tiny random
-Llama with the real Llama-3 tokenizer, and ShareGPT files built from the real Financial
+"""Fixtures of the fine-tune tests: the families' real tokenizers (finetune/random_models.py), a tiny
+random Llama with the real Llama-3 tokenizer, and ShareGPT files built from the real Financial
 PhraseBank in step 05's format. Import the fixtures a test module uses by name."""
 from __future__ import annotations
 
@@ -12,9 +12,6 @@ import pytest
 from utils.prompts import system_prompt
 
 LABEL_SCORES = {"positive": 0.8, "neutral": 0.0, "negative": -0.8}
-# Tokenizers from the sdist's vocab files, per family (mistral uses Llama-2's SentencePiece vocab)
-VOCAB_FILES = {"llama-3": "ggml-vocab-llama-bpe.gguf", "phi-3": "ggml-vocab-phi-3.gguf",
-               "mistral": "ggml-vocab-llama-spm.gguf"}
 
 
 @pytest.fixture(scope="session")
@@ -27,14 +24,9 @@ def llama_cpp_vendor() -> Path:
 @cache
 def load_family_tokenizer(family: str, vendor: Path):
     """Read once per session (converting a GGUF vocab takes seconds); callers copy before changing it."""
-    from transformers import AutoTokenizer
+    from finetune.random_models import family_tokenizer
 
-    if family == "gemma-3":
-        from utils.engine import default_gguf_path
-
-        path = default_gguf_path()
-        return AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-    return AutoTokenizer.from_pretrained(vendor / "models", gguf_file=VOCAB_FILES[family])
+    return family_tokenizer(family, vendor)
 
 
 def phrasebank_rows(shared_data: Path, count: int, offset: int = 0) -> list[tuple[str, str]]:
@@ -69,19 +61,7 @@ def sharegpt_splits(tmp_path_factory, shared_data) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory, llama_cpp_vendor) -> Path:
     """A 2-layer random Llama (hidden 64) with the real Llama-3 tokenizer, saved as an HF folder."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from finetune.random_models import save_random_model
 
-    from finetune.recipe import prepare_tokenizer
-
-    tokenizer = prepare_tokenizer(load_family_tokenizer("llama-3", llama_cpp_vendor), "llama-3")
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.convert_tokens_to_ids("<|eot_id|>"),
-                         tie_word_embeddings=False)
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(config)
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return save_random_model("llama-3", tmp_path_factory.mktemp("tiny-llama") / "model", llama_cpp_vendor, tiny=True,
+                             tokenizer=load_family_tokenizer("llama-3", llama_cpp_vendor))

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import http.server
 import json
+import re
 import threading
 import unicodedata
 from collections import Counter
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from dataset_builder.evidence import invented_claims
 from dataset_builder.sharegpt import SPLITS, sentiment_label
 from dataset_builder.text_normalise import text_key
 from tests.conftest import read_split, run_script, script_env
@@ -360,7 +362,13 @@ def test_step_05_passages_are_drawn_within_a_split_and_answer_the_mean(joined, s
             answer = SentimentResponse.model_validate_json(passage["conversations"][2]["value"])
             assert answer.sentiment == round(sum(answers[m]["sentiment"] for m in members) / len(members), 1)
             assert passage["label"] == sentiment_label(answer.sentiment, 0.15)
-            assert f"Of its {len(members)} sentences" in answer.reasoning
+            # The reasoning quotes the passage's own words and claims nothing outside it.
+            quoted = re.findall(r'"([^"]+)"', answer.reasoning)
+            text = passage["conversations"][1]["value"]
+            assert quoted and all(part.rstrip(" …").lower() in text.lower()
+                                  for quote in quoted for part in quote.split(" … ")), answer.reasoning
+            assert not invented_claims(answer.reasoning, text)
+            assert answer.reasoning.endswith(f"it is {passage['label']}.")
     assert "financial_phrasebank_passages" in (folder / "README.md").read_text(encoding="utf-8")
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from dataset_builder.evidence import invented_claims, is_grounded, words
 from dataset_builder.phrasebank import AGREEMENT_LEVELS, PHRASEBANK_SENTIMENT
 from dataset_builder.tweets import TWEET_SENTIMENT
 from tests.conftest import read_split, run_script
@@ -46,10 +47,19 @@ def test_step_01_keeps_every_tweet_with_its_label_and_confidence(shared_data, tw
         assert article == source["text"]
         assert response.sentiment == TWEET_SENTIMENT[source["airline_sentiment"]]
         assert response.confidence == float(source["airline_sentiment_confidence"])
-        assert source["airline_sentiment"] in response.reasoning
-    reasoned = [r.reasoning for (_, r), s in zip(rows, tweets_rows)
-                if s["airline_sentiment"] == "negative" and s["negativereason"] == "Lost Luggage"]
-    assert reasoned and all("lost luggage" in text for text in reasoned)
+        assert response.reasoning.endswith(f"so it is {source['airline_sentiment']}.")
+    assert_reasoning_from_the_text(rows, ("thank", "delayed"))
+
+
+def assert_reasoning_from_the_text(rows: list[tuple[str, SentimentResponse]], cue_words: tuple[str, ...]) -> None:
+    """No reasoning states a fact the text does not hold (annotators, agreement, a percentage),
+    nearly all share a content word with their text (not those of texts without one, "It 's not ."),
+    and a reasoning quoting one of `cue_words` quotes a word of its own text."""
+    assert not [(a, r.reasoning) for a, r in rows if invented_claims(r.reasoning, a)]
+    assert sum(is_grounded(r.reasoning, a) for a, r in rows) / len(rows) >= 0.99
+    for word in cue_words:
+        quoting = [a for a, r in rows if r.reasoning.startswith((f'It says "{word}"', f'It says "{word} …'))]
+        assert quoting and all(word in words(a) for a in quoting), word
 
 
 def test_step_01_dedupe_keeps_the_first_of_each_text(shared_data, tweets_rows, tmp_path):
@@ -94,6 +104,7 @@ def test_step_02_keeps_each_sentence_once_at_its_highest_agreement(shared_data, 
         confidence, labels = highest[article]
         assert response.confidence == confidence
         assert {label for label, value in PHRASEBANK_SENTIMENT.items() if value == response.sentiment} <= labels
+    assert_reasoning_from_the_text(rows, ("profit", "loss"))
     # the two sentences with two labels: kept at 66Agree (positive), the 50Agree neutral logged
     conflicts = [line for line in stderr.splitlines() if "two labels for one sentence" in line]
     assert len(conflicts) == 2

@@ -1,11 +1,13 @@
 """evaluate_labelled: readers of the three input kinds, the scoring, and the script end to end
 on the real embedded model (few rows: the model is slow on 2 cores)."""
 import json
+from statistics import fmean
 
 import pytest
 
+from dataset_builder.evidence import invented_claims, is_grounded
 from eval.labelled import (LabelledRow, Prediction, choose_threshold, classification_metrics,
-                           load_labelled, regression_metrics, to_class)
+                           load_labelled, reasoning_metrics, regression_metrics, sentiment_values, to_class)
 from tests.conftest import run_script
 from utils.errors import FinsentError
 from utils.prompts import system_prompt
@@ -101,6 +103,23 @@ def test_scoring_counts_invalid_answers_as_wrong():
     assert reg["spearman"] > 0.8
 
 
+def test_reasoning_that_recites_annotators_is_invented_and_one_without_the_texts_words_is_not_grounded():
+    text = "Operating profit rose to EUR 13.1 mn from EUR 8.7 mn , up 51 % ."
+    reasonings = ['It says "profit … rose": good news, so it is positive.',  # grounded, nothing invented
+                  "Financial analysts read this as good news; at least 75% of annotators agreed.",
+                  "Operating profit is up 51 %, good news.",  # a percentage the text holds
+                  "Good news for the company, so it is positive."]  # no word of the text
+    answers = [Prediction("test", LabelledRow(i, text, "positive"), True, 0.8, 0.9, reasoning)
+               for i, reasoning in enumerate(reasonings)]
+    answers.append(Prediction("test", LabelledRow(9, text, "positive"), False))  # invalid: not counted
+    assert [bool(invented_claims(r, text)) for r in reasonings] == [False, True, False, False]
+    assert [is_grounded(r, text) for r in reasonings] == [True, False, True, False]
+    assert reasoning_metrics(answers) == {"reasoning_invented_share": 0.25, "reasoning_grounded_share": 0.5}
+    assert reasoning_metrics(answers[-1:]) == {"reasoning_invented_share": None, "reasoning_grounded_share": None}
+    graded = [prediction("positive", s) for s in (0.8, 0.5, 0.8, -1.0, None)]
+    assert sentiment_values(graded) == {"-1": 1, "0.5": 1, "0.8": 2}
+
+
 def test_script_end_to_end_on_the_embedded_model(tmp_path, shared_data):
     write_step05(tmp_path / "sharegpt", shared_data / "financial_phrasebank" / "Sentences_AllAgree.txt", 3, 2)
     out = tmp_path / "eval_out"
@@ -120,6 +139,14 @@ def test_script_end_to_end_on_the_embedded_model(tmp_path, shared_data):
     import pandas as pd
 
     table = pd.read_csv(out / "predictions.csv")
+    # The reasoning shares and the distinct sentiments are those of the test rows' valid answers.
+    answered = table[(table["split"] == "test") & table["valid"]]
+    assert metrics["sentiment_distinct_values"] == answered["sentiment"].round(2).nunique()
+    if len(answered):
+        assert metrics["reasoning_grounded_share"] == round(fmean(
+            is_grounded(r, t) for r, t in zip(answered["reasoning"], answered["text"])), 4)
+        assert metrics["reasoning_invented_share"] == round(fmean(
+            bool(invented_claims(r, t)) for r, t in zip(answered["reasoning"], answered["text"])), 4)
     assert list(table["split"]).count("test") == 3 and list(table["split"]).count("validation") == 2
     assert set(pd.ExcelFile(out / "metrics.xlsx").sheet_names) >= {"Metrics", "Predictions"}
     assert (out / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"

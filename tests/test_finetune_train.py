@@ -1,14 +1,13 @@
 """finetune/train.py end to end on CPU (--backend hf, a tiny random Llama with the real Llama-3
 tokenizer, ShareGPT rows from the real Financial PhraseBank): checkpoints, validation loss,
-throughput log, LoRA adapter, merged model; --resume; export to GGUF served by the embedded
-llama.cpp engine; bad input as one-line errors."""
+throughput log, LoRA adapter, merged model; --resume; bad input as one-line errors. Export and
+serving, per family: tests/test_finetune_families.py."""
 from __future__ import annotations
 
 import json
 import shutil
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.conftest import run_script
@@ -80,30 +79,6 @@ def test_resume_continues_from_the_last_checkpoint(trained, tmp_path, tiny_llama
     state = json.loads((output / "checkpoints" / "checkpoint-6" / "trainer_state.json").read_text())
     steps = [entry["step"] for entry in state["log_history"] if "loss" in entry]
     assert steps == [1, 2, 3, 4, 5, 6]  # the history of the first run, then steps 5 and 6 only
-
-
-@pytest.mark.slow
-def test_export_to_gguf_quants_that_the_embedded_engine_serves(trained, tmp_path):
-    from utils.engine import EmbeddedEngine, EngineSettings
-
-    result = run_script("finetune/export_gguf.py", "--output-dir", trained, "--gguf-dir", tmp_path, "--name", "tiny",
-                        "--family", "llama-3", "--quants", "q8_0,q4_k_m")
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert sorted(p.name for p in tmp_path.glob("*.gguf")) == ["tiny-q4_k_m.gguf", "tiny-q8_0.gguf"]
-    assert (tmp_path / "tiny-q4_k_m.gguf").stat().st_size < (tmp_path / "tiny-q8_0.gguf").stat().st_size
-    modelfile = (tmp_path / "Modelfile.q4_k_m").read_text()
-    assert modelfile.startswith("FROM ./tiny-q4_k_m.gguf\n") and 'PARAMETER stop "<|eot_id|>"' in modelfile
-
-    settings = EngineSettings(gguf_path=tmp_path / "tiny-q4_k_m.gguf", n_parallel=1, n_ctx=1024, port=None)
-    with EmbeddedEngine(settings) as engine:
-        reply = httpx.post(f"{engine.base_url}/chat/completions", timeout=120, json={
-            "messages": [{"role": "system", "content": "You rate sentiment."},
-                         {"role": "user", "content": "Profit rose 20%."}],
-            "max_tokens": 8, "temperature": 0}).json()
-        props = httpx.get(engine.base_url.removesuffix("/v1") + "/props", timeout=30).json()
-    assert reply["choices"][0]["message"]["role"] == "assistant"
-    assert reply["usage"]["completion_tokens"] > 0
-    assert "<|start_header_id|>" in props["chat_template"]  # the training template travelled in the GGUF
 
 
 def one_line_error(result) -> str:

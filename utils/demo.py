@@ -73,7 +73,7 @@ def _models_under_test(config) -> list[dict]:
     """The base model free and schema-constrained, and the fine-tune where one was exported."""
     from finetune.gguf_export import gguf_name
 
-    finetuned_gguf = config.finetune.output_dir / "gguf" / gguf_name(config.finetune.model_name, "q4_k_m")
+    finetuned_gguf = config.finetune.output_dir / "gguf" / gguf_name(config.finetune.gguf_model_name, "q4_k_m")
     models = [
         {"name": "gemma3-270m-base", "backend": "llamacpp", "model": DEFAULT_MODEL_NAME, "seed": DEMO_SEED,
          "parallel": DEMO_SLOTS},
@@ -81,7 +81,7 @@ def _models_under_test(config) -> list[dict]:
          "structured": True, "seed": DEMO_SEED, "parallel": DEMO_SLOTS},
     ]
     if finetuned_gguf.is_file():
-        models.append({"name": f"{config.finetune.model_name}-q4_k_m", "backend": "llamacpp",
+        models.append({"name": f"{config.finetune.gguf_model_name}-q4_k_m", "backend": "llamacpp",
                        "gguf": str(finetuned_gguf), "prompt": "trained", "seed": DEMO_SEED,
                        "parallel": DEMO_SLOTS})
     return models

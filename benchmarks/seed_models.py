@@ -1,0 +1,199 @@
+"""The seed's models at full size through the product's own scripts: LLaMA-3 8B Instruct, Mistral 7B
+Instruct v0.3 and Phi-3 mini 4k Instruct, each as its released config with random weights and its
+real vocabulary (finetune/random_models.py), trained on 2,048-token rows of step 05's data (packed).
+
+Per family:
+1. t4: finetune/train.py --backend unsloth, LoRA on a 4-bit base in fp16 (bf16 off, as on a T4),
+   the README's Colab settings; the largest batch of 8, 4, 2, 1 that trains: peak GPU memory
+   (torch.cuda.max_memory_allocated, train_summary.json) against a T4's 15.0 GiB, seconds per step;
+2. h100: the same in bf16 on a 16-bit base: tokens/s; this run also saves the merged model;
+3. export: finetune/export_gguf.py (f16, then q4_k_m; q5_k_m and q8_0 for LLaMA-3), then
+   eval/evaluate_labelled.py --gguf on the q4_k_m, on the machine's CPUs, 3 rows of step 05's test
+   split; each stage's wall time and disk use.
+Results: benchmarks/results/seed_models.json (`families` keyed llama-3, mistral, phi-3), written
+after every family, so a run cut short keeps what ran.
+
+  python benchmarks/seed_models.py [--families llama-3,mistral,phi-3] [--data data/sharegpt] [--steps 10]
+  python benchmarks/seed_models.py --tiny   # CPU proof of the plumbing: tiny configs, --backend hf
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+if __package__ in (None, ""):  # run as a script: the repo root, not benchmarks/, is the import root
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from finetune.llama_cpp_source import llama_cpp_dir  # noqa: E402
+from finetune.random_models import SPECS, save_random_model  # noqa: E402
+from utils.config import load_config  # noqa: E402
+from utils.errors import FinsentError, cli_entry  # noqa: E402
+from utils.io import atomic_write_json  # noqa: E402
+
+FAMILIES = ("llama-3", "mistral", "phi-3")
+T4_GIB = 15.0
+T4_BATCHES = (8, 4, 2, 1)
+# The f16 GGUF is made either way (the quantizer's input) and deleted when not listed: disk.
+QUANTS = {"llama-3": ["q4_k_m", "q5_k_m", "q8_0"]}  # the others: q4_k_m
+REPO = Path(__file__).resolve().parents[1]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser.add_argument("--families", default=",".join(FAMILIES), help="comma-separated, of " + ",".join(FAMILIES))
+    parser.add_argument("--data", type=Path, default=Path("data/sharegpt"), help="step 05's output folder")
+    parser.add_argument("--work", type=Path, default=Path("outputs/seed_models"), help="models, runs, GGUFs")
+    parser.add_argument("--steps", type=int, default=10, help="optimizer steps per training run")
+    parser.add_argument("--seq-len", type=int, default=2048)
+    parser.add_argument("--tiny", action="store_true", help="tiny configs on CPU (--backend hf): the plumbing only")
+    parser.add_argument("--keep", action="store_true", help="keep the models and GGUFs (8B: ~60 GB a family)")
+    parser.add_argument("--results", type=Path, help="default: benchmarks/results/seed_models.json "
+                                                     "(--tiny: <work>/seed_models_tiny.json)")
+    return parser.parse_args(argv)
+
+
+def run(command: list, log: Path, env: dict | None = None) -> tuple[int, float]:
+    """A product script in a subprocess, its output in `log`: (exit code, wall seconds)."""
+    start = time.perf_counter()
+    with log.open("w", encoding="utf-8") as output:
+        code = subprocess.run([sys.executable, *map(str, command)], cwd=REPO, stdout=output, stderr=subprocess.STDOUT,
+                              env={**os.environ, **(env or {})}).returncode
+    return code, round(time.perf_counter() - start, 1)
+
+
+def disk_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
+
+
+def train(family: str, base: Path, args, output: Path, *, precision: str, four_bit: bool, batch: int,
+          save_final: bool) -> tuple[dict | None, float, str]:
+    """One train.py run: (train_summary.json or None, wall seconds, the log's last line)."""
+    command = ["finetune/train.py", "--config", args.config, "--backend", "hf" if args.tiny else "unsloth",
+               "--family", family,
+               "--base-model", base, "--train", args.data / "train.jsonl", "--output-dir", output, "--overwrite",
+               "--max-steps", args.steps, "--max-seq-length", args.seq_len, "--packing",
+               "--set", f"finetune.precision={precision}", "--set", f"finetune.load_in_4bit={str(four_bit).lower()}",
+               "--set", f"finetune.batch_size={batch}", "--set", f"finetune.save_final={str(save_final).lower()}"]
+    output.parent.mkdir(parents=True, exist_ok=True)
+    log = output.with_suffix(".log")
+    code, seconds = run(command, log)
+    last = (log.read_text(encoding="utf-8", errors="replace").strip().splitlines() or [""])[-1]
+    summary = output / "train_summary.json"
+    return (json.loads(summary.read_text()) if code == 0 and summary.is_file() else None), seconds, last
+
+
+def t4_path(family: str, base: Path, args, work: Path) -> dict:
+    """The largest batch whose LoRA on a 4-bit base in fp16 peaks within a T4's memory (on a larger
+    GPU a batch that does not fit runs anyway: its peak says so). On CPU: fp32, 16-bit base."""
+    record: dict = {"t4_seq_len": args.seq_len, "t4_tried": {}}
+    for batch in T4_BATCHES:
+        summary, seconds, last = train(family, base, args, work / f"t4-b{batch}", precision="fp32" if args.tiny
+                                       else "fp16", four_bit=not args.tiny, batch=batch, save_final=False)
+        if summary is None:
+            record["t4_tried"][batch] = {"error": last}
+            if "out of memory" in last.lower():
+                continue
+            break
+        peak = summary.get("peak_gib")
+        tried = {"peak_gib": peak, "seconds_per_step": round(summary["train_seconds"] / args.steps, 2),
+                 "wall_s": seconds}
+        record["t4_tried"][batch] = tried
+        if peak is None or peak <= T4_GIB:
+            return {**record, "t4_batch": batch, "t4_peak_gib": peak, "t4_fits": None if peak is None else True,
+                    "t4_seconds_per_step": tried["seconds_per_step"]}
+    return {**record, "t4_batch": None, "t4_peak_gib": None, "t4_fits": False}
+
+
+def h100_path(family: str, base: Path, args, work: Path) -> dict:
+    summary, seconds, last = train(family, base, args, work / "h100", precision="fp32" if args.tiny else "bf16",
+                                   four_bit=False, batch=T4_BATCHES[0], save_final=True)
+    if summary is None:
+        return {"train_ok": False, "h100_error": last, "h100_train_wall_s": seconds}
+    return {"train_ok": True, "h100_tokens_per_s": summary["tokens_per_s"], "h100_peak_gib": summary.get("peak_gib"),
+            "h100_mfu": summary.get("mfu"), "h100_train_wall_s": seconds,
+            "merged_bytes": disk_bytes(work / "h100" / "merged")}
+
+
+def export_and_serve(family: str, args, work: Path) -> dict:
+    run_dir, gguf_dir = work / "h100", work / "h100" / "gguf"
+    quants = QUANTS.get(family, ["q4_k_m"])
+    code, seconds = run(["finetune/export_gguf.py", "--output-dir", run_dir, "--quants", ",".join(quants)],
+                        work / "export.log")
+    record: dict = {"export_ok": code == 0, "export_s": seconds, "quants": {}}
+    for quant in quants:
+        found = sorted(gguf_dir.glob(f"*-{quant}.gguf"))
+        if found:
+            record["quants"][quant] = {"file": found[0].name, "bytes": disk_bytes(found[0])}
+    if "q4_k_m" not in record["quants"]:
+        return {**record, "served_ok": False, "answers_valid": 0}
+    evaluation = work / "eval"
+    code, seconds = run(["eval/evaluate_labelled.py", "--gguf", gguf_dir / record["quants"]["q4_k_m"]["file"],
+                         "--input", args.data / "test.jsonl", "--output", evaluation, "--prompt", "trained",
+                         "--no-structured", "--limit", 3, "--validation-limit", 3, "--num-ctx", args.seq_len,
+                         "--no-progress"], work / "eval.log", env={"CUDA_VISIBLE_DEVICES": ""})
+    metrics = json.loads((evaluation / "metrics.json").read_text()) if (evaluation / "metrics.json").is_file() else {}
+    return {**record, "served_ok": code == 0, "serve_s": seconds,
+            "answers_valid": round(metrics.get("valid_json_rate", 0) * 3)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    families = args.families.split(",")
+    unknown = [f for f in families if f not in SPECS]
+    if unknown:
+        raise FinsentError(f"--families: unknown {', '.join(unknown)} (known: {', '.join(FAMILIES)})")
+    for split in ("train", "test"):
+        if not (args.data / f"{split}.jsonl").is_file():
+            raise FinsentError(f"--data: {args.data / f'{split}.jsonl'} not found (dataset_builder step 05's output)")
+    if args.tiny:
+        args.seq_len, args.steps = min(args.seq_len, 512), min(args.steps, 2)
+    results_path = args.results or (args.work / "seed_models_tiny.json" if args.tiny
+                                    else REPO / "benchmarks" / "results" / "seed_models.json")
+    llama_cpp = llama_cpp_dir()
+    # The README's settings (config.yaml's finetune section) without the validation loss or checkpoints.
+    args.config = args.work / "seed_models.yaml"
+    args.work.mkdir(parents=True, exist_ok=True)
+    finetune = {**load_config(REPO / "config.yaml").finetune.model_dump(mode="json"),
+                "validation_file": None, "save_steps": 0, "logging_steps": 1}
+    args.config.write_text(yaml.safe_dump({"finetune": finetune}), encoding="utf-8")
+    given = argv if argv is not None else sys.argv[1:]
+    results = {"command": " ".join(["python", "benchmarks/seed_models.py", *given]),
+               "tiny": args.tiny, "steps": args.steps, "seq_len": args.seq_len, "t4_limit_gib": T4_GIB,
+               "families": {}}
+    for family in families:
+        work = args.work / family
+        if work.exists():
+            shutil.rmtree(work)
+        start = time.perf_counter()
+        # Named as released, so the GGUFs are too (Meta-Llama-3-8B-Instruct → llama-3-8b-finsent-q4_k_m.gguf).
+        base = save_random_model(family, work / SPECS[family].hub_id.split("/")[-1], llama_cpp, tiny=args.tiny)
+        record: dict = {"hub_config": SPECS[family].hub_id, "build_s": round(time.perf_counter() - start, 1),
+                        "base_bytes": disk_bytes(base)}
+        record.update(t4_path(family, base, args, work))
+        record.update(h100_path(family, base, args, work))
+        if not args.keep:  # the merged model has what export needs; an 8B base is 16 GB of disk
+            shutil.rmtree(base)
+        record.update(export_and_serve(family, args, work) if record["train_ok"] else
+                      {"export_ok": False, "quants": {}, "served_ok": False, "answers_valid": 0})
+        if not args.keep:
+            for folder in (work / "h100" / "merged", work / "h100" / "gguf", work / "h100" / "adapter"):
+                shutil.rmtree(folder, ignore_errors=True)
+        results["families"][family] = record
+        atomic_write_json(results_path, results, indent=2)
+        print(f"{family}: {json.dumps(record)}", flush=True)
+    print(f"results: {results_path}")
+    return 0
+
+
+main = cli_entry(main)
+
+if __name__ == "__main__":
+    sys.exit(main())
