@@ -62,7 +62,8 @@ def run_demo(folder: Path, config: Path, snapshot: Path) -> str:
 
 def key_figures(folder: Path, stdout: str) -> dict:
     metrics = json.loads((folder / "reports" / "labelled" / "metrics.json").read_text())
-    answers = {path.relative_to(folder).as_posix(): [(key, answer["valid"], answer["sentiment"])
+    # an invalid answer has no sentiment: (key, False, None)
+    answers = {path.relative_to(folder).as_posix(): [(key, answer["valid"], answer.get("sentiment"))
                                                      for key, answer in sorted(json.loads(path.read_text())
                                                                                ["sentiments"].items())]
                for path in sorted((folder / "sentiments").glob("*/*_[0-9]*.json"))}
