@@ -17,7 +17,10 @@ from tests.conftest import script_env
 pytestmark = pytest.mark.slow
 
 TWEETS, PHRASES, NEWS_ARTICLES = 20, 8, 2
-FIGURE_LINES = re.compile(r"^(structured mode|free mode|valid JSON|.*\(llamacpp, few-shot, structured\)): ")
+# "structured mode: 1/1 valid JSON", "free mode: ...", "<model> (llamacpp, few-shot, structured): 2 test rows",
+# "valid JSON 100.0%; t = 0.90: accuracy ...", "sentiment: 2 distinct values; reasoning: ..."
+FIGURE_LINES = re.compile(r"^(structured mode: |free mode: |.*\(llamacpp, few-shot, structured\): |valid JSON \d|"
+                          r"sentiment: \d+ distinct)")
 
 
 def _head_csv(source: Path, target: Path, rows: int) -> None:
