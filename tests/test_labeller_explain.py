@@ -12,6 +12,7 @@ from dataset_builder.batch_labeller import label_in_batches
 from dataset_builder.explain import explain_messages, explain_task, explained_csv, read_labelled_rows
 from dataset_builder.label_store import ResultStore
 from dataset_builder.settings import LabellerConfig
+from dataset_builder.text_normalise import sanitise_text
 from tests.conftest import run_script
 from tests.fault_server import FaultServer, article_of, expected_response
 from tests.labeller_support import fast_config, provider, write_config
@@ -60,9 +61,12 @@ def test_explained_tweets_keep_their_label_are_cached_and_step_04_takes_them(tmp
     rows = _rows(joined)
     assert len(rows) == len(tweet_rows)
     # in step 01's order; the joined text is sanitised, so matched by position
-    reasonings = [(tweet["Article"], json.loads(row["JSON"])["reasoning"]) for tweet, row in zip(tweet_rows, rows)]
-    assert sum(by_text.get(text) == reasoning for text, reasoning in reasonings) == taking
-    assert sum(reasoning.startswith("The tweet") for _, reasoning in reasonings) == len(rows) - taking
+    pairs = [(tweet["Article"], json.loads(tweet["JSON"])["reasoning"], json.loads(row["JSON"])["reasoning"])
+             for tweet, row in zip(tweet_rows, rows)]
+    assert sum(by_text.get(text) == joined for text, _, joined in pairs) == taking
+    # the others keep their own step 01 reasoning (sanitised by step 04 like every text)
+    kept = [joined == sanitise_text(own) for text, own, joined in pairs if text not in by_text]
+    assert len(kept) == len(rows) - taking and all(kept)
 
 
 def test_the_prompt_gives_the_label_and_asks_only_why(tmp_path):
