@@ -225,7 +225,7 @@ def allreduce_probe(numel: int, repeats: int) -> None:
     dist.destroy_process_group()
 
 
-def measure_allreduce(processes: int, numel: int, args: argparse.Namespace) -> dict:
+def measure_allreduce(processes: int, numel: int) -> dict:
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
                "--master_port", str(free_port()), __file__, "--allreduce-probe", str(numel)]
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in range(processes))}
@@ -332,7 +332,7 @@ def main() -> int:
         record(f"ddp_{count}gpu", run_setup(f"ddp_{count}gpu", "ddp.yaml", count, args, *save))
     record("resume_2gpu_to_1gpu", run_resume(args) if setups["ddp_2gpu"].get("status") == "ok"
            else {"status": "not_run", "reason": "no 2-GPU run"})
-    allreduce = {count: measure_allreduce(count, lora_trainable_params(TINY if args.tiny else LLAMA3_8B), args)
+    allreduce = {count: measure_allreduce(count, lora_trainable_params(TINY if args.tiny else LLAMA3_8B))
                  for count in DDP_COUNTS if cuda and count <= gpus}
     for count, probe in allreduce.items():
         if probe.get("status") == "ok":
