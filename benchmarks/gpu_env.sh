@@ -3,7 +3,7 @@
 #   FG=/tmp/fg; . benchmarks/gpu_env.sh
 export FG=${FG:-/tmp/fg}
 export PYTHONPATH="$FG/site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
-export PATH="$FG/bin:$PATH"
+export FINSENT_LLAMA_CPP_SOURCE="$FG/llama.cpp"   # the converter and vocab GGUFs gpu_carry.sh packed
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1
 export UNSLOTH_DISABLE_STATISTICS=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
 export FINSENT_CACHE="$FG/cache"   # utils.engine.default_gguf_path() finds the base GGUF here

@@ -7,7 +7,7 @@ Per family:
    the README's Colab settings; the largest batch of 8, 4, 2, 1 that trains: peak GPU memory
    (torch.cuda.max_memory_allocated, train_summary.json) against a T4's 15.0 GiB, seconds per step;
 2. h100: the same in bf16 on a 16-bit base: tokens/s; this run also saves the merged model;
-3. export: finetune/export_gguf.py (f16, then q4_k_m; q5_k_m and q8_0 for LLaMA-3), then
+3. export: finetune/export_gguf.py (f16 and q4_k_m; LLaMA-3 also q8_0 and q5_k_m, config.yaml's set), then
    eval/evaluate_labelled.py --gguf on the q4_k_m, on the machine's CPUs, 3 rows of step 05's test
    split; each stage's wall time and disk use.
 Results: benchmarks/results/seed_models.json (`families` keyed llama-3, mistral, phi-3), written
@@ -15,6 +15,7 @@ after every family, so a run cut short keeps what ran.
 
   python benchmarks/seed_models.py [--families llama-3,mistral,phi-3] [--data data/sharegpt] [--steps 10]
   python benchmarks/seed_models.py --tiny   # CPU proof of the plumbing: tiny configs, --backend hf
+  python benchmarks/seed_models.py --table benchmarks/results/seed_models.json   # BENCHMARKS.md's table
 """
 from __future__ import annotations
 
@@ -41,8 +42,9 @@ from utils.io import atomic_write_json  # noqa: E402
 FAMILIES = ("llama-3", "mistral", "phi-3")
 T4_GIB = 15.0
 T4_BATCHES = (8, 4, 2, 1)
-# The f16 GGUF is made either way (the quantizer's input) and deleted when not listed: disk.
-QUANTS = {"llama-3": ["q4_k_m", "q5_k_m", "q8_0"]}  # the others: q4_k_m
+# LLaMA-3 exports config.yaml's default quants; the others f16 (the quantizer's input, kept so its
+# size is measured) and q4_k_m. An 8B family at its peak holds ~51 GB: merged, f16 and three quants.
+QUANTS = {"llama-3": ["f16", "q8_0", "q5_k_m", "q4_k_m"]}  # the others: f16, q4_k_m
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -55,6 +57,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seq-len", type=int, default=2048)
     parser.add_argument("--tiny", action="store_true", help="tiny configs on CPU (--backend hf): the plumbing only")
     parser.add_argument("--keep", action="store_true", help="keep the models and GGUFs (8B: ~60 GB a family)")
+    parser.add_argument("--table", type=Path, metavar="RESULTS", help="print RESULTS as BENCHMARKS.md's table and stop")
     parser.add_argument("--results", type=Path, help="default: benchmarks/results/seed_models.json "
                                                      "(--tiny: <work>/seed_models_tiny.json)")
     return parser.parse_args(argv)
@@ -62,6 +65,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def run(command: list, log: Path, env: dict | None = None) -> tuple[int, float]:
     """A product script in a subprocess, its output in `log`: (exit code, wall seconds)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {log.parent.name}/{log.stem}: {Path(command[0]).name}", flush=True)
     start = time.perf_counter()
     with log.open("w", encoding="utf-8") as output:
         code = subprocess.run([sys.executable, *map(str, command)], cwd=REPO, stdout=output, stderr=subprocess.STDOUT,
@@ -124,7 +128,7 @@ def h100_path(family: str, base: Path, args, work: Path) -> dict:
 
 def export_and_serve(family: str, args, work: Path) -> dict:
     run_dir, gguf_dir = work / "h100", work / "h100" / "gguf"
-    quants = QUANTS.get(family, ["q4_k_m"])
+    quants = QUANTS.get(family, ["f16", "q4_k_m"])
     code, seconds = run(["finetune/export_gguf.py", "--output-dir", run_dir, "--quants", ",".join(quants)],
                         work / "export.log")
     record: dict = {"export_ok": code == 0, "export_s": seconds, "quants": {}}
@@ -144,8 +148,46 @@ def export_and_serve(family: str, args, work: Path) -> dict:
             "answers_valid": round(metrics.get("valid_json_rate", 0) * 3)}
 
 
+def environment() -> dict:
+    """The device and the versions that produced the figures."""
+    import torch
+    from importlib import metadata
+
+    versions = {}
+    for package in ("torch", "transformers", "trl", "peft", "unsloth", "bitsandbytes", "llama-cpp-python", "xllamacpp"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    return {"device": device, "cpu_count": os.cpu_count(), "versions": versions}
+
+
+def table(results: dict) -> str:
+    """BENCHMARKS.md's family × stage table of a results file."""
+    def gb(value) -> str:
+        return "–" if value is None else f"{value / 1e9:.1f}"
+
+    rows = ["| family (config) | random base GB | T4 path: batch × 2,048, peak GiB, s/step | 16-bit bf16: tokens/s, "
+            "peak GiB | merged GB | export s | GGUF GB | served (s), valid answers of 3 |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for family, r in results["families"].items():
+        tried = ", ".join(f"b{b}: {t.get('peak_gib', 'error')}" for b, t in r.get("t4_tried", {}).items())
+        t4 = (f"**{r['t4_batch']}**, {r['t4_peak_gib']}, {r['t4_seconds_per_step']} ({tried})" if r.get("t4_batch")
+              else f"none fits ({tried})" if "t4_tried" in r else "not run")
+        h100 = f"{r['h100_tokens_per_s']:,.0f}, {r['h100_peak_gib']}" if r.get("train_ok") else r.get("h100_error", "not run")
+        quants = ", ".join(f"{q} {gb(v['bytes'])}" for q, v in r.get("quants", {}).items()) or "–"
+        served = f"{'yes' if r.get('served_ok') else 'no'} ({r.get('serve_s', '–')}), {r.get('answers_valid', '–')}"
+        rows.append(f"| {family} ({r['hub_config'].split('/')[-1]}) | {gb(r.get('base_bytes'))} | {t4} | {h100} | "
+                    f"{gb(r.get('merged_bytes'))} | {r.get('export_s', '–')} | {quants} | {served} |")
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.table:
+        print(table(json.loads(args.table.read_text(encoding="utf-8"))))
+        return 0
     families = args.families.split(",")
     unknown = [f for f in families if f not in SPECS]
     if unknown:
@@ -167,27 +209,31 @@ def main(argv: list[str] | None = None) -> int:
     given = argv if argv is not None else sys.argv[1:]
     results = {"command": " ".join(["python", "benchmarks/seed_models.py", *given]),
                "tiny": args.tiny, "steps": args.steps, "seq_len": args.seq_len, "t4_limit_gib": T4_GIB,
-               "families": {}}
+               "environment": environment(), "families": {}}
     for family in families:
         work = args.work / family
         if work.exists():
             shutil.rmtree(work)
+        record: dict = {"hub_config": SPECS[family].hub_id}
+        results["families"][family] = record
+
+        def stage(figures: dict) -> None:  # recorded as each stage ends: a run cut short keeps what ran
+            record.update(figures)
+            atomic_write_json(results_path, results, indent=2)
+
         start = time.perf_counter()
         # Named as released, so the GGUFs are too (Meta-Llama-3-8B-Instruct → llama-3-8b-finsent-q4_k_m.gguf).
         base = save_random_model(family, work / SPECS[family].hub_id.split("/")[-1], llama_cpp, tiny=args.tiny)
-        record: dict = {"hub_config": SPECS[family].hub_id, "build_s": round(time.perf_counter() - start, 1),
-                        "base_bytes": disk_bytes(base)}
-        record.update(t4_path(family, base, args, work))
-        record.update(h100_path(family, base, args, work))
+        stage({"build_s": round(time.perf_counter() - start, 1), "base_bytes": disk_bytes(base)})
+        stage(t4_path(family, base, args, work))
+        stage(h100_path(family, base, args, work))
         if not args.keep:  # the merged model has what export needs; an 8B base is 16 GB of disk
             shutil.rmtree(base)
-        record.update(export_and_serve(family, args, work) if record["train_ok"] else
-                      {"export_ok": False, "quants": {}, "served_ok": False, "answers_valid": 0})
+        stage(export_and_serve(family, args, work) if record["train_ok"] else
+              {"export_ok": False, "quants": {}, "served_ok": False, "answers_valid": 0})
         if not args.keep:
             for folder in (work / "h100" / "merged", work / "h100" / "gguf", work / "h100" / "adapter"):
                 shutil.rmtree(folder, ignore_errors=True)
-        results["families"][family] = record
-        atomic_write_json(results_path, results, indent=2)
         print(f"{family}: {json.dumps(record)}", flush=True)
     print(f"results: {results_path}")
     return 0
