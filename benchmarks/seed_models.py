@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -42,6 +43,8 @@ from utils.io import atomic_write_json  # noqa: E402
 FAMILIES = ("llama-3", "mistral", "phi-3")
 T4_GIB = 15.0
 T4_BATCHES = (8, 4, 2, 1)
+WARMUP_STEPS = 2  # Unsloth compiles each decoder block in step 1 (and finishes in 2): not steady throughput
+STEP_LINE = re.compile(r"step (\d+): loss [\d.naif]+, (\d+) tokens/s")  # finetune/trainer_setup.py's per-step log line
 # LLaMA-3 exports config.yaml's default quants; the others f16 (the quantizer's input, kept so its
 # size is measured) and q4_k_m. An 8B family at its peak holds ~51 GB: merged, f16 and three quants.
 QUANTS = {"llama-3": ["f16", "q8_0", "q5_k_m", "q4_k_m"]}  # the others: f16, q4_k_m
@@ -77,6 +80,19 @@ def disk_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
 
 
+def step_rates(log: Path, train_seconds: float) -> dict:
+    """Each logged step's tokens/s (logging_steps 1), and the steady rate and seconds per step after
+    the warm-up steps. Packed rows give every step the same tokens, so the rate over steps is their
+    harmonic mean and a step's share of `train_seconds` is proportional to 1 / its rate."""
+    rates = [int(m.group(2)) for m in STEP_LINE.finditer(log.read_text(encoding="utf-8", errors="replace"))]
+    steady = rates[WARMUP_STEPS:]
+    if not steady or not all(rates):
+        return {"step_tokens_per_s": rates, "steady_tokens_per_s": None, "steady_seconds_per_step": None}
+    return {"step_tokens_per_s": rates, "steady_tokens_per_s": round(len(steady) / sum(1 / r for r in steady), 1),
+            "steady_seconds_per_step": round(train_seconds * sum(1 / r for r in steady) / len(steady)
+                                             / sum(1 / r for r in rates), 2)}
+
+
 def train(family: str, base: Path, args, output: Path, *, precision: str, four_bit: bool, batch: int,
           save_final: bool) -> tuple[dict | None, float, str]:
     """One train.py run: (train_summary.json or None, wall seconds, the log's last line)."""
@@ -91,7 +107,10 @@ def train(family: str, base: Path, args, output: Path, *, precision: str, four_b
     code, seconds = run(command, log)
     last = (log.read_text(encoding="utf-8", errors="replace").strip().splitlines() or [""])[-1]
     summary = output / "train_summary.json"
-    return (json.loads(summary.read_text()) if code == 0 and summary.is_file() else None), seconds, last
+    if code != 0 or not summary.is_file():
+        return None, seconds, last
+    figures = json.loads(summary.read_text())
+    return {**figures, **step_rates(log, figures["train_seconds"])}, seconds, last
 
 
 def t4_path(family: str, base: Path, args, work: Path) -> dict:
@@ -108,11 +127,14 @@ def t4_path(family: str, base: Path, args, work: Path) -> dict:
             break
         peak = summary.get("peak_gib")
         tried = {"peak_gib": peak, "seconds_per_step": round(summary["train_seconds"] / args.steps, 2),
-                 "wall_s": seconds}
+                 "steady_seconds_per_step": summary["steady_seconds_per_step"],
+                 "steady_tokens_per_s": summary["steady_tokens_per_s"],
+                 "step_tokens_per_s": summary["step_tokens_per_s"], "wall_s": seconds}
         record["t4_tried"][batch] = tried
         if peak is None or peak <= T4_GIB:
             return {**record, "t4_batch": batch, "t4_peak_gib": peak, "t4_fits": None if peak is None else True,
-                    "t4_seconds_per_step": tried["seconds_per_step"]}
+                    "t4_seconds_per_step": tried["seconds_per_step"],
+                    "t4_steady_seconds_per_step": tried["steady_seconds_per_step"]}
     return {**record, "t4_batch": None, "t4_peak_gib": None, "t4_fits": False}
 
 
@@ -121,7 +143,9 @@ def h100_path(family: str, base: Path, args, work: Path) -> dict:
                                    four_bit=False, batch=T4_BATCHES[0], save_final=True)
     if summary is None:
         return {"train_ok": False, "h100_error": last, "h100_train_wall_s": seconds}
-    return {"train_ok": True, "h100_tokens_per_s": summary["tokens_per_s"], "h100_peak_gib": summary.get("peak_gib"),
+    return {"train_ok": True, "h100_tokens_per_s": summary["tokens_per_s"],
+            "h100_steady_tokens_per_s": summary["steady_tokens_per_s"],
+            "h100_step_tokens_per_s": summary["step_tokens_per_s"], "h100_peak_gib": summary.get("peak_gib"),
             "h100_mfu": summary.get("mfu"), "h100_train_wall_s": seconds,
             "merged_bytes": disk_bytes(work / "h100" / "merged")}
 
@@ -168,18 +192,25 @@ def table(results: dict) -> str:
     def gb(value) -> str:
         return "–" if value is None else f"{value / 1e9:.1f}"
 
-    rows = ["| family (config) | random base GB | T4 path: batch × 2,048, peak GiB, s/step | 16-bit bf16: tokens/s, "
-            "peak GiB | merged GB | export s | GGUF GB | served (s), valid answers of 3 |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    rows = ["| family (config) | random base GB | T4 path (4-bit base, fp16): batch × 2,048 tokens, peak GiB | its s/step on "
+            "the GPU, steady (all) | 16-bit base, bf16: tokens/s steady (all), peak GiB | merged GB | export s | GGUF GB | "
+            "q4_k_m served on the CPUs: s, valid answers |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for family, r in results["families"].items():
-        tried = ", ".join(f"b{b}: {t.get('peak_gib', 'error')}" for b, t in r.get("t4_tried", {}).items())
-        t4 = (f"**{r['t4_batch']}**, {r['t4_peak_gib']}, {r['t4_seconds_per_step']} ({tried})" if r.get("t4_batch")
-              else f"none fits ({tried})" if "t4_tried" in r else "not run")
-        h100 = f"{r['h100_tokens_per_s']:,.0f}, {r['h100_peak_gib']}" if r.get("train_ok") else r.get("h100_error", "not run")
+        if r.get("t4_batch"):
+            t4 = f"**{r['t4_batch']}**, **{r['t4_peak_gib']}**"
+            t4_step = f"{r.get('t4_steady_seconds_per_step', '–')} ({r['t4_seconds_per_step']})"
+        else:
+            tried = ", ".join(f"b{b}: {t.get('peak_gib', 'error')}" for b, t in r.get("t4_tried", {}).items())
+            t4, t4_step = (f"none fits ({tried})" if tried else "not run"), "–"
+        h100 = (f"**{r.get('h100_steady_tokens_per_s') or 0:,.0f}** ({r['h100_tokens_per_s']:,.0f}), {r['h100_peak_gib']}"
+                if r.get("train_ok") else r.get("h100_error", "not run"))
         quants = ", ".join(f"{q} {gb(v['bytes'])}" for q, v in r.get("quants", {}).items()) or "–"
-        served = f"{'yes' if r.get('served_ok') else 'no'} ({r.get('serve_s', '–')}), {r.get('answers_valid', '–')}"
-        rows.append(f"| {family} ({r['hub_config'].split('/')[-1]}) | {gb(r.get('base_bytes'))} | {t4} | {h100} | "
+        served = f"{'yes' if r.get('served_ok') else 'no'}, {r.get('serve_s', '–')} s, {r.get('answers_valid', '–')} of 3"
+        rows.append(f"| {family} ({r['hub_config'].split('/')[-1]}) | {gb(r.get('base_bytes'))} | {t4} | {t4_step} | {h100} | "
                     f"{gb(r.get('merged_bytes'))} | {r.get('export_s', '–')} | {quants} | {served} |")
+    for family, why in results.get("not_run", {}).items():
+        rows.append(f"| {family} | not run: {why} |" + " |" * 7)
     return "\n".join(rows)
 
 

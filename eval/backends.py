@@ -30,7 +30,6 @@ from utils.prompts import analysis_messages, date_message
 from utils.schema import json_schema_response_format, sentiment_json_schema
 
 log = logging.getLogger(__name__)
-logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise here
 
 BACKENDS = ("ollama", "openai", "llamacpp")
 DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"

@@ -32,7 +32,6 @@ from utils.errors import FinsentError
 from utils.io import atomic_write_json
 
 log = logging.getLogger(__name__)
-logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise here
 
 
 class Article(BaseModel):

@@ -142,6 +142,40 @@ def prepare_tokenizer(tokenizer, family: str):
     return tokenizer
 
 
+def chosen_backend(argv: list[str]) -> str | None:
+    """The backend train.py will run with these arguments (flag, `--set`, config file), read before
+    train.py parses them; None where they do not parse (train.py then reports them in one line)."""
+    import argparse
+    import contextlib
+    import io
+
+    from utils.cli import config_from_args
+
+    parser = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+    parser.add_argument("--config")
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--backend")
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            args, _ = parser.parse_known_args(argv)
+            return args.backend or config_from_args(args).finetune.backend
+    except (Exception, SystemExit):
+        return None
+
+
+def import_unsloth_if_chosen(argv: list[str]) -> bool:
+    """Import Unsloth before transformers, peft and trl when this run will train with it on a GPU: it
+    patches them at import (and warns that a later import may run slower or use more memory). The hf
+    backend is never patched."""
+    import importlib.util
+
+    if chosen_backend(argv) != "unsloth" or not torch.cuda.is_available() or importlib.util.find_spec("unsloth") is None:
+        return False
+    import unsloth  # noqa: F401
+
+    return True
+
+
 def load_model(cfg: FinetuneConfig, precision: Precision):
     """(model ready to train, tokenizer) for the configured backend."""
     if cfg.backend == "unsloth":

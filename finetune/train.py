@@ -23,6 +23,10 @@ from finetune.multigpu import keep_multicast_off  # noqa: E402
 
 keep_multicast_off()  # before torch.distributed starts NCCL in this process
 
+from finetune.recipe import import_unsloth_if_chosen  # noqa: E402
+
+import_unsloth_if_chosen(sys.argv[1:])  # before transformers, peft and trl: Unsloth patches them at import
+
 from accelerate import PartialState  # noqa: E402
 from transformers import set_seed  # noqa: E402
 

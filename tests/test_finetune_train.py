@@ -155,6 +155,23 @@ def test_help_names_the_options():
         assert option in result.stdout
 
 
+def test_backend_is_read_before_train_py_imports_transformers(tmp_path):
+    """Unsloth must be imported before transformers, peft and trl: train.py reads the backend first,
+    as its own parser and config will (flag over --set over the config file), and leaves arguments
+    it cannot read to its own one-line error."""
+    from finetune.recipe import chosen_backend
+
+    config = tmp_path / "config.yaml"
+    config.write_text("finetune:\n  backend: hf\n")
+    assert chosen_backend(["--config", str(config)]) == "hf"
+    assert chosen_backend(["--config", str(config), "--set", "finetune.backend=unsloth"]) == "unsloth"
+    assert chosen_backend(["--config", str(config), "--set", "finetune.backend=unsloth", "--backend", "hf",
+                           "--max-steps", "2"]) == "hf"
+    assert chosen_backend(["--config", str(tmp_path / "missing.yaml")]) is None
+    assert chosen_backend(["--config", str(config), "--set", "finetune.backend=[1,"]) is None
+    assert chosen_backend(["--backend"]) is None
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="Unsloth needs a CUDA GPU")
 def test_unsloth_backend_trains_on_the_gpu(tmp_path, tiny_llama, sharegpt_splits):  # noqa: F811

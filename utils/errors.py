@@ -22,6 +22,9 @@ def cli_entry(main: Callable[..., int | None]) -> Callable[..., int]:
     @wraps(main)
     def wrapper(*args, **kwargs) -> int:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        for client in ("httpx", "httpcore"):  # one INFO line per request (the engine's health polls too) is noise
+            if logging.getLogger(client).level == logging.NOTSET:
+                logging.getLogger(client).setLevel(logging.WARNING)
         try:
             return main(*args, **kwargs) or 0
         except FinsentError as exc:
