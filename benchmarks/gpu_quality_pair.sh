@@ -5,7 +5,7 @@
 # of the test split). All train at once (a 270M model leaves most of the card idle), then each is
 # measured in turn (the measurements run llama.cpp on the CPUs, and two engines at once slow each
 # other ~20×); last, benchmarks/quality_summary.py writes RESULTS with every run and the
-# generalisation figures, each with its 95% bootstrap interval.
+# generalisation figures, each with its 95% bootstrap interval, rewritten after each run is measured.
 #
 #   bash benchmarks/quality_data.sh /tmp/quality      # on the CPU machine: the step 05 folders
 #   DATA_ROOT=/tmp/fg/quality bash benchmarks/gpu_quality_pair.sh   # on the GPU machine (BENCHMARKS.md)
@@ -72,24 +72,26 @@ stamp "train B (seed $B_SEED, $B_DATA)"
 quality B train & pid[B]=$!
 for run in $runs; do wait "${pid[$run]}"; trained[$run]=$?; done
 stamp "trained: $(for run in $runs; do printf '%s rc=%s ' "$run" "${trained[$run]}"; done)"
+summarize() {  # quality_summary.py over the runs measured so far: a run cut short keeps their figures
+  local -a summary=()
+  for run in "${measured[@]}"; do
+    case $run in
+      A) summary+=(--run "$A_SEED=$WORK_ROOT/fqA") ;;
+      B) summary+=(--run "$B_SEED=$WORK_ROOT/fqB") ;;
+      C) summary+=(--loso "financial_phrasebank=$WORK_ROOT/fqC") ;;
+      D) summary+=(--loso "tweets=$WORK_ROOT/fqD") ;;
+    esac
+  done
+  stamp "summary of ${measured[*]:-no run} → $RESULTS"
+  python "$here/quality_summary.py" "${summary[@]}" ${QUANTS:+--quants "$QUANTS"} --output "$RESULTS" \
+    --settings "full_finetune=true epochs=${EPOCHS:-2} lr=${LR:-1e-4} batch=${BATCH:-32} seeds=$A_SEED,$B_SEED data=${A_DESC:-$A_DATA}"
+}
 status=0; measured=()
 for run in $runs; do
   if [ "${trained[$run]}" -ne 0 ]; then echo "run $run: training failed ($WORK_ROOT/fq$run.train.log)" >&2; status=1; continue; fi
   stamp "measure $run"
   if quality "$run" measure; then measured+=("$run"); else echo "run $run: measuring failed ($WORK_ROOT/fq$run.measure.log)" >&2; status=1; fi
   tail -14 "$WORK_ROOT/fq$run.measure.log"
+  [ ${#measured[@]} -eq 0 ] || summarize || status=1
 done
-summary=()
-for run in "${measured[@]}"; do
-  case $run in
-    A) summary+=(--run "$A_SEED=$WORK_ROOT/fqA") ;;
-    B) summary+=(--run "$B_SEED=$WORK_ROOT/fqB") ;;
-    C) summary+=(--loso "financial_phrasebank=$WORK_ROOT/fqC") ;;
-    D) summary+=(--loso "tweets=$WORK_ROOT/fqD") ;;
-  esac
-done
-stamp "summary of ${measured[*]:-no run} → $RESULTS"
-python "$here/quality_summary.py" "${summary[@]}" ${QUANTS:+--quants "$QUANTS"} --output "$RESULTS" \
-  --settings "full_finetune=true epochs=${EPOCHS:-2} lr=${LR:-1e-4} batch=${BATCH:-32} seeds=$A_SEED,$B_SEED data=${A_DESC:-$A_DATA}" \
-  || status=1
 exit $status
