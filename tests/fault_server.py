@@ -17,6 +17,8 @@ unless a fault is scheduled for that request:
 
 The article is the last "Text: " of the first user message (the prompt of utils.prompts).
 
+`GET /v1/models` lists `models` (the eval stage's openai backend checks its model there).
+
 It also speaks the Batch API (OpenAI's paths under /v1, Groq's under /openai/v1): `POST files`
 (multipart, purpose batch), `GET files/{id}/content`, `POST batches`, `GET batches`,
 `GET batches/{id}`, `POST batches/{id}/cancel`. A batch runs in the background, one request per
@@ -99,7 +101,8 @@ class FaultServer:
                  fault_rate: float = 0.0, random_faults: tuple[str, ...] = RECOVERABLE_FAULTS,
                  seed: int = 0, retry_after_s: float = 1, required_api_key: str | None = None,
                  hang_s: float = 3600.0, batch_request_s: float = 0.0,
-                 batch_expire_after: int | None = None, max_batch_requests: int = 50_000):
+                 batch_expire_after: int | None = None, max_batch_requests: int = 50_000,
+                 models: tuple[str, ...] = ("test-model",)):
         unknown = [f for faults in (plan or {}).values() for f in faults if f not in FAULTS]
         unknown += [f for f in random_faults if f not in FAULTS]
         if unknown:
@@ -112,6 +115,7 @@ class FaultServer:
         self.retry_after_s = retry_after_s
         self.required_api_key = required_api_key
         self.hang_s = hang_s
+        self.models = models
         self.seen: list[SeenRequest] = []
         self.in_flight = 0
         self.peak_in_flight = 0  # most requests the server held at once
@@ -218,6 +222,10 @@ class FaultServer:
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(content) // 4,
                       "total_tokens": prompt_tokens + len(content) // 4},
         }
+
+    async def _list_models(self, request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [
+            {"id": name, "object": "model", "created": 0, "owned_by": "fault-server"} for name in self.models]})
 
     # --- the Batch API ----------------------------------------------------------------
     @web.middleware
@@ -370,6 +378,7 @@ class FaultServer:
         app = web.Application(client_max_size=16 * 2**20, middlewares=[self._batch_api_key])
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/openai/v1/chat/completions", self._chat)
+        app.router.add_get("/v1/models", self._list_models)
         for prefix in ("/v1", "/openai/v1"):  # OpenAI's paths, Groq's paths
             app.router.add_post(f"{prefix}/files", self._upload)
             app.router.add_get(f"{prefix}/files/{{file_id}}/content", self._file_content)
