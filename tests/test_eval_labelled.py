@@ -209,3 +209,25 @@ def test_a_torn_last_cache_line_is_asked_again(tmp_path):
     lines = [json.loads(line) for line in cache.read_text(encoding="utf-8").splitlines()]
     assert sorted((r["split"], r["row"]) for r in lines) == sorted((p.split, p.row.row) for p in first)
     assert all(p.sentiment == expected_response(p.row.text)["sentiment"] for p in again)
+
+
+@pytest.mark.parametrize("labelled_at", [0.15, 0.5])
+def test_the_summary_gives_t_015_once(tmp_path, labelled_at):
+    """Validation labels that the fault server's answers meet at t = 0.15 (chosen: 0.15, said
+    once) or only at a larger t (then 0.15 is given as well, after the chosen t)."""
+    rows = fault_server_rows(labelled_at, 5)
+    with FaultServer() as server:
+        model = f"{{backend: openai, model: test-model, base_urls: [{server.base_url}]}}"
+        result = run_script("eval/evaluate_labelled.py", "--input", write_csv(tmp_path / "test.csv", rows[3:]),
+                            "--validation", write_csv(tmp_path / "validation.csv", rows[:3]),
+                            "--model", model, "--output", tmp_path / "out", "--no-progress", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    [line] = [line for line in result.stdout.splitlines() if line.startswith("valid JSON")]
+    chosen = metrics["threshold_chosen"]
+    assert line.startswith(f"valid JSON 100.0%; t = {chosen:.2f}: accuracy ")
+    at_default = f"t = 0.15: weighted F1 {metrics['at_0.15']['weighted_f1']:.3f}; "
+    if labelled_at == 0.15:
+        assert chosen == 0.15 and line.count("t = ") == 1
+    else:
+        assert chosen > 0.15 and line.count("t = ") == 2 and at_default in line
