@@ -28,7 +28,9 @@ file, a bad answer to the output file), and with these faults of its own:
 - `batch_expire_after=N`: the batch expires after N requests; the rest go to the error file
   with code batch_expired (what OpenAI does at the end of the completion window);
 - plan fault `broken_output_line`: that request's output line is not JSON;
-- `max_batch_requests`: a bigger input file makes the batch fail validation (status failed).
+- `max_batch_requests`: a bigger input file makes the batch fail validation (status failed);
+- `batch_api_down` (read live): every files and batches endpoint answers 503, counted in
+  `batch_api_refused` (a provider whose Batch API is not there).
 `batches_created` counts the batches created, for tests that must not pay twice.
 """
 from __future__ import annotations
@@ -102,7 +104,7 @@ class FaultServer:
                  seed: int = 0, retry_after_s: float = 1, required_api_key: str | None = None,
                  hang_s: float = 3600.0, batch_request_s: float = 0.0,
                  batch_expire_after: int | None = None, max_batch_requests: int = 50_000,
-                 models: tuple[str, ...] = ("test-model",)):
+                 models: tuple[str, ...] = ("test-model",), batch_api_down: bool = False):
         unknown = [f for faults in (plan or {}).values() for f in faults if f not in FAULTS]
         unknown += [f for f in random_faults if f not in FAULTS]
         if unknown:
@@ -127,6 +129,8 @@ class FaultServer:
         self.batches: dict[str, dict] = {}
         self.batches_created = 0
         self.batch_requests_answered = 0
+        self.batch_api_down = batch_api_down
+        self.batch_api_refused = 0
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -230,9 +234,14 @@ class FaultServer:
     # --- the Batch API ----------------------------------------------------------------
     @web.middleware
     async def _batch_api_key(self, request: web.Request, handler) -> web.StreamResponse:
-        """The Batch API's endpoints refuse a wrong key (chat requests count it as a fault)."""
+        """The Batch API's endpoints refuse a wrong key (chat requests count it as a fault), and
+        answer 503 while `batch_api_down`."""
         if "/chat/" not in request.path and request.path != "/stats" and not self._authorized(request):
             return _error(401, "invalid_api_key", "Invalid API key.")
+        if self.batch_api_down and ("/files" in request.path or "/batches" in request.path):
+            with self._lock:
+                self.batch_api_refused += 1
+            return _error(503, "server_error", "Injected 503: the Batch API is down.")
         return await handler(request)
 
     async def _upload(self, request: web.Request) -> web.Response:
