@@ -12,6 +12,8 @@ through the synchronous path (at full price; these are few), as is a request the
 says failed with a 429 or 5xx (with the synchronous retries); a request the batch never ran
 (expired, cancelled) is recorded failed, for --retry-failed. Every article of the batch ends
 as one record, ok or failed with the reason, exactly as the synchronous path leaves it.
+`max_consecutive_failures` outages of a provider in a row (Batch API calls and re-asks counted
+together) stop the run, the batch being collected keeping what it answered (see `call`).
 """
 from __future__ import annotations
 
@@ -28,8 +30,8 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 from tqdm import tqdm
 
 from dataset_builder.label_store import BATCH_KIND, ResultStore
-from dataset_builder.labeller import (API_ERRORS, Labeller, RunSummary, Task, stop_if_fatal,
-                                      Tally)
+from dataset_builder.labeller import (API_ERRORS, EVERY_RECORD_KEPT, Labeller, ProviderGone, RunSummary,
+                                      Task, Tally, stop_if_fatal)
 from dataset_builder.providers import (TRANSIENT_STATUSES, Lane, ProviderPool, describe_error,
                                        is_transient, response_format)
 from dataset_builder.settings import LabellerConfig
@@ -86,13 +88,23 @@ class BatchLabeller:
 
     # --- the API, with the synchronous path's retries and fatal errors -------------------------
     async def call(self, lane: Lane, request):
-        """`await request()` retrying transient failures; 401/403/404 stop the run with one line."""
+        """`await request()` retrying transient failures; 401/403/404 stop the run with one line,
+        as do `max_consecutive_failures` outages of the provider in a row (its synchronous
+        re-asks' included): a batch cannot move to another provider, so it stops the run."""
         retrying = AsyncRetrying(retry=retry_if_exception(is_transient), wait=self.labeller.wait_before_retry,
                                  stop=stop_after_attempt(self.config.max_retries + 1), reraise=True)
         try:
             async for attempt in retrying:
                 with attempt:
-                    return await request()
+                    try:
+                        answer = await request()
+                    except API_ERRORS as exc:
+                        if self.labeller.outages_in_a_row(lane, exc) >= self.config.max_consecutive_failures:
+                            raise ProviderGone(f"{self.labeller.outages_message(lane, exc)}; stopping "
+                                               f"({EVERY_RECORD_KEPT})") from None
+                        raise
+                    self.labeller.outages_in_a_row(lane, None)
+                    return answer
         except API_ERRORS as exc:
             stop_if_fatal(exc, lane)
             raise FinsentError(f"provider '{lane.provider.name}': the Batch API failed: "
@@ -236,10 +248,21 @@ class BatchLabeller:
             async with semaphore:
                 return await self.labeller.converse(item, lane, tally, first_answer=content, extra=extra)
 
-        results = await asyncio.gather(*(finish(custom_id) for custom_id in record["ids"]))
+        stopped: list[FinsentError] = []  # in the order they came
+
+        async def finish_unless_stopped(custom_id: str) -> dict[str, Any] | None:
+            try:
+                return await finish(custom_id)
+            except FinsentError as exc:  # a re-ask found the provider gone (or the key refused)
+                stopped.append(exc)
+                return None
+
+        results = await asyncio.gather(*(finish_unless_stopped(custom_id) for custom_id in record["ids"]))
         records = [result for result in results if result is not None]
         if records:
             await asyncio.to_thread(self.labeller.save, records)
+        if stopped:  # what the batch answered is recorded; the batch stays open for the rest
+            raise stopped[0]
         absent = [custom_id for custom_id in record["ids"] if custom_id not in items_by_id]
         if absent:  # their answers stay in the batch's files until a run has their texts
             log.warning("batch %s holds %d articles not in this run's input (--limit?): a run with "

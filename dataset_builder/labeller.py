@@ -42,6 +42,9 @@ class ProviderGone(FinsentError):
     """Every provider was dropped after too many outages in a row: the run stops."""
 
 
+EVERY_RECORD_KEPT = "every record is kept: rerun when it is back"
+
+
 @dataclass(frozen=True)
 class Task:
     """What the labeller asks about each item (a NewsArticle, or a labelled row to explain)
@@ -272,7 +275,7 @@ class Labeller:
                     stop_if_fatal(exc, lane)
                     self._count_outage(lane, exc)
                     raise
-        self._outages_in_a_row[provider.name] = 0
+        self.outages_in_a_row(lane, None)
         usage = completion.usage
         prompt, answer = (usage.prompt_tokens or 0, usage.completion_tokens or 0) if usage else (0, 0)
         lane.limiter.settle(estimate, prompt + answer if usage else estimate)
@@ -281,21 +284,28 @@ class Labeller:
         return completion.choices[0].message.content if completion.choices else None
 
 
-    def _count_outage(self, lane: Lane, exc: BaseException) -> None:
-        """Count outages in a row (any answer, 429 included, shows the provider is there);
-        at `max_consecutive_failures` drop the provider, and stop when none is left."""
+    def outages_in_a_row(self, lane: Lane, exc: BaseException | None) -> int:
+        """Count `exc` (None: an answer) and return the outages of `lane`'s provider in a row:
+        any answer, 429 included, shows the provider is there and starts the count again."""
         name = lane.provider.name
-        if not is_outage(exc):
-            self._outages_in_a_row[name] = 0
+        self._outages_in_a_row[name] = self._outages_in_a_row.get(name, 0) + 1 if exc and is_outage(exc) else 0
+        return self._outages_in_a_row[name]
+
+    def outages_message(self, lane: Lane, exc: BaseException) -> str:
+        return (f"provider '{lane.provider.name}' at {str(lane.client.base_url).rstrip('/')}: "
+                f"{self.config.max_consecutive_failures} requests in a row failed (last: {describe_error(exc)})")
+
+    def _count_outage(self, lane: Lane, exc: BaseException) -> None:
+        """At `max_consecutive_failures` outages in a row drop the provider, and stop when none
+        is left."""
+        count = self.outages_in_a_row(lane, exc)
+        if not count:
             return
-        self._outages_in_a_row[name] = self._outages_in_a_row.get(name, 0) + 1
-        if self._outages_in_a_row[name] == self.config.max_consecutive_failures:
+        if count == self.config.max_consecutive_failures:
             self.pool.drop(lane.provider)
-            what = (f"provider '{name}' at {str(lane.client.base_url).rstrip('/')}: {self.config.max_consecutive_failures} "
-                    f"requests in a row failed (last: {describe_error(exc)})")
+            what = self.outages_message(lane, exc)
             if not self.pool.lanes:
-                raise ProviderGone(f"{what}; no provider left, stopping (every record is kept: "
-                                   f"rerun when it is back)")
+                raise ProviderGone(f"{what}; no provider left, stopping ({EVERY_RECORD_KEPT})")
             log.warning("%s; dropped, the other providers carry on", what)
         self._raise_if_dropped(lane)
 

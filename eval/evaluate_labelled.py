@@ -20,7 +20,7 @@ if __package__ in (None, ""):  # run as a file: import this checkout, not an ins
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from eval.backends import make_backend, model_entry_from_cli, parse_model_entry
-from eval.labelled import FPB_AGREEMENTS, evaluate, load_labelled, run_predictions, write_outputs
+from eval.labelled import DEFAULT_THRESHOLD, FPB_AGREEMENTS, evaluate, load_labelled, run_predictions, write_outputs
 from utils.chat_templates import CHAT_TEMPLATES, chat_template
 from utils.cli import config_from_args, stage_parser
 from utils.errors import cli_entry
@@ -99,10 +99,12 @@ def main(argv: list[str] | None = None) -> int:
     metrics = evaluate(predictions, spec, data, time.monotonic() - started)
     paths = write_outputs(output, predictions, metrics)
     best, base = metrics["at_chosen_threshold"], metrics["at_0.15"]
+    # the clause at 0.15 only when t is another: "t = 0.15: ...; t = 0.15: ..." said it twice
+    at_default = (f"t = {DEFAULT_THRESHOLD:.2f}: weighted F1 {base['weighted_f1']:.3f}; "
+                  if abs(metrics["threshold_chosen"] - DEFAULT_THRESHOLD) > 1e-9 else "")
     print(f"valid JSON {metrics['valid_json_rate']:.1%}; t = {metrics['threshold_chosen']:.2f}: "
           f"accuracy {best['accuracy']:.3f}, macro-F1 {best['macro_f1']:.3f}, weighted F1 {best['weighted_f1']:.3f}; "
-          f"t = 0.15: weighted F1 {base['weighted_f1']:.3f}; MAE {_number(metrics['mae'])}, "
-          f"Spearman {_number(metrics['spearman'])}")
+          f"{at_default}MAE {_number(metrics['mae'])}, Spearman {_number(metrics['spearman'])}")
     print(f"sentiment: {metrics['sentiment_distinct_values']} distinct values; reasoning: "
           f"invented {_number(metrics['reasoning_invented_share'])}, grounded {_number(metrics['reasoning_grounded_share'])}")
     if metrics["valid_json_rate"] < 0.5:

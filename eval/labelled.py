@@ -274,8 +274,12 @@ def run_predictions(backend: SentimentBackend, data: LabelledInput, cache_path: 
     arrives, so an interrupted run continues where it stopped (same model key only)."""
     from tqdm import tqdm
 
+    try:  # a line without its newline (kill -9) is torn even when it parses: it is asked again
+        records = read_jsonl(cache_path, complete_lines_only=True)
+    except ValueError as exc:
+        raise FinsentError(f"{exc} (delete it to ask every row again)") from exc
     cached: dict[tuple[str, int], dict] = {}
-    for record in read_jsonl(cache_path):
+    for record in records:
         if record.get("model") == model_key:
             cached[(record["split"], record["row"])] = record
     jobs = [(split, row) for split, rows in (("validation", data.validation), ("test", data.test)) for row in rows]

@@ -175,7 +175,9 @@ def journaled_answers(path: Path, articles: list[Article], iterations: list[int]
     by_key = {a.key: a for a in articles}
     found: dict[int, dict[str, Answer]] = {i: {} for i in iterations}
     try:
-        entries = read_jsonl(path)
+        # A line without its newline is torn (kill -9) even when it parses: the appender
+        # cuts it before its next append, so it is asked again rather than kept.
+        entries = read_jsonl(path, complete_lines_only=True)
     except ValueError as exc:
         raise FinsentError(f"{exc} (delete it or rerun with --force)") from exc
     for entry in entries:

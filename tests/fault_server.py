@@ -17,6 +17,8 @@ unless a fault is scheduled for that request:
 
 The article is the last "Text: " of the first user message (the prompt of utils.prompts).
 
+`GET /v1/models` lists `models` (the eval stage's openai backend checks its model there).
+
 It also speaks the Batch API (OpenAI's paths under /v1, Groq's under /openai/v1): `POST files`
 (multipart, purpose batch), `GET files/{id}/content`, `POST batches`, `GET batches`,
 `GET batches/{id}`, `POST batches/{id}/cancel`. A batch runs in the background, one request per
@@ -26,7 +28,9 @@ file, a bad answer to the output file), and with these faults of its own:
 - `batch_expire_after=N`: the batch expires after N requests; the rest go to the error file
   with code batch_expired (what OpenAI does at the end of the completion window);
 - plan fault `broken_output_line`: that request's output line is not JSON;
-- `max_batch_requests`: a bigger input file makes the batch fail validation (status failed).
+- `max_batch_requests`: a bigger input file makes the batch fail validation (status failed);
+- `batch_api_down` (read live): every files and batches endpoint answers 503, counted in
+  `batch_api_refused` (a provider whose Batch API is not there).
 `batches_created` counts the batches created, for tests that must not pay twice.
 """
 from __future__ import annotations
@@ -99,7 +103,8 @@ class FaultServer:
                  fault_rate: float = 0.0, random_faults: tuple[str, ...] = RECOVERABLE_FAULTS,
                  seed: int = 0, retry_after_s: float = 1, required_api_key: str | None = None,
                  hang_s: float = 3600.0, batch_request_s: float = 0.0,
-                 batch_expire_after: int | None = None, max_batch_requests: int = 50_000):
+                 batch_expire_after: int | None = None, max_batch_requests: int = 50_000,
+                 models: tuple[str, ...] = ("test-model",), batch_api_down: bool = False):
         unknown = [f for faults in (plan or {}).values() for f in faults if f not in FAULTS]
         unknown += [f for f in random_faults if f not in FAULTS]
         if unknown:
@@ -112,6 +117,7 @@ class FaultServer:
         self.retry_after_s = retry_after_s
         self.required_api_key = required_api_key
         self.hang_s = hang_s
+        self.models = models
         self.seen: list[SeenRequest] = []
         self.in_flight = 0
         self.peak_in_flight = 0  # most requests the server held at once
@@ -123,6 +129,8 @@ class FaultServer:
         self.batches: dict[str, dict] = {}
         self.batches_created = 0
         self.batch_requests_answered = 0
+        self.batch_api_down = batch_api_down
+        self.batch_api_refused = 0
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -219,12 +227,21 @@ class FaultServer:
                       "total_tokens": prompt_tokens + len(content) // 4},
         }
 
+    async def _list_models(self, request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [
+            {"id": name, "object": "model", "created": 0, "owned_by": "fault-server"} for name in self.models]})
+
     # --- the Batch API ----------------------------------------------------------------
     @web.middleware
     async def _batch_api_key(self, request: web.Request, handler) -> web.StreamResponse:
-        """The Batch API's endpoints refuse a wrong key (chat requests count it as a fault)."""
+        """The Batch API's endpoints refuse a wrong key (chat requests count it as a fault), and
+        answer 503 while `batch_api_down`."""
         if "/chat/" not in request.path and request.path != "/stats" and not self._authorized(request):
             return _error(401, "invalid_api_key", "Invalid API key.")
+        if self.batch_api_down and ("/files" in request.path or "/batches" in request.path):
+            with self._lock:
+                self.batch_api_refused += 1
+            return _error(503, "server_error", "Injected 503: the Batch API is down.")
         return await handler(request)
 
     async def _upload(self, request: web.Request) -> web.Response:
@@ -370,6 +387,7 @@ class FaultServer:
         app = web.Application(client_max_size=16 * 2**20, middlewares=[self._batch_api_key])
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/openai/v1/chat/completions", self._chat)
+        app.router.add_get("/v1/models", self._list_models)
         for prefix in ("/v1", "/openai/v1"):  # OpenAI's paths, Groq's paths
             app.router.add_post(f"{prefix}/files", self._upload)
             app.router.add_get(f"{prefix}/files/{{file_id}}/content", self._file_content)

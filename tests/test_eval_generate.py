@@ -11,6 +11,7 @@ from eval.sentiment_files import load_sentiments, read_iteration_file
 from eval.sentiment_runner import journal_path, run_model, run_models, summary_table, work_units
 from eval.settings import EvalConfig
 from tests.conftest import REPO_ROOT, run_script, script_env
+from tests.fault_server import FaultServer, expected_response
 from tests.ollama_proxy import OllamaProxy
 from utils.engine import free_port
 
@@ -275,3 +276,39 @@ def test_a_killed_run_resumes_from_its_journal(embedded_engine, tmp_path):
     summary = json.loads((tmp_path / "reports" / "generation_summary.json").read_text())["models"][0]
     assert summary["iterations_skipped"] == len(written_before)
     assert summary["answers_reused"] == len(reused) and summary["answers"] == 6 - len(journaled)
+
+
+@pytest.mark.parametrize("torn", ["a whole answer", "cut inside a character"])
+def test_a_torn_last_journal_line_is_asked_again(tmp_path, torn):
+    """A kill -9 mid-append leaves the journal's last line without its newline: that answer is
+    asked again (even when the line parses), the complete lines are reused as they are."""
+    snapshot = small_snapshot(2)
+    first, second = snapshot.articles
+    with FaultServer() as server:
+        config = EvalConfig(sentiment_save_folder=str(tmp_path / "s"), sample_size=2, models_to_test=[
+            {"backend": "openai", "model": "test-model", "base_urls": [server.base_url], "prompt": "trained"}])
+        spec = parse_model_entries(config.models_to_test, config)[0]
+        journal = journal_path(config.sentiment_save_folder, spec.folder, snapshot.ticker)
+        journal.parent.mkdir(parents=True)
+
+        def line(iteration: int, article: Article, sentiment: float) -> bytes:
+            record = {"reasoning": "Revenue up €2 bn, journaled before the kill.", "sentiment": sentiment,
+                      "confidence": 0.5, "valid": True, "url": article.url, "published": article.published,
+                      "time_taken": 0.1}
+            return json.dumps({"iteration": iteration, "key": article.key, "record": record, "raw": None,
+                               "error": None, "exception": None}, ensure_ascii=False).encode()
+
+        last = line(1, second, 0.4)
+        if torn != "a whole answer":
+            last = last[:last.index("€".encode()) + 1]
+        journal.write_bytes(b"".join(line(i, a, s) + b"\n" for i, a, s in
+                                     [(0, first, 0.1), (0, second, 0.2), (1, first, 0.3)]) + last)
+        summary = run_model(spec, make_backend(spec, config), snapshot, config, progress=False)
+        asked = [request.article for request in server.seen]
+    wanted = prompt_text(second, config.max_article_chars).strip()
+    assert asked == [wanted] and (summary.answers_reused, summary.answers) == (3, 1)
+    files = [read_iteration_file(tmp_path / "s" / spec.folder / f"MSFT_{i}.json")["sentiments"] for i in (0, 1)]
+    assert [files[0][first.key]["sentiment"], files[0][second.key]["sentiment"], files[1][first.key]["sentiment"]] \
+        == [0.1, 0.2, 0.3]
+    assert files[1][second.key]["sentiment"] == expected_response(wanted)["sentiment"]
+    assert not journal.exists()

@@ -1,14 +1,19 @@
 """evaluate_labelled: readers of the three input kinds, the scoring, and the script end to end
 on the real embedded model (few rows: the model is slow on 2 cores)."""
+import csv
 import json
 from statistics import fmean
 
 import pytest
 
 from dataset_builder.evidence import invented_claims, is_grounded
+from eval.backends import make_backend, parse_model_entry
 from eval.labelled import (LabelledRow, Prediction, choose_threshold, classification_metrics,
-                           load_labelled, reasoning_metrics, regression_metrics, sentiment_values, to_class)
+                           load_labelled, reasoning_metrics, regression_metrics, run_predictions,
+                           sentiment_values, to_class)
+from eval.settings import EvalConfig
 from tests.conftest import run_script
+from tests.fault_server import FaultServer, expected_response
 from utils.errors import FinsentError
 from utils.prompts import system_prompt
 
@@ -164,3 +169,65 @@ def test_script_bad_input_is_one_line(tmp_path, shared_data):
     result = run_script("eval/evaluate_labelled.py", "--input", tmp_path / "none.csv", "--output", tmp_path / "o",
                         cwd=tmp_path)
     assert result.returncode == 2 and "input not found" in result.stderr.strip().splitlines()[-1]
+
+
+def fault_server_rows(labelled_at: float, count: int) -> list[tuple[str, str]]:
+    """(text, label) pairs labelled as the fault server's answer about each text classes at t =
+    `labelled_at`, the first one between 0.15 and `labelled_at` when there is room."""
+    texts = [f"Quarterly revenue moved, note {n}." for n in range(200)]
+    between = [t for t in texts if 0.2 < abs(expected_response(t)["sentiment"]) < labelled_at - 0.05]
+    chosen = (between[:1] + [t for t in texts if t not in between[:1]])[:count]
+    return [(text, to_class(expected_response(text)["sentiment"], labelled_at)) for text in chosen]
+
+
+def write_csv(path, rows: list[tuple[str, str]]):
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows([("text", "label"), *rows])
+    return path
+
+
+def test_a_torn_last_cache_line_is_asked_again(tmp_path):
+    """A kill -9 mid-append leaves the predictions cache's last line without its newline: a
+    rerun asks that row again (even when the line parses) and reuses the complete lines."""
+    rows = fault_server_rows(0.15, 5)
+    data = load_labelled(write_csv(tmp_path / "test.csv", rows[:3]),
+                         validation=write_csv(tmp_path / "validation.csv", rows[3:]))
+    cache = tmp_path / "predictions.cache.jsonl"
+    with FaultServer() as server:
+        spec = parse_model_entry({"backend": "openai", "model": "test-model", "base_urls": [server.base_url]}, 1,
+                                 EvalConfig())
+        backend = make_backend(spec, EvalConfig())
+        first = run_predictions(backend, data, cache, "m", parallel=2, progress=False)
+        torn = json.loads(cache.read_text(encoding="utf-8").splitlines()[-1])
+        cache.write_bytes(cache.read_bytes().removesuffix(b"\n"))  # killed before the newline
+        server.seen.clear()
+        again = run_predictions(backend, data, cache, "m", parallel=2, progress=False)
+        asked = [request.article for request in server.seen]
+    [row] = [p.row for p in first if (p.split, p.row.row) == (torn["split"], torn["row"])]
+    assert asked == [row.text]
+    assert [(p.split, p.row, p.sentiment) for p in again] == [(p.split, p.row, p.sentiment) for p in first]
+    lines = [json.loads(line) for line in cache.read_text(encoding="utf-8").splitlines()]
+    assert sorted((r["split"], r["row"]) for r in lines) == sorted((p.split, p.row.row) for p in first)
+    assert all(p.sentiment == expected_response(p.row.text)["sentiment"] for p in again)
+
+
+@pytest.mark.parametrize("labelled_at", [0.15, 0.5])
+def test_the_summary_gives_t_015_once(tmp_path, labelled_at):
+    """Validation labels that the fault server's answers meet at t = 0.15 (chosen: 0.15, said
+    once) or only at a larger t (then 0.15 is given as well, after the chosen t)."""
+    rows = fault_server_rows(labelled_at, 5)
+    with FaultServer() as server:
+        model = f"{{backend: openai, model: test-model, base_urls: [{server.base_url}]}}"
+        result = run_script("eval/evaluate_labelled.py", "--input", write_csv(tmp_path / "test.csv", rows[3:]),
+                            "--validation", write_csv(tmp_path / "validation.csv", rows[:3]),
+                            "--model", model, "--output", tmp_path / "out", "--no-progress", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    [line] = [line for line in result.stdout.splitlines() if line.startswith("valid JSON")]
+    chosen = metrics["threshold_chosen"]
+    assert line.startswith(f"valid JSON 100.0%; t = {chosen:.2f}: accuracy ")
+    at_default = f"t = 0.15: weighted F1 {metrics['at_0.15']['weighted_f1']:.3f}; "
+    if labelled_at == 0.15:
+        assert chosen == 0.15 and line.count("t = ") == 1
+    else:
+        assert chosen > 0.15 and line.count("t = ") == 2 and at_default in line

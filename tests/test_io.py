@@ -55,3 +55,14 @@ def test_corrupt_line_in_the_middle_is_an_error_naming_it(tmp_path):
     path.write_text('{"id": 1}\nnot json\n{"id": 3}\n')
     with pytest.raises(ValueError, match=r"r.jsonl: line 2"):
         read_jsonl(path)
+
+
+def test_a_line_cut_inside_a_character_is_torn_and_elsewhere_an_error(tmp_path):
+    path = tmp_path / "r.jsonl"
+    whole = '{"id": 1, "text": "€5 bn"}\n'.encode()
+    cut = whole[:whole.index("€".encode()) + 1]  # killed after the euro sign's first byte
+    path.write_bytes(whole + cut)
+    assert read_jsonl(path) == [{"id": 1, "text": "€5 bn"}]
+    path.write_bytes(cut + b"\n" + whole)
+    with pytest.raises(ValueError, match=r"r.jsonl: line 1 is not valid UTF-8"):
+        read_jsonl(path)

@@ -13,6 +13,7 @@ import pytest
 
 from dataset_builder.batch_labeller import label_in_batches, split_requests
 from dataset_builder.label_store import ResultStore
+from dataset_builder.labeller import ProviderGone
 from dataset_builder.news_articles import read_news
 from dataset_builder.providers import ProviderAuthError
 from tests.conftest import REPO_ROOT, run_script, script_env
@@ -267,3 +268,41 @@ def test_a_batch_collected_by_a_run_with_fewer_articles_stays_open_for_the_rest(
         label_in_batches(articles, [], partial, config, show_progress=False)
         assert len(partial.records) == 4 and partial.open_batches() == []
         assert server.batches_created == 1
+
+
+def test_a_batch_api_down_stops_after_max_consecutive_failures_not_every_retry(tmp_path):
+    articles = _news(tmp_path, numbered_articles(3))
+    with FaultServer(batch_api_down=True) as server:
+        config = _batch_config([provider("openai", server)], max_retries=6, max_consecutive_failures=3)
+        with pytest.raises(ProviderGone) as raised:
+            label_in_batches(articles, articles, ResultStore(tmp_path / "l.jsonl"), config,
+                             show_progress=False, batch_everything=True)
+        assert server.batch_api_refused == 3 and server.batches_created == 0  # not max_retries + 1 tries
+    assert f"provider 'openai' at {server.base_url}: 3 requests in a row failed (last: HTTP 503" in str(raised.value)
+
+
+def test_re_asks_failing_in_a_row_stop_the_run_keeping_what_the_batch_answered(tmp_path):
+    """The one article the batch could not answer fails again when re-asked: the run stops at
+    max_consecutive_failures with one line, the batch's answers recorded; the rerun asks only
+    that article, from the same batch."""
+    news = write_export(tmp_path / "news" / "export.csv", numbered_articles(4))
+    results = tmp_path / "labels.jsonl"
+    with FaultServer(plan={"Company 0 reports": ["server_error_500"] * 20}) as server:
+        config = write_config(tmp_path / "config.yaml", _batch_config([provider("openai", server)], max_retries=6,
+                                                                      max_consecutive_failures=2))
+        args = ["--config", config, "--input", news, "--results", results, "--output", tmp_path / "news.csv",
+                "--no-progress", "--batch"]
+        stopped = run_script(SCRIPT, *args, cwd=tmp_path)
+        assert stopped.returncode == 2
+        assert stopped.stderr.strip().splitlines()[-1].startswith(
+            f"error: provider 'openai' at {server.base_url}: 2 requests in a row failed (last: HTTP 500")
+        assert server.faults_seen() == {"server_error_500": 3, "ok": 3}  # in the batch, then 2 re-asks
+        answered = [r for r in _records(results) if r.get("status") == "ok"]
+        assert len(answered) == 3 and all(r["response"] == expected_response(r["article"]) for r in answered)
+
+        server.plan = {}
+        rerun = run_script(SCRIPT, *args, cwd=tmp_path)
+        assert rerun.returncode == 0, rerun.stderr
+        assert server.batches_created == 1 and len(server.seen) == 6 + 1
+    records = _one_record_each(results, read_news(news))
+    assert all(r["status"] == "ok" for r in records.values())

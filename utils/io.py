@@ -106,20 +106,22 @@ def read_jsonl(path: str | Path, complete_lines_only: bool = False) -> list[dict
     path = Path(path)
     if not path.exists():
         return []
-    lines = path.read_text(encoding="utf-8").split("\n")
+    # Lines are decoded one by one: a kill can cut a line inside a multi-byte character.
+    lines = path.read_bytes().split(b"\n")
     if complete_lines_only and lines[-1].strip():
         log.warning("%s: line %d has no newline (interrupted write); ignoring it", path, len(lines))
-        lines[-1] = ""
+        lines[-1] = b""
     records = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as exc:
+            records.append(json.loads(line.decode("utf-8")))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             is_torn_tail = number == len(lines)  # no newline after it: the writer was killed
             if is_torn_tail:
                 log.warning("%s: line %d is torn (interrupted write); ignoring it", path, number)
                 continue
-            raise ValueError(f"{path}: line {number} is not valid JSON: {exc.msg}") from exc
+            what, why = ("UTF-8", exc.reason) if isinstance(exc, UnicodeDecodeError) else ("JSON", exc.msg)
+            raise ValueError(f"{path}: line {number} is not valid {what}: {why}") from exc
     return records
