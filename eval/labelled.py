@@ -16,6 +16,7 @@ is "invalid"), so a model cannot look better by failing to answer.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import logging
 import random
@@ -49,6 +50,11 @@ class LabelledRow:
     text: str
     label: str
     source: str = ""
+
+    @property
+    def text_sha1(self) -> str:
+        """Keys a cached answer to the text it answered, not only to the row number."""
+        return hashlib.sha1(self.text.encode("utf-8")).hexdigest()
 
 
 # --- reading -------------------------------------------------------------------------------
@@ -246,7 +252,8 @@ class Prediction:
     seconds: float = 0.0
 
     def record(self, model: str) -> dict[str, Any]:
-        return {"model": model, "split": self.split, "row": self.row.row, "valid": self.valid,
+        return {"model": model, "split": self.split, "row": self.row.row, "text_sha1": self.row.text_sha1,
+                "valid": self.valid,
                 "sentiment": self.sentiment, "confidence": self.confidence, "reasoning": self.reasoning,
                 "error": self.error, "exception": self.exception, "raw": self.raw, "seconds": self.seconds}
 
@@ -271,22 +278,24 @@ def predict(backend: SentimentBackend, split: str, row: LabelledRow) -> Predicti
 def run_predictions(backend: SentimentBackend, data: LabelledInput, cache_path: Path, model_key: str,
                     parallel: int, progress: bool = True) -> list[Prediction]:
     """Predictions for validation and test rows. Each is appended to `cache_path` as it
-    arrives, so an interrupted run continues where it stopped (same model key only)."""
+    arrives, so an interrupted run continues where it stopped (same model key only). An answer
+    is reused only for the text it answered: a row whose text changed since (an edited input
+    file, another file at the same --output) is asked again."""
     from tqdm import tqdm
 
     try:  # a line without its newline (kill -9) is torn even when it parses: it is asked again
         records = read_jsonl(cache_path, complete_lines_only=True)
     except ValueError as exc:
         raise FinsentError(f"{exc} (delete it to ask every row again)") from exc
-    cached: dict[tuple[str, int], dict] = {}
+    cached: dict[tuple[str, int, str], dict] = {}
     for record in records:
         if record.get("model") == model_key:
-            cached[(record["split"], record["row"])] = record
+            cached[(record["split"], record["row"], record.get("text_sha1", ""))] = record
     jobs = [(split, row) for split, rows in (("validation", data.validation), ("test", data.test)) for row in rows]
     results: dict[tuple[str, int], Prediction] = {}
     todo = []
     for split, row in jobs:
-        record = cached.get((split, row.row))
+        record = cached.get((split, row.row, row.text_sha1))
         if record is None:
             todo.append((split, row))
             continue

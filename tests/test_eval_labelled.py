@@ -211,6 +211,29 @@ def test_a_torn_last_cache_line_is_asked_again(tmp_path):
     assert all(p.sentiment == expected_response(p.row.text)["sentiment"] for p in again)
 
 
+def test_a_row_whose_text_changed_is_asked_again(tmp_path):
+    """The cache keys an answer to its text: after the input file is edited, a rerun at the same
+    output asks the changed row again and reuses the others."""
+    rows = fault_server_rows(0.15, 5)
+    test_csv, validation_csv = write_csv(tmp_path / "test.csv", rows[:3]), write_csv(tmp_path / "validation.csv", rows[3:])
+    cache = tmp_path / "predictions.cache.jsonl"
+    with FaultServer() as server:
+        spec = parse_model_entry({"backend": "openai", "model": "test-model", "base_urls": [server.base_url]}, 1,
+                                 EvalConfig())
+        backend = make_backend(spec, EvalConfig())
+        run_predictions(backend, load_labelled(test_csv, validation=validation_csv), cache, "m", parallel=2,
+                        progress=False)
+        edited = list(rows[:3])
+        edited[1] = (edited[1][0] + " Shares fell 12% after the call.", edited[1][1])
+        server.seen.clear()
+        again = run_predictions(backend, load_labelled(write_csv(tmp_path / "test.csv", edited), validation=validation_csv),
+                                cache, "m", parallel=2, progress=False)
+        asked = [request.article for request in server.seen]
+    assert asked == [edited[1][0]]
+    assert [p.row.text for p in again if p.split == "test"] == [text for text, _ in edited]
+    assert all(p.sentiment == expected_response(p.row.text)["sentiment"] for p in again)
+
+
 @pytest.mark.parametrize("labelled_at", [0.15, 0.5])
 def test_the_summary_gives_t_015_once(tmp_path, labelled_at):
     """Validation labels that the fault server's answers meet at t = 0.15 (chosen: 0.15, said
