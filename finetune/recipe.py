@@ -171,8 +171,10 @@ def import_unsloth_if_chosen(argv: list[str]) -> bool:
 
     if chosen_backend(argv) != "unsloth" or not torch.cuda.is_available() or importlib.util.find_spec("unsloth") is None:
         return False
-    import unsloth  # noqa: F401
-
+    try:
+        import unsloth  # noqa: F401
+    except Exception:  # a broken install: load_model reports it in one line, with what to do
+        return False
     return True
 
 
