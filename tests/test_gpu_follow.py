@@ -7,6 +7,8 @@ import subprocess
 import tarfile
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_follow.sh"
 # Writes one result, then (released by the test) a second, and ends with the exit status it is given.
 JOB = ("mkdir -p run && echo '{\"step\": 1}' > run/first.json && echo training > run/train.log && "
@@ -32,7 +34,15 @@ def a_repo(tmp_path: Path) -> Path:
     return repo
 
 
-def test_a_detached_command_outlives_its_call_and_later_calls_bring_back_its_files(tmp_path):
+@pytest.fixture
+def released(tmp_path):
+    """However the test ends, the detached job is released and ends."""
+    yield
+    if (tmp_path / "copy").is_dir():
+        (tmp_path / "copy" / "release").touch()
+
+
+def test_a_detached_command_outlives_its_call_and_later_calls_bring_back_its_files(tmp_path, released):
     repo = a_repo(tmp_path)
     started = follow(repo, tmp_path, "start", "2", "run/*.json run/*.log", "--", "bash", "-c", JOB, "3")
     assert started.returncode == 0, started.stderr
