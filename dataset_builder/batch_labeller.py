@@ -26,14 +26,12 @@ from collections import defaultdict
 from datetime import datetime, timezone
 from typing import Any
 
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 from tqdm import tqdm
 
 from dataset_builder.label_store import BATCH_KIND, ResultStore
 from dataset_builder.labeller import (API_ERRORS, EVERY_RECORD_KEPT, Labeller, ProviderGone, RunSummary,
-                                      Task, Tally, stop_if_fatal)
-from dataset_builder.providers import (TRANSIENT_STATUSES, Lane, ProviderPool, describe_error,
-                                       is_transient, response_format)
+                                      Task, Tally, article_record, stop_if_fatal)
+from dataset_builder.providers import Lane, ProviderPool, describe_error, is_transient_status, response_format
 from dataset_builder.settings import LabellerConfig
 from utils.errors import FinsentError
 
@@ -91,10 +89,8 @@ class BatchLabeller:
         """`await request()` retrying transient failures; 401/403/404 stop the run with one line,
         as do `max_consecutive_failures` outages of the provider in a row (its synchronous
         re-asks' included): a batch cannot move to another provider, so it stops the run."""
-        retrying = AsyncRetrying(retry=retry_if_exception(is_transient), wait=self.labeller.wait_before_retry,
-                                 stop=stop_after_attempt(self.config.max_retries + 1), reraise=True)
         try:
-            async for attempt in retrying:
+            async for attempt in self.labeller.retrying():
                 with attempt:
                     try:
                         answer = await request()
@@ -215,7 +211,7 @@ class BatchLabeller:
                 code = response.get("status_code")
                 message = ((response.get("body") or {}).get("error") or {}).get("message", "")
                 reasons[custom_id] = f"batch request failed: HTTP {code} {message}".rstrip()
-                if isinstance(code, int) and (code in TRANSIENT_STATUSES or code >= 500):
+                if isinstance(code, int) and is_transient_status(code):
                     ask_again.add(custom_id)
             else:
                 answers[custom_id] = response.get("body") or {}
@@ -233,11 +229,7 @@ class BatchLabeller:
                 async with semaphore:
                     return await self.labeller.converse(item, lane, tally, extra=extra)
             if custom_id not in answers:
-                reason = reasons.get(custom_id) or not_run
-                return {"id": custom_id, "status": "failed", "reason": reason, "article": item.text,
-                        "published": item.published, "response": None, "provider": lane.provider.name,
-                        "model": lane.model, "attempts": 0, "requests": 0, "latency_s": 0.0,
-                        "prompt_tokens": 0, "completion_tokens": 0, **extra, "finished_at": _now()}
+                return article_record(item, lane, None, reasons.get(custom_id) or not_run, 0, tally, 0.0, extra)
             body = answers[custom_id]
             usage = body.get("usage") or {}
             tally.batch_requests = 1

@@ -68,15 +68,13 @@ def read_labelled_rows(path: Path) -> list[LabelledRow]:
     return list(rows.values())
 
 
-def _word(sentiment: float) -> str:
-    return "positive" if sentiment > 0 else "negative" if sentiment < 0 else "neutral"
-
-
 def explain_messages(row: LabelledRow) -> list[dict[str, str]]:
     """The request for a reasoning about `row`, its label given."""
+    from dataset_builder.sharegpt import sentiment_label  # sharegpt → join → this module: import at use
+
     answer = row.answer
     instructions = EXPLAIN_INSTRUCTIONS.format(sentiment=answer.sentiment, confidence=answer.confidence,
-                                               word=_word(answer.sentiment))
+                                               word=sentiment_label(answer.sentiment, 0.0))
     return [{"role": "system", "content": system_prompt()},
             {"role": "user", "content": f"{instructions}\n\nText: {row.text}\nAnswer:"}]
 

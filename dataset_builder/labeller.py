@@ -207,7 +207,7 @@ class Labeller:
                 if not self.pool.lanes:
                     raise
 
-    async def converse(self, article: NewsArticle, lane: Lane, tally: "Tally",
+    async def converse(self, article: NewsArticle, lane: Lane, tally: Tally,
                        first_answer: str | None = None, extra: dict | None = None) -> dict[str, Any]:
         """The article's record from `lane`. `first_answer`: an answer already given (by the
         Batch API) that counts as the first attempt, so an invalid one is re-asked here."""
@@ -234,17 +234,12 @@ class Labeller:
                 messages = [*messages, {"role": "assistant", "content": content or ""},
                             {"role": "user", "content": REASK.format(reason=exc)}]
         self.summary.usage.setdefault(lane.provider.name, ProviderUsage()).add(tally)
-        return {
-            "id": article.id, "status": "ok" if response else "failed", "reason": reason,
-            "article": article.text, "published": article.published, "response": response,
-            "provider": lane.provider.name, "model": lane.model, "attempts": attempts,
-            "requests": tally.requests + tally.batch_requests,
-            "latency_s": round(time.monotonic() - started, 3),
-            "prompt_tokens": tally.prompt_tokens + tally.batch_prompt_tokens,
-            "completion_tokens": tally.completion_tokens + tally.batch_completion_tokens,
-            **(extra or {}),
-            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
+        return article_record(article, lane, response, reason, attempts, tally, time.monotonic() - started, extra)
+
+    def retrying(self) -> AsyncRetrying:
+        """Transient failures tried again (max_retries), after wait_before_retry."""
+        return AsyncRetrying(retry=retry_if_exception(is_transient), wait=self.wait_before_retry,
+                             stop=stop_after_attempt(self.config.max_retries + 1), reraise=True)
 
     def wait_before_retry(self, state) -> float:
         """Exponential backoff with jitter, or the wait the server asked for (Retry-After)."""
@@ -259,9 +254,7 @@ class Labeller:
         provider = lane.provider
         estimate = sum(len(m["content"]) for m in messages) // 4 + self.config.max_tokens
         extra = {"response_format": fmt} if (fmt := response_format(provider)) else {}
-        retrying = AsyncRetrying(retry=retry_if_exception(is_transient), wait=self.wait_before_retry,
-                                 stop=stop_after_attempt(self.config.max_retries + 1), reraise=True)
-        async for attempt in retrying:
+        async for attempt in self.retrying():
             with attempt:
                 self._raise_if_dropped(lane)
                 await lane.limiter.acquire(estimate)
@@ -282,7 +275,6 @@ class Labeller:
         tally.prompt_tokens += prompt
         tally.completion_tokens += answer
         return completion.choices[0].message.content if completion.choices else None
-
 
     def outages_in_a_row(self, lane: Lane, exc: BaseException | None) -> int:
         """Count `exc` (None: an answer) and return the outages of `lane`'s provider in a row:
@@ -312,6 +304,21 @@ class Labeller:
     def _raise_if_dropped(self, lane: Lane) -> None:
         if lane.provider.name in self.pool.dropped:
             raise ProviderGone(f"provider '{lane.provider.name}' was dropped")
+
+
+def article_record(article: NewsArticle, lane: Lane, response: dict | None, reason: str | None, attempts: int,
+                   tally: Tally, latency_s: float, extra: dict | None = None) -> dict[str, Any]:
+    """An article's line in the results store: ok with the answer, or failed with the reason."""
+    return {
+        "id": article.id, "status": "ok" if response else "failed", "reason": reason,
+        "article": article.text, "published": article.published, "response": response,
+        "provider": lane.provider.name, "model": lane.model, "attempts": attempts,
+        "requests": tally.requests + tally.batch_requests, "latency_s": round(latency_s, 3),
+        "prompt_tokens": tally.prompt_tokens + tally.batch_prompt_tokens,
+        "completion_tokens": tally.completion_tokens + tally.batch_completion_tokens,
+        **(extra or {}),
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
 
 
 def stop_if_fatal(exc: BaseException, lane: Lane) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import itertools
-import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from utils.schema import json_schema_response_format
 _STATUS_ERRORS = (openai.APIStatusError, groq.APIStatusError)
 _CONNECTION_ERRORS = (openai.APIConnectionError, groq.APIConnectionError)  # timeouts included
 _AUTH_STATUSES = {401, 403}
-TRANSIENT_STATUSES = {408, 409, 429}
+_TRANSIENT_STATUSES = {408, 409, 429}
 
 
 class ProviderAuthError(FinsentError):
@@ -35,8 +34,13 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, _CONNECTION_ERRORS):
         return True
     if isinstance(exc, _STATUS_ERRORS):
-        return exc.status_code in TRANSIENT_STATUSES or exc.status_code >= 500
+        return is_transient_status(exc.status_code)
     return False
+
+
+def is_transient_status(code: int) -> bool:
+    """An HTTP status worth another try: a timeout, a conflict, a rate limit, a server error."""
+    return code in _TRANSIENT_STATUSES or code >= 500
 
 
 def is_outage(exc: BaseException) -> bool:
@@ -142,14 +146,6 @@ def api_key(provider: ProviderConfig) -> str:
         raise FinsentError(f"provider '{provider.name}': the environment variable "
                            f"{provider.api_key_env} is not set (set it or put it in .env)")
     return key
-
-
-def quiet_client_logs(verbose: bool = False) -> None:
-    """The HTTP clients log one INFO line per request (hundreds per run, breaking the progress
-    bar): keep them at WARNING unless `verbose`."""
-    # openai 3 sends through httpx2/httpcore2, groq through httpx/httpcore.
-    for name in ("httpx", "httpcore", "httpx2", "httpcore2", "openai", "groq"):
-        logging.getLogger(name).setLevel(logging.NOTSET if verbose else logging.WARNING)
 
 
 def make_client(provider: ProviderConfig) -> Any:

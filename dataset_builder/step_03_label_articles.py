@@ -21,7 +21,7 @@ from dataset_builder.explain import explain_results, explain_task, explained_csv
 from dataset_builder.label_store import ResultStore
 from dataset_builder.news_articles import article_messages, read_news, write_news_csv
 from utils.cli import config_from_args, stage_parser
-from utils.errors import cli_entry
+from utils.errors import cli_entry, quiet_client_logs
 
 
 def parse_args(argv=None):
@@ -89,8 +89,7 @@ def main(argv=None) -> int:
         return 0
     from dataset_builder.batch_labeller import label_in_batches  # the SDKs take seconds to import
     from dataset_builder.labeller import label_articles
-    from dataset_builder.providers import quiet_client_logs
-    quiet_client_logs(args.verbose)
+    quiet_client_logs(args.verbose)  # cli_entry quieted them; --verbose brings the request lines back
     batched = args.batch or in_batches or any(provider.batch for provider in config.labeller.providers)
     try:
         if batched:

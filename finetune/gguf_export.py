@@ -8,9 +8,8 @@ import logging
 import os
 import subprocess
 import sys
-from pathlib import Path
-
 from dataclasses import dataclass
+from pathlib import Path
 
 from finetune.llama_cpp_source import CONVERTER
 from utils.chat_templates import family_of_chat_template

@@ -57,7 +57,7 @@ def remedy(ours: list[str], theirs: list[str], folder: str) -> str:
             "each other, or use the family's released tokenizer")
 
 
-def _mismatch(tokenizer, what: str, diff: tuple[int, list[str], list[str]], folder: str) -> FinsentError:
+def _mismatch(what: str, diff: tuple[int, list[str], list[str]], folder: str) -> FinsentError:
     at, ours, theirs = diff
     return FinsentError(f"{what}: training and llama.cpp tokenize the chat differently from token {at}: training "
                         f"has {ours}, llama.cpp {theirs}; a model trained so answers in garbage once served from "
@@ -111,7 +111,7 @@ def _check(tokenizer, family: str, conversations, served_prompt_ids, served_toke
         trained = _prompt_ids(tokenizer, family, conversation)
         diff = first_difference(tokenizer, trained, served_prompt_ids(conversation[:-1]))
         if diff is not None:
-            raise _mismatch(tokenizer, what, diff, folder)
+            raise _mismatch(what, diff, folder)
     end = end_of_turn(family)
     theirs, ours = served_token_ids(end), [tokenizer.convert_tokens_to_ids(end)]
     if theirs != ours:

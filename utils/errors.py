@@ -16,15 +16,21 @@ class FinsentError(Exception):
     """A problem with the user's input or environment, reported in one line."""
 
 
+def quiet_client_logs(verbose: bool = False) -> None:
+    """The HTTP clients log one INFO line per request (hundreds per run, breaking the progress
+    bar; the embedded engine's health polls too): keep them at WARNING unless `verbose`."""
+    # openai 3 sends through httpx2/httpcore2, groq through httpx/httpcore.
+    for name in ("httpx", "httpcore", "httpx2", "httpcore2", "openai", "groq"):
+        logging.getLogger(name).setLevel(logging.NOTSET if verbose else logging.WARNING)
+
+
 def cli_entry(main: Callable[..., int | None]) -> Callable[..., int]:
     """Wrap a script's main(): FinsentError (and Ctrl-C) become one line on stderr, exit ≠ 0."""
 
     @wraps(main)
     def wrapper(*args, **kwargs) -> int:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        for client in ("httpx", "httpcore"):  # one INFO line per request (the engine's health polls too) is noise
-            if logging.getLogger(client).level == logging.NOTSET:
-                logging.getLogger(client).setLevel(logging.WARNING)
+        quiet_client_logs()
         try:
             return main(*args, **kwargs) or 0
         except FinsentError as exc:
