@@ -29,7 +29,10 @@
 # RESULTS ($WORK/finetune_quality.json; a file that exists outside WORK, such as a committed
 # benchmarks/results/*.json, is refused before anything runs unless OVERWRITE_RESULTS=1),
 # DATA_DESC (what DATA holds, for the results' settings line: "tweets+FPB (step 05 train split)"),
-# SEED (42: the training seed, finetune.seed), HEADLINES (examples/headlines/finsent_headlines.csv;
+# SEED (42: the training seed, finetune.seed), THREADS (CPU threads of each llama.cpp engine the
+# measure stage starts; default every core: gpu_quality_pair.sh measures two runs at once on half
+# the cores each), BASE_DIR (a folder prepare_base.py already wrote: the train stage uses it
+# instead of converting the GGUF again), HEADLINES (examples/headlines/finsent_headlines.csv;
 # empty: not scored). Leave-one-source-out (gpu_quality_pair.sh sets these): SCORE_DATA (DATA: the
 # step 05 folder whose test rows score the model), SCORE_SOURCE (financial_phrasebank), SCORE_ARGS
 # ("--validation-limit 60": evaluate_labelled flags for that scoring), SKIP_BASE (empty; 1: no base
@@ -59,6 +62,7 @@ SCORE_DATA=${SCORE_DATA:-$DATA}; SCORE_SOURCE=${SCORE_SOURCE:-financial_phraseba
 SCORE_ARGS=${SCORE_ARGS:---validation-limit 60}; HEADLINES=${HEADLINES-examples/headlines/finsent_headlines.csv}
 DATA_DESC=${DATA_DESC:-tweets+FPB (step 05 train split)}
 limit=${EVAL_LIMIT:+--limit $EVAL_LIMIT --validation-limit $EVAL_LIMIT}
+threads=${THREADS:+--threads $THREADS}
 NAME=finsent-gemma-3-270m
 export PYTHONUNBUFFERED=1
 stamp() { echo "[$(date -u +%H:%M:%S)] $*"; }
@@ -74,9 +78,10 @@ case "$(realpath -m "$RESULTS")" in "$(realpath -m "$WORK")"/*) ;; *)
   fi ;;
 esac
 mkdir -p "$WORK/eval" "$WORK/times"
-train() {  # train() BACKEND: full fine-tune of $WORK/base into $WORK/run
+base=${BASE_DIR:-$WORK/base}
+train() {  # train() BACKEND: full fine-tune of $base into $WORK/run
   stamp "training: $1 backend, full fine-tune, lr $LR, $EPOCHS epochs"
-  python finetune/train.py --backend "$1" --family gemma-3 --base-model "$WORK/base" \
+  python finetune/train.py --backend "$1" --family gemma-3 --base-model "$base" \
     --train "$DATA/train.jsonl" --validation "$DATA/validation.jsonl" --output-dir "$WORK/run" \
     --full-finetune --epochs "$EPOCHS" --learning-rate "$LR" --max-seq-length 512 --no-packing --overwrite \
     --set finetune.batch_size="$BATCH" --set finetune.gradient_accumulation_steps=1 \
@@ -90,14 +95,19 @@ train() {  # train() BACKEND: full fine-tune of $WORK/base into $WORK/run
 evaluate() {  # evaluate() NAME ARGS...: one evaluate_labelled run into $WORK/eval/NAME
   local name=$1; shift
   python eval/evaluate_labelled.py --output "$WORK/eval/$name" --parallel "$PARALLEL" --num-ctx 2048 \
-    --no-progress --set eval.default_temperature=0 "$@" $limit
+    --no-progress --set eval.default_temperature=0 "$@" $limit $threads
 }
 
 if [ "$stage" != measure ]; then
-  t=$(date +%s); stamp "base model: GGUF → HF folder"
-  python finetune/prepare_base.py --family gemma-3 --output "$WORK/base" --overwrite \
-    ${BASE_GGUF:+--gguf "$BASE_GGUF"}
-  echo "prepare_base_s $(since "$t")" > "$WORK/times/prepare_base"
+  if [ -n "${BASE_DIR:-}" ]; then
+    [ -f "$BASE_DIR/config.json" ] || { echo "error: BASE_DIR: $BASE_DIR/config.json not found (a prepare_base.py folder)" >&2; exit 2; }
+    stamp "base model: $BASE_DIR (prepared already)"
+  else
+    t=$(date +%s); stamp "base model: GGUF → HF folder"
+    python finetune/prepare_base.py --family gemma-3 --output "$base" --overwrite \
+      ${BASE_GGUF:+--gguf "$BASE_GGUF"}
+    echo "prepare_base_s $(since "$t")" > "$WORK/times/prepare_base"
+  fi
 
   # The base's engine leaves BASE_FREE_CORES to the trainer (Unsloth compiles its kernels on the
   # CPUs: its first step took 309 s while an engine held every core).
@@ -138,8 +148,8 @@ if [ "$stage" != train ]; then
   ls -la "$WORK/gguf"
   echo "export_s $(since "$t")" > "$WORK/times/export"
 
-  # One llama.cpp engine at a time: two, each spinning a thread per core, slowed both ~20× on the
-  # 16-core GPU machine (the base's requests took 219 s each).
+  # One llama.cpp engine per core at a time: two, each spinning a thread per core, slowed both ~20×
+  # on the 16-core GPU machine (the base's requests took 219 s each); THREADS splits the cores.
   if [ -f "$WORK/eval/base.log" ]; then  # started by the train stage
     stamp "waiting for the base evaluation"
     while [ ! -f "$WORK/eval/base.done" ]; do sleep 5; done
@@ -151,7 +161,7 @@ if [ "$stage" != train ]; then
     cat > "$WORK/variance.yaml" <<EOF
 eval:
   models_to_test:
-    - {backend: llamacpp, name: $NAME-q4_k_m, gguf: $WORK/gguf/$NAME-q4_k_m.gguf, prompt: trained, parallel: $PARALLEL, num_ctx: 4096}
+    - {backend: llamacpp, name: $NAME-q4_k_m, gguf: $WORK/gguf/$NAME-q4_k_m.gguf, prompt: trained, parallel: $PARALLEL, num_ctx: 4096${THREADS:+, threads: $THREADS}}
   sample_size: $SAMPLE_SIZE
   default_temperature: 0.2
   structured: false

@@ -1,29 +1,33 @@
 #!/usr/bin/env bash
 # The fine-tune quality run of record on one GPU: two benchmarks/gpu_quality.sh runs of one recipe
 # with different training seeds (A, B), and with DATA_ROOT's leave-one-source-out folders two more
-# (C: trained without FPB, scored on FPB's test rows; D: trained without tweets, scored on 500 tweets
-# of the test split). All train at once (a 270M model leaves most of the card idle), then each is
-# measured in turn (the measurements run llama.cpp on the CPUs, and two engines at once slow each
-# other ~20×); last, benchmarks/quality_summary.py writes RESULTS with every run and the
-# generalisation figures, each with its 95% bootstrap interval, rewritten after each run is measured.
+# (C: trained without FPB, scored on FPB's test rows; D: trained without tweets, scored on TWEETS_ROWS
+# tweets of the test split). A and B train at once (a 270M model leaves most of the card idle); then
+# C and D train while A and B are measured, in MEASURE_LANES lanes (A then C, B then D), each lane's
+# llama.cpp engines on its share of the cores (two engines each spinning a thread per core slowed
+# both ~20×, so they never share a core). benchmarks/quality_summary.py writes RESULTS with every run
+# and the generalisation figures, each with its 95% bootstrap interval, rewritten after each run is
+# measured, so a machine taken back keeps what was measured.
 #
 #   bash benchmarks/quality_data.sh /tmp/quality      # on the CPU machine: the step 05 folders
 #   DATA_ROOT=/tmp/fg/quality bash benchmarks/gpu_quality_pair.sh   # on the GPU machine (BENCHMARKS.md)
 #
 # Environment: DATA_ROOT (quality_data.sh's folder: recipe/, no_fpb/, no_tweets/), or A_DATA and
 # B_DATA (step 05 folders; C and D then run only with C_DATA / D_DATA set); A_SEED (1), B_SEED (2),
-# {A,B,C,D}_BACKEND (unsloth), {A,B}_DESC (each run's DATA_DESC), LOSO (1; 0: A and B only),
-# TWEETS_ROWS (500: the tweets both the recipe (run A's --eval-extra) and D are scored on),
-# WORK_ROOT (/tmp: runs in WORK_ROOT/fqA … fqD, logs beside them), RESULTS
-# (benchmarks/results/finetune_quality.json; refused before anything runs if it exists, unless
-# OVERWRITE_RESULTS=1), BASE_CACHE (optional: a predictions.cache.jsonl of the base's 5-shot answers
-# to start from); everything else gpu_quality.sh reads (EPOCHS, LLAMA_CPP, QUANTIZE, QUANTS, ...) is
-# passed through. B's training starts once A's base evaluation is done and reuses its answers, so
-# the base is evaluated once; C and D evaluate no base and run no variance. Exit status: 0 when
-# every run measured and the summary was written, else 1.
-# Time on one H200 (16 cores), estimated from the 2026-11-28 pair (four at once not yet measured):
-# training ~10 min for four at once; measuring ~5 min for A (variance, q4_k_m, headlines, tweets),
-# ~4 min for B, ~3 min each for C and D with QUANTS=q4_k_m: about 25 minutes in all; LOSO=0 saves ~8.
+# {C,D}_SEED (A_SEED),
+# BACKEND (unsloth) or {A,B,C,D}_BACKEND, {A,B}_DESC (each run's DATA_DESC), LOSO (1; 0: A and B
+# only), TWEETS_ROWS (500: the tweets both the recipe (run A's --eval-extra) and D are scored on),
+# LOSO_HEADLINES (1; 0: C and D are not scored on the headlines), MEASURE_LANES (2; 1: one run
+# measured at a time on every core), WORK_ROOT (/tmp: runs in WORK_ROOT/fqA … fqD, logs beside
+# them), RESULTS (benchmarks/results/finetune_quality.json; refused before anything runs if it
+# exists, unless OVERWRITE_RESULTS=1), BASE_CACHE (optional: a predictions.cache.jsonl of the base's
+# 5-shot answers to start from); everything else gpu_quality.sh reads (EPOCHS, LLAMA_CPP, QUANTS, ...)
+# is passed through. A prepares the base folder and evaluates the base; B, C and D reuse both. C and
+# D evaluate no base and run no variance. Exit status: 0 when every run measured and the summary was
+# written, else 1.
+# Time on one H200 (16 cores), estimated from the 2026-11-28 pair (these waves not yet measured):
+# base folder ~2 min; A and B train ~5 min; measuring ~8 min for A (variance, q4_k_m, headlines,
+# tweets), ~5 for B, ~4 each for C and D at 16 threads, in two lanes while C and D train.
 set -uo pipefail
 case "${1:-}" in -h|--help) sed -n '2,/^set -uo/{/^#/p}' "$0"; exit 0 ;; "") ;; *) echo "error: no arguments (see --help)" >&2; exit 2 ;; esac
 if [ -n "${DATA_ROOT:-}" ]; then
@@ -41,12 +45,18 @@ if [ -e "$RESULTS" ] && [ "${OVERWRITE_RESULTS:-}" != 1 ]; then
   echo "error: RESULTS: $RESULTS exists (a recorded result): name another file, or set OVERWRITE_RESULTS=1" >&2; exit 2
 fi
 A_SEED=${A_SEED:-1}; B_SEED=${B_SEED:-2}; WORK_ROOT=${WORK_ROOT:-/tmp}; TWEETS_ROWS=${TWEETS_ROWS:-500}
+MEASURE_LANES=${MEASURE_LANES:-2}
+case $MEASURE_LANES in 1|2|3|4) ;; *) echo "error: MEASURE_LANES must be 1 to 4, not '$MEASURE_LANES'" >&2; exit 2 ;; esac
+measure_threads=""  # one lane: the engine's own default (every core)
+[ "$MEASURE_LANES" = 1 ] || { measure_threads=$(( $(nproc) / MEASURE_LANES )); [ "$measure_threads" -ge 1 ] || measure_threads=1; }
 here=$(cd "$(dirname "$0")" && pwd)
 stamp() { echo "[$(date -u +%H:%M:%S)] $*"; }
 quality() {  # quality() RUN STAGE: gpu_quality.sh --stage STAGE for run A … D, logged beside its WORK
   local run=$1 stage=$2 data=${1}_DATA backend=${1}_BACKEND desc=${1}_DESC seed=${1}_SEED work=$WORK_ROOT/fq$1
-  local -a env=(DATA="${!data}" BACKEND="${!backend:-unsloth}" WORK="$work" RESULTS="$work/finetune_quality.json"
-                SEED="${!seed:-42}" DATA_DESC="${!desc:-${!data}}")
+  local -a env=(DATA="${!data}" BACKEND="${!backend:-${BACKEND:-unsloth}}" WORK="$work" RESULTS="$work/finetune_quality.json"
+                SEED="${!seed:-$A_SEED}" DATA_DESC="${!desc:-${!data}}" THREADS="$measure_threads")
+  [ "$run" = A ] || [ ! -f "$WORK_ROOT/fqA/base/config.json" ] || env+=(BASE_DIR="$WORK_ROOT/fqA/base")
+  case $run in C|D) [ "${LOSO_HEADLINES:-1}" = 1 ] || env+=(HEADLINES=) ;; esac
   local -a args=(--stage "$stage")
   case $run in
     A) args+=(--eval-extra "$A_DATA/test.jsonl" --eval-extra-args "--source tweets --limit $TWEETS_ROWS --validation-limit 60") ;;
@@ -57,23 +67,24 @@ quality() {  # quality() RUN STAGE: gpu_quality.sh --stage STAGE for run A … D
   env "${env[@]}" bash "$here/gpu_quality.sh" "${args[@]}" > "$work.$stage.log" 2>&1
 }
 
-for run in $runs; do rm -rf "$WORK_ROOT/fq$run"; mkdir -p "$WORK_ROOT/fq$run/eval/base"; done
+for run in $runs; do rm -rf "$WORK_ROOT/fq$run" "$WORK_ROOT/fq$run".*; mkdir -p "$WORK_ROOT/fq$run/eval/base"; done
 [ -z "${BASE_CACHE:-}" ] || cp "$BASE_CACHE" "$WORK_ROOT/fqA/eval/base/predictions.cache.jsonl"
-declare -A pid trained
-stamp "train A (seed $A_SEED, $A_DATA)"
-quality A train & pid[A]=$!
-for run in C D; do
-  data=${run}_DATA
-  case " $runs " in *" $run "*) stamp "train $run (${!data})"; quality $run train & pid[$run]=$! ;; esac
-done
-while [ ! -f "$WORK_ROOT/fqA/eval/base.done" ] && kill -0 "${pid[A]}" 2>/dev/null; do sleep 3; done
+train() {  # train() RUN: the train stage, its exit status left in WORK_ROOT/fqRUN.trained for the lanes
+  local data=${1}_DATA rc
+  stamp "train $1 (${!data})"
+  quality "$1" train; rc=$?
+  echo $rc > "$WORK_ROOT/fq$1.trained"; stamp "trained $1: rc=$rc"
+}
+train A & train_a=$!
+# B waits for A's base folder and base answers, so the GGUF is converted and the base asked once.
+while [ ! -f "$WORK_ROOT/fqA/eval/base.done" ] && kill -0 "$train_a" 2>/dev/null; do sleep 3; done
 [ -f "$WORK_ROOT/fqA/eval/base.done" ] && cp "$WORK_ROOT/fqA/eval/base/predictions.cache.jsonl" "$WORK_ROOT/fqB/eval/base/"
-stamp "train B (seed $B_SEED, $B_DATA)"
-quality B train & pid[B]=$!
-for run in $runs; do wait "${pid[$run]}"; trained[$run]=$?; done
-stamp "trained: $(for run in $runs; do printf '%s rc=%s ' "$run" "${trained[$run]}"; done)"
+train B & train_b=$!
+wait "$train_a" "$train_b"
+for run in C D; do case " $runs " in *" $run "*) train $run & ;; esac; done
 summarize() {  # quality_summary.py over the runs measured so far: a run cut short keeps their figures
-  local -a summary=()
+  local -a summary=() measured=()
+  for run in $runs; do [ -f "$WORK_ROOT/fq$run.measured" ] && measured+=("$run"); done
   for run in "${measured[@]}"; do
     case $run in
       A) summary+=(--run "$A_SEED=$WORK_ROOT/fqA") ;;
@@ -82,16 +93,34 @@ summarize() {  # quality_summary.py over the runs measured so far: a run cut sho
       D) summary+=(--loso "tweets=$WORK_ROOT/fqD") ;;
     esac
   done
-  stamp "summary of ${measured[*]:-no run} → $RESULTS"
+  stamp "summary of ${measured[*]} → $RESULTS"
   python "$here/quality_summary.py" "${summary[@]}" ${QUANTS:+--quants "$QUANTS"} --output "$RESULTS" \
     --settings "full_finetune=true epochs=${EPOCHS:-2} lr=${LR:-1e-4} batch=${BATCH:-32} seeds=$A_SEED,$B_SEED data=${A_DESC:-$A_DATA}"
 }
-status=0; measured=()
-for run in $runs; do
-  if [ "${trained[$run]}" -ne 0 ]; then echo "run $run: training failed ($WORK_ROOT/fq$run.train.log)" >&2; status=1; continue; fi
-  stamp "measure $run"
-  if quality "$run" measure; then measured+=("$run"); else echo "run $run: measuring failed ($WORK_ROOT/fq$run.measure.log)" >&2; status=1; fi
-  tail -14 "$WORK_ROOT/fq$run.measure.log"
-  [ ${#measured[@]} -eq 0 ] || summarize || status=1
+lane() {  # lane RUN...: measures each run in turn once it is trained; 0 when all were measured
+  local status=0 run
+  for run in "$@"; do
+    while [ ! -f "$WORK_ROOT/fq$run.trained" ]; do sleep 5; done
+    if [ "$(cat "$WORK_ROOT/fq$run.trained")" -ne 0 ]; then
+      echo "run $run: training failed ($WORK_ROOT/fq$run.train.log)" >&2; status=1; continue
+    fi
+    stamp "measure $run (${measure_threads:-every} CPU threads)"
+    if quality "$run" measure; then touch "$WORK_ROOT/fq$run.measured"
+    else echo "run $run: measuring failed ($WORK_ROOT/fq$run.measure.log)" >&2; status=1; fi
+    tail -14 "$WORK_ROOT/fq$run.measure.log"
+    [ -f "$WORK_ROOT/fq$run.measured" ] || continue
+    # one summary at a time: the lanes share RESULTS
+    ( flock 9; summarize ) 9> "$WORK_ROOT/fq.summary.lock" || status=1
+  done
+  return $status
+}
+declare -a lanes=() lane_pids=()
+i=0; for run in $runs; do lanes[i % MEASURE_LANES]+="$run "; i=$((i + 1)); done
+for runs_of_lane in "${lanes[@]}"; do
+  # shellcheck disable=SC2086  # the lane's runs, split on purpose
+  lane $runs_of_lane & lane_pids+=($!)
 done
+status=0
+for p in "${lane_pids[@]}"; do wait "$p" || status=1; done
+wait  # the C and D trainings, already recorded by their lanes
 exit $status

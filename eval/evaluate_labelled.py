@@ -20,7 +20,8 @@ if __package__ in (None, ""):  # run as a file: import this checkout, not an ins
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from eval.backends import make_backend, model_entry_from_cli, parse_model_entry
-from eval.labelled import DEFAULT_THRESHOLD, FPB_AGREEMENTS, evaluate, load_labelled, run_predictions, write_outputs
+from eval.labelled import (DEFAULT_THRESHOLD, FPB_AGREEMENTS, evaluate, load_labelled, prediction_cache_key,
+                          run_predictions, write_outputs)
 from utils.chat_templates import CHAT_TEMPLATES, chat_template
 from utils.cli import config_from_args, stage_parser
 from utils.errors import cli_entry
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         predictions = run_predictions(backend, data, output / "predictions.cache.jsonl",
-                                      spec.model_dump_json(exclude={"parallel"}), backend.parallel,
+                                      prediction_cache_key(spec), backend.parallel,
                                       not args.no_progress)
     finally:
         backend.close()

@@ -275,6 +275,13 @@ def predict(backend: SentimentBackend, split: str, row: LabelledRow) -> Predicti
                           exception=f"{exc.__class__.__name__}: {exc}", seconds=time.monotonic() - started)
 
 
+def prediction_cache_key(spec: ModelSpec) -> str:
+    """What makes two runs' answers interchangeable: the model and how it is asked. Engine slots
+    and CPU threads only change the speed, so a rerun with other --parallel or --threads reuses
+    the answers (the GPU benchmark scores the base once on 2 cores and reuses it on 16)."""
+    return spec.model_dump_json(exclude={"parallel", "threads"})
+
+
 def run_predictions(backend: SentimentBackend, data: LabelledInput, cache_path: Path, model_key: str,
                     parallel: int, progress: bool = True) -> list[Prediction]:
     """Predictions for validation and test rows. Each is appended to `cache_path` as it

@@ -9,8 +9,8 @@ import pytest
 from dataset_builder.evidence import invented_claims, is_grounded
 from eval.backends import make_backend, parse_model_entry
 from eval.labelled import (LabelledRow, Prediction, choose_threshold, classification_metrics,
-                           load_labelled, reasoning_metrics, regression_metrics, run_predictions,
-                           sentiment_values, to_class)
+                           load_labelled, prediction_cache_key, reasoning_metrics, regression_metrics,
+                           run_predictions, sentiment_values, to_class)
 from eval.settings import EvalConfig
 from tests.conftest import run_script
 from tests.fault_server import FaultServer, expected_response
@@ -254,3 +254,27 @@ def test_the_summary_gives_t_015_once(tmp_path, labelled_at):
         assert chosen == 0.15 and line.count("t = ") == 1
     else:
         assert chosen > 0.15 and line.count("t = ") == 2 and at_default in line
+
+
+def test_answers_are_reused_across_parallel_and_threads_but_not_across_prompts(tmp_path):
+    """Slots and CPU threads change the speed, not the answers: a rerun with other --parallel or
+    --threads asks nothing again; another prompt asks every row again."""
+    rows = fault_server_rows(0.15, 4)
+    data = load_labelled(write_csv(tmp_path / "test.csv", rows[:2]),
+                         validation=write_csv(tmp_path / "validation.csv", rows[2:]))
+    cache = tmp_path / "predictions.cache.jsonl"
+    with FaultServer() as server:
+        def key(**changes):
+            entry = {"backend": "openai", "model": "test-model", "base_urls": [server.base_url], **changes}
+            return prediction_cache_key(parse_model_entry(entry, 1, EvalConfig()))
+
+        backend = make_backend(parse_model_entry({"backend": "openai", "model": "test-model",
+                                                  "base_urls": [server.base_url]}, 1, EvalConfig()), EvalConfig())
+        run_predictions(backend, data, cache, key(parallel=1, threads=2), parallel=2, progress=False)
+        server.seen.clear()
+        run_predictions(backend, data, cache, key(parallel=16, threads=12), parallel=2, progress=False)
+        reused = len(server.seen)
+        run_predictions(backend, data, cache, key(prompt="few-shot"), parallel=2, progress=False)
+        asked_again = len(server.seen)
+    assert reused == 0
+    assert asked_again == len(rows)
