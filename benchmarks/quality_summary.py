@@ -102,6 +102,25 @@ def read_test_classes(path: Path, column: str) -> tuple[np.ndarray, np.ndarray]:
     return truth, guess
 
 
+def polar_recall_by_cue(path: Path) -> dict | None:
+    """Recall at t = 0.15 of the positive and negative test rows, apart for those where the
+    evidence lexicon finds a word carrying the label (dataset_builder.evidence.cues) and those
+    where it finds none: training reasonings start differently for the two ("It says …" against a
+    quoted clause), so a model can learn to call a text without such a word neutral."""
+    from dataset_builder.evidence import cues
+
+    with open(path, encoding="utf-8", newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if row["split"] == "test" and row["label"] != "neutral"]
+    if not rows or "text" not in rows[0]:
+        return None
+    groups: dict[str, list[bool]] = {"with_cue": [], "without_cue": []}
+    for row in rows:
+        groups["with_cue" if cues(row["text"], row["label"]) else "without_cue"].append(
+            row["predicted_label_t015"] == row["label"])
+    return {name: {"rows": len(hits), "recall": round(fmean(hits), 4) if hits else None}
+            for name, hits in groups.items()}
+
+
 # --- one evaluation, one run ---------------------------------------------------------------
 
 def model_figures(folder: Path) -> dict | None:
@@ -129,6 +148,7 @@ def model_figures(folder: Path) -> dict | None:
         chosen_ci = bootstrap_intervals(*read_test_classes(predictions, "predicted_label"))
         figures.update({f"{key.removesuffix('_ci95')}_at_chosen_threshold_ci95": value
                         for key, value in chosen_ci.items() if key != "accuracy_ci95"})
+        figures["polar_recall_by_cue"] = polar_recall_by_cue(predictions)
     return figures
 
 

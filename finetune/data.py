@@ -15,6 +15,7 @@ from typing import Any
 
 from utils.chat_templates import chat_template
 from utils.errors import FinsentError
+from utils.prompts import prompt_text
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,8 @@ def _messages(record: Any, where: str) -> list[dict[str, str]]:
         role = ROLES.get(turn.get("from")) if isinstance(turn, dict) else None
         if role is None or not isinstance(turn.get("value"), str):
             raise FinsentError(f"{where}: a turn needs 'from' (system/human/gpt) and a string 'value', got {turn!r:.80}")
-        messages.append({"role": role, "content": turn["value"]})
+        # the text as the eval stage sends it (utils.prompts.analysis_messages), so both tokenize it alike
+        messages.append({"role": role, "content": prompt_text(turn["value"]) if role == "user" else turn["value"]})
     if not any(m["role"] == "assistant" for m in messages):
         raise FinsentError(f"{where}: no 'gpt' turn to learn from")
     return messages

@@ -46,6 +46,10 @@ def first_difference(tokenizer, ours: list[int], theirs: list[int]) -> tuple[int
 
 
 def remedy(ours: list[str], theirs: list[str], folder: str) -> str:
+    if any(len(token) > 1 and set(token) == {SPACE} for token in ours + theirs):
+        return ("the two split a run of spaces into different tokens: make it one space in the data "
+                "(finsent does so in every user turn it trains on and every prompt it sends: utils.prompts.prompt_text; "
+                "a run of spaces in a system turn is left as written)")
     if theirs and ours and theirs[0] in (SPACE, SPACE + ours[0]):
         return (f"llama.cpp puts a space before text that follows a special token and this tokenizer does not: "
                 f"set \"add_prefix_space\": false in {folder}/tokenizer_config.json (llama.cpp's converter "

@@ -118,3 +118,31 @@ def test_a_merged_folder_without_its_run_summary_is_known_by_its_chat_template(t
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "tokenizer_config.json").write_text(json.dumps({"chat_template": "{{ messages }}"}))
     assert TrainedRun.read(tmp_path / "other").family_for(None, "gemma-3") == "gemma-3"  # unknown: the config's
+
+
+def test_a_run_of_spaces_is_trained_and_served_as_one_space(tmp_path, llama_cpp_vendor):  # noqa: F811
+    """Gemma's tokenizer in transformers and llama.cpp split "  traveling" differently (the GPU
+    run's leave-one-source-out training stopped on a tweet so): as written the check refuses it
+    and says why; read from a ShareGPT file, the text is trained as the eval stage sends it."""
+    from transformers import AutoTokenizer
+
+    from finetune.data import read_sharegpt
+    from finetune.random_models import save_random_model
+    from finetune.tokenizer_check import check_before_training
+    from utils.prompts import analysis_messages
+
+    base = save_random_model("gemma-3", tmp_path / "gemma", llama_cpp_vendor, tiny=True,
+                             tokenizer=load_family_tokenizer("gemma-3", llama_cpp_vendor))
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    tweet = "@SouthwestAir  traveling 2bwi nMaryland 2morrw any chance   of a refund?  "
+    answer = {"from": "gpt", "value": json.dumps({"reasoning": "x", "sentiment": 0.0, "confidence": 0.5})}
+    (tmp_path / "train.jsonl").write_text(json.dumps({"conversations": [
+        {"from": "system", "value": analysis_messages(tweet, few_shot=False)[0]["content"]},
+        {"from": "human", "value": tweet}, answer]}) + "\n", encoding="utf-8")
+    [trained] = read_sharegpt(tmp_path / "train.jsonl")
+    assert trained[:-1] == analysis_messages(tweet, few_shot=False)
+    check_before_training(tokenizer, "gemma-3", str(base), [trained], llama_cpp_vendor)
+    as_written = [trained[0], {"role": "user", "content": tweet}, trained[2]]
+    with pytest.raises(FinsentError) as raised:
+        check_before_training(tokenizer, "gemma-3", str(base), [as_written], llama_cpp_vendor)
+    assert "split a run of spaces into different tokens" in str(raised.value)

@@ -157,3 +157,24 @@ def test_the_gpu_scripts_refuse_to_overwrite_a_recorded_result_before_anything_r
     usage = subprocess.run(["bash", "benchmarks/gpu_quality.sh", "--help"], capture_output=True, text=True,
                            cwd=Path(__file__).resolve().parents[1], timeout=60).stdout
     assert "seeded 80% of its" in usage and "20% chooses the threshold" in usage
+
+
+def test_polar_recall_is_split_by_whether_the_lexicon_finds_a_cue(tmp_path):
+    """The diagnosis of issue 17's run: positive and negative rows with a lexicon word against those
+    without one, from the texts in predictions.csv (neutral rows are not counted)."""
+    from benchmarks.quality_summary import polar_recall_by_cue
+
+    rows = [("Operating profit rose to EUR 5 m .", "positive", "positive"),
+            ("Net sales increased by 20 % .", "positive", "positive"),
+            ("The company will supply its systems to Nokia .", "positive", "neutral"),
+            ("The company will supply its systems to Elisa .", "positive", "positive"),
+            ("Operating loss widened to EUR 2 m .", "negative", "negative"),
+            ("The plant will move production to Estonia .", "negative", "neutral"),
+            ("The office is in Espoo .", "neutral", "positive")]
+    path = tmp_path / "predictions.csv"
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["split", "row", "label", "predicted_label", "predicted_label_t015", "text"])
+        writer.writerows(("test", i, label, guess, guess, text) for i, (text, label, guess) in enumerate(rows))
+    assert polar_recall_by_cue(path) == {"with_cue": {"rows": 3, "recall": 1.0},
+                                         "without_cue": {"rows": 3, "recall": round(1 / 3, 4)}}

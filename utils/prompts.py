@@ -2,9 +2,12 @@
 `utils/messages/`), with `{date_msg}` filled for dated news, just before the text."""
 from __future__ import annotations
 
+import re
 from datetime import date
 from functools import cache
 from importlib.resources import files
+
+_SPACE_RUN = re.compile(r" {2,}")
 
 
 @cache
@@ -28,10 +31,19 @@ def instructions(date_msg: str = "") -> str:
     return _message("instructions.txt").replace("{date_msg}", date_msg).rstrip()
 
 
+def prompt_text(text: str) -> str:
+    """A text as every prompt carries it, in training (finetune/data.py) and when served: runs of
+    spaces made one and the ends stripped. Gemma's tokenizer in transformers and llama.cpp's split
+    a run of spaces differently ("▁▁", "travel", "ing" against "▁", "▁traveling"), so a tweet with
+    two spaces would be trained in one tokenization and served in another; single spaces agree."""
+    return _SPACE_RUN.sub(" ", text).strip()
+
+
 def analysis_messages(text: str, date_msg: str = "", few_shot: bool = True) -> list[dict[str, str]]:
     """OpenAI-style chat messages asking for a SentimentResponse about `text`.
 
     `few_shot=False` gives the short form a fine-tuned model was trained on: system + text.
     """
+    text = prompt_text(text)
     user = f"{instructions(date_msg)}\n\nText: {text}\nAnswer:" if few_shot else text
     return [{"role": "system", "content": system_prompt()}, {"role": "user", "content": user}]
