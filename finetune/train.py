@@ -34,7 +34,7 @@ from finetune.data import read_sharegpt, tokenized_dataset  # noqa: E402
 from finetune.llama_cpp_source import llama_cpp_dir  # noqa: E402
 from finetune.recipe import (Device, check_backend, choose_precision, count_params, flops_per_token,  # noqa: E402
                              load_model, peak_flops)
-from finetune.tokenizer_check import check_before_training  # noqa: E402
+from finetune.tokenizer_check import check_before_training, sample_conversations  # noqa: E402
 from finetune.trainer_setup import (OutputLayout, ThroughputCallback, build_trainer, save_outputs,  # noqa: E402
                                     write_summary)
 from utils.chat_templates import family_entry  # noqa: E402
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
              ", 4-bit base" if precision.load_in_4bit else "", device.name, state.num_processes)
     model, tokenizer = load_model(cfg, precision)
     if state.is_main_process:  # seconds, before hours of GPU time are spent on ids llama.cpp will not serve
-        check_before_training(tokenizer, cfg.family, cfg.base_model, conversations["train"][:3],
+        check_before_training(tokenizer, cfg.family, cfg.base_model, sample_conversations(conversations["train"]),
                               llama_cpp_dir(cfg.llama_cpp_source))
     train_set = tokenized_dataset(conversations["train"], tokenizer, cfg.family, cfg.max_seq_length, str(cfg.train_file))
     validation_set = (tokenized_dataset(conversations["validation"], tokenizer, cfg.family, cfg.max_seq_length,

@@ -146,3 +146,13 @@ def test_a_run_of_spaces_is_trained_and_served_as_one_space(tmp_path, llama_cpp_
     with pytest.raises(FinsentError) as raised:
         check_before_training(tokenizer, "gemma-3", str(base), [as_written], llama_cpp_vendor)
     assert "split a run of spaces into different tokens" in str(raised.value)
+    assert "of '@SouthwestAir  traveling" in str(raised.value)  # which row
+
+
+def test_the_rows_checked_before_training_spread_over_the_whole_file():
+    from finetune.tokenizer_check import sample_conversations
+
+    rows = list(range(19_583))
+    checked = sample_conversations(rows)
+    assert len(checked) == 100 and checked[0] == 0 and checked[-1] > 19_000
+    assert sample_conversations(rows[:5]) == rows[:5]
