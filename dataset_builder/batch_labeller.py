@@ -227,7 +227,7 @@ class BatchLabeller:
             extra = {"batch_id": batch.id}
             if custom_id in ask_again:  # with the synchronous path's retries
                 async with semaphore:
-                    return await self.labeller.converse(item, lane, tally, extra=extra)
+                    return await self.labeller.converse(item, lane, tally, extra=extra, movable=False)
             if custom_id not in answers:
                 return article_record(item, lane, None, reasons.get(custom_id) or not_run, 0, tally, 0.0, extra)
             body = answers[custom_id]
@@ -238,7 +238,8 @@ class BatchLabeller:
             choices = body.get("choices") or [{}]
             content = (choices[0].get("message") or {}).get("content") or ""
             async with semaphore:
-                return await self.labeller.converse(item, lane, tally, first_answer=content, extra=extra)
+                return await self.labeller.converse(item, lane, tally, first_answer=content, extra=extra,
+                                                    movable=False)
 
         stopped: list[FinsentError] = []  # in the order they came
 

@@ -207,10 +207,12 @@ class Labeller:
                 if not self.pool.lanes:
                     raise
 
-    async def converse(self, article: NewsArticle, lane: Lane, tally: Tally,
-                       first_answer: str | None = None, extra: dict | None = None) -> dict[str, Any]:
+    async def converse(self, article: NewsArticle, lane: Lane, tally: Tally, first_answer: str | None = None,
+                       extra: dict | None = None, movable: bool = True) -> dict[str, Any]:
         """The article's record from `lane`. `first_answer`: an answer already given (by the
-        Batch API) that counts as the first attempt, so an invalid one is re-asked here."""
+        Batch API) that counts as the first attempt, so an invalid one is re-asked here.
+        `movable=False`: the article cannot go to another provider (a batch's re-ask), so its
+        provider's outages stop the run instead of dropping the provider."""
         messages = self.task.messages(article)
         started = time.monotonic()
         response, reason, attempts = None, None, 0
@@ -220,7 +222,7 @@ class Labeller:
                 content, first_answer = first_answer, None
             else:
                 try:
-                    content = await self._ask(lane, messages, tally)
+                    content = await self._ask(lane, messages, tally, movable)
                 except API_ERRORS as exc:
                     reason = (f"gave up after {self.config.max_retries + 1} tries: {describe_error(exc)}"
                               if is_transient(exc) else f"request refused: {describe_error(exc)}")
@@ -249,7 +251,7 @@ class Labeller:
         asked = min(asked, self.config.retry_after_max_s)
         return asked + random.uniform(0, min(1.0, 0.1 * asked + 0.01))
 
-    async def _ask(self, lane: Lane, messages: list[dict[str, str]], tally: Tally) -> str | None:
+    async def _ask(self, lane: Lane, messages: list[dict[str, str]], tally: Tally, movable: bool = True) -> str | None:
         """One answer from `lane`, retrying transient failures; 401/403/404 stop the run."""
         provider = lane.provider
         estimate = sum(len(m["content"]) for m in messages) // 4 + self.config.max_tokens
@@ -266,7 +268,7 @@ class Labeller:
                 except API_ERRORS as exc:
                     lane.limiter.settle(estimate, 0)
                     stop_if_fatal(exc, lane)
-                    self._count_outage(lane, exc)
+                    self._count_outage(lane, exc, movable)
                     raise
         self.outages_in_a_row(lane, None)
         usage = completion.usage
@@ -287,15 +289,18 @@ class Labeller:
         return (f"provider '{lane.provider.name}' at {str(lane.client.base_url).rstrip('/')}: "
                 f"{self.config.max_consecutive_failures} requests in a row failed (last: {describe_error(exc)})")
 
-    def _count_outage(self, lane: Lane, exc: BaseException) -> None:
+    def _count_outage(self, lane: Lane, exc: BaseException, movable: bool = True) -> None:
         """At `max_consecutive_failures` outages in a row drop the provider, and stop when none
-        is left."""
+        is left or the article cannot move to another one."""
         count = self.outages_in_a_row(lane, exc)
         if not count:
             return
         if count == self.config.max_consecutive_failures:
             self.pool.drop(lane.provider)
             what = self.outages_message(lane, exc)
+            if not movable:
+                raise ProviderGone(f"{what}; a batch's articles cannot move to another provider, stopping "
+                                   f"({EVERY_RECORD_KEPT})")
             if not self.pool.lanes:
                 raise ProviderGone(f"{what}; no provider left, stopping ({EVERY_RECORD_KEPT})")
             log.warning("%s; dropped, the other providers carry on", what)

@@ -281,6 +281,22 @@ def test_a_batch_api_down_stops_after_max_consecutive_failures_not_every_retry(t
     assert f"provider 'openai' at {server.base_url}: 3 requests in a row failed (last: HTTP 503" in str(raised.value)
 
 
+def test_a_batch_provider_down_in_its_re_asks_stops_a_mixed_run_and_says_why(tmp_path, caplog):
+    """Beside a synchronous provider, a batch's re-asks cannot go elsewhere: its provider's
+    outages stop the run with the outage line, not "the other providers carry on"."""
+    articles = _news(tmp_path, numbered_articles(8))
+    with FaultServer(plan={"Company": ["server_error_500"] * 20}) as batched, FaultServer() as direct:
+        config = _batch_config([provider("openai", batched, name="cheap", batch=True),
+                                provider("groq", direct, name="fast")], max_retries=6, max_consecutive_failures=2)
+        store = ResultStore(tmp_path / "labels.jsonl")
+        with pytest.raises(ProviderGone) as raised:
+            label_in_batches(articles, articles, store, config, show_progress=False)
+        store.close()
+    assert str(raised.value).startswith(f"provider 'cheap' at {batched.base_url}: 2 requests in a row failed")
+    assert "a batch's articles cannot move to another provider" in str(raised.value)
+    assert "carry on" not in caplog.text
+
+
 def test_re_asks_failing_in_a_row_stop_the_run_keeping_what_the_batch_answered(tmp_path):
     """The one article the batch could not answer fails again when re-asked: the run stops at
     max_consecutive_failures with one line, the batch's answers recorded; the rerun asks only
