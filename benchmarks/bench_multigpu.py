@@ -37,17 +37,16 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from finetune.multigpu import keep_multicast_off  # noqa: E402
+from finetune.random_models import SPECS, save_random_model  # noqa: E402
+from finetune.random_models import TINY as TINY_SIZES  # noqa: E402
 from utils.engine import free_port  # noqa: E402
 from utils.io import atomic_write_json  # noqa: E402
 
 # Meta-Llama-3-8B's config.json (the architecture only).
-LLAMA3_8B = dict(vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
-                 num_attention_heads=32, num_key_value_heads=8, max_position_embeddings=8192,
-                 rope_theta=500000.0, rms_norm_eps=1e-5, hidden_act="silu", tie_word_embeddings=False,
-                 bos_token_id=128000, eos_token_id=128001)
-# --tiny: the same architecture at a size CPU processes train in seconds (checks the harness).
-TINY = {**LLAMA3_8B, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-        "num_attention_heads": 4, "num_key_value_heads": 2}
+# The 8B shape and --tiny's (the same architecture at a size CPU processes train in seconds, to
+# check the harness), as finetune/random_models.py builds them for every benchmark.
+LLAMA3_8B = SPECS["llama-3"].real_config
+TINY = {**LLAMA3_8B, **TINY_SIZES}
 LORA_RANK = 16
 DDP_COUNTS = (2, 4, 8)
 RESUME_EXTRA_STEPS = 3
@@ -56,37 +55,21 @@ WORDS = ("revenue profit margin guidance quarter shares investors dividend growt
          "acquisition contract order backlog supply chain inflation rates central bank currency").split()
 
 
-def load_tokenizer(args: argparse.Namespace):
-    from transformers import AutoTokenizer
-
-    from finetune.recipe import prepare_tokenizer
-
-    if args.tokenizer:
-        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
-    else:
-        from finetune.llama_cpp_source import llama_cpp_dir
-
-        vocab = llama_cpp_dir() / "models" / "ggml-vocab-llama-bpe.gguf"
-        tokenizer = AutoTokenizer.from_pretrained(vocab.parent, gguf_file=vocab.name)
-    return prepare_tokenizer(tokenizer, "llama-3")
-
-
-def build_model(folder: Path, args: argparse.Namespace, cuda: bool) -> None:
-    """The 8B shape (or --tiny's) with random bf16 weights, initialised on the GPU: seconds."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+def build_model(folder: Path, args: argparse.Namespace) -> None:
+    """The 8B shape (or --tiny's) with random bf16 weights (filled on the GPU where there is
+    room: seconds) and LLaMA-3's tokenizer (--tokenizer, else its vocab GGUF)."""
+    from finetune.llama_cpp_source import llama_cpp_dir
 
     if (folder / "config.json").is_file():
         return
-    tokenizer = load_tokenizer(args)
-    torch.manual_seed(0)
-    with torch.device("cuda" if cuda else "cpu"):
-        model = LlamaForCausalLM(LlamaConfig(**(TINY if args.tiny else LLAMA3_8B), dtype="bfloat16"))
-    model.to(torch.bfloat16).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    del model
-    if cuda:
-        torch.cuda.empty_cache()
+    tokenizer = None
+    if args.tokenizer:
+        from transformers import AutoTokenizer
+
+        from finetune.recipe import prepare_tokenizer
+
+        tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(args.tokenizer), "llama-3")
+    save_random_model("llama-3", folder, llama_cpp_dir(), tiny=args.tiny, tokenizer=tokenizer)
 
 
 def build_data(path: Path, conversations: int, words: tuple[int, int], seed: int = 0) -> None:
@@ -303,7 +286,7 @@ def main() -> int:
     args.model, args.data = args.work_dir / ("llama3-tiny" if args.tiny else "llama3-8b-random"), \
         args.work_dir / "train.jsonl"
     started = time.perf_counter()
-    build_model(args.model, args, cuda)
+    build_model(args.model, args)
     # ~500-token rows (2,048-token sequences pack ~4); --tiny's 256-token sequences take ~100-token rows.
     words = (60, 100) if args.tiny else (300, 500)
     rows_needed = (args.steps + RESUME_EXTRA_STEPS) * args.batch_size * gpus * args.seq_len // (words[0] + 50)
