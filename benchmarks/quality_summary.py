@@ -105,8 +105,9 @@ def read_test_classes(path: Path, column: str) -> tuple[np.ndarray, np.ndarray]:
 def polar_recall_by_cue(path: Path) -> dict | None:
     """Recall at t = 0.15 of the positive and negative test rows, apart for those where the
     evidence lexicon finds a word carrying the label (dataset_builder.evidence.cues) and those
-    where it finds none: training reasonings start differently for the two ("It says …" against a
-    quoted clause), so a model can learn to call a text without such a word neutral."""
+    where it finds none: training reasonings that start differently for the two ("It says …"
+    against a quoted clause, before they opened with the verdict) let a model learn to call a text
+    without such a word neutral."""
     from dataset_builder.evidence import cues
 
     with open(path, encoding="utf-8", newline="") as handle:

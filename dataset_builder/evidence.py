@@ -3,6 +3,12 @@ its label (evidence_lexicon.yaml), else the clause that does. A reasoning that r
 the text, or how many agreed, teaches a model to state facts that no reader can check on a new text;
 the label and the annotators' agreement still set the answer's sentiment and confidence.
 
+Every reasoning opens with its verdict, the same words for every text of a label (VERDICT: "Good
+news", "Bad news", "No clear good or bad news"), and gives the evidence after it. A model writes the
+verdict first, so the label must not depend on what follows: when the reasoning began "It says"
+for a polar text with a lexicon word, with a quoted clause for one without, and "It reports" for a
+neutral one, a fine-tune learnt that a text without a lexicon word is neutral.
+
 Also what the eval stage measures a reasoning with: its content words, and the claims it may not
 make (annotators, agreement, a percentage) unless the text does."""
 from __future__ import annotations
@@ -21,6 +27,8 @@ _WORD = re.compile(r"[A-Za-z][A-Za-z'-]*[A-Za-z]|[A-Za-z]")
 _CLAUSE_SPLIT = re.compile(r"[;:!?()\"]+\s*|[,.](?!\d)\s*|\s+(?:but|while|whereas|although)\s+")
 _NOISE = re.compile(r"@\w+|#\w+|https?://\S+")  # mentions, tags, links: not evidence
 EFFECT = {"positive": "good news", "negative": "bad news"}
+# The first words of every reasoning of a label, whatever evidence follows.
+VERDICT = {"positive": "Good news", "negative": "Bad news", "neutral": "No clear good or bad news"}
 MAX_CUES = 3
 CLAUSE_WORDS = 12
 # A reasoning may mention these (or a percentage) only where the text does: otherwise it states
@@ -106,19 +114,20 @@ def _quoted(items: list[str]) -> str:
 
 
 def evidence_reasoning(text: str, label: str) -> str:
-    """One or two sentences naming what in `text` makes it `label` (positive/neutral/negative)."""
+    """One sentence naming what in `text` makes it `label` (positive/neutral/negative), after the
+    label's verdict (VERDICT): the words that carry the label, else the clause that does."""
     if label == "neutral":
-        return f'It reports "{key_clause(text)}" as a plain fact, with no clear good or bad news, so it is neutral.'
+        return f'{VERDICT[label]}: it reports "{key_clause(text)}" as a plain fact, so it is neutral.'
     found = cues(text, label)
     grounded = any(content_words(cue) for cue in found)
     if found and grounded:
-        return f"It says {_quoted(found)}: {EFFECT[label]}, so it is {label}."
-    return f'"{key_clause(text)}" reads as {EFFECT[label]}, so it is {label}.'
+        return f"{VERDICT[label]}: it says {_quoted(found)}, so it is {label}."
+    return f'{VERDICT[label]}: "{key_clause(text)}", so it is {label}.'
 
 
 def passage_evidence(members: list[tuple[str, str]], label: str) -> str:
-    """The reasoning of a passage of (text, label) sentences: the good and the bad news its
-    sentences carry, and the balance of the two."""
+    """The reasoning of a passage of (text, label) sentences: the verdict of `label` on balance,
+    then the good and the bad news its sentences carry."""
     parts = []
     for side in ("positive", "negative"):
         side_cues = _unique([cue for text, member_label in members if member_label == side
@@ -126,7 +135,6 @@ def passage_evidence(members: list[tuple[str, str]], label: str) -> str:
         if side_cues:
             parts.append(f"{EFFECT[side]} ({_quoted(side_cues[:MAX_CUES])})")
     if not parts:
-        return f'It reports "{key_clause(members[0][0])}" and other plain facts, with no clear good or bad news, so it is neutral.'
-    mixed = " and ".join(parts)
-    return f"It mixes {mixed}; on balance it is {label}." if len(parts) == 2 else \
-        f"It carries {mixed}; on balance it is {label}."
+        return f'{VERDICT[label]}: it reports "{key_clause(members[0][0])}" and other plain facts, so it is {label}.'
+    verb = "mixes" if len(parts) == 2 else "carries"
+    return f"{VERDICT[label]} on balance: it {verb} {' and '.join(parts)}, so it is {label}."

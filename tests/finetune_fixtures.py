@@ -1,6 +1,6 @@
 """Fixtures of the fine-tune tests: the families' real tokenizers (finetune/random_models.py), a tiny
 random Llama with the real Llama-3 tokenizer, and ShareGPT files built from the real Financial
-PhraseBank in step 05's format. Import the fixtures a test module uses by name."""
+PhraseBank in step 05's format, with step 02's reasoning. Import the fixtures a test module uses by name."""
 from __future__ import annotations
 
 import json
@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from dataset_builder.evidence import evidence_reasoning
 from utils.prompts import system_prompt
 
 LABEL_SCORES = {"positive": 0.8, "neutral": 0.0, "negative": -0.8}
@@ -36,7 +37,7 @@ def phrasebank_rows(shared_data: Path, count: int, offset: int = 0) -> list[tupl
 
 
 def sharegpt_record(text: str, label: str) -> dict:
-    answer = {"reasoning": f"The sentence reads as {label} for the company.",
+    answer = {"reasoning": evidence_reasoning(text, label),
               "sentiment": LABEL_SCORES[label], "confidence": 0.9}
     return {"conversations": [{"from": "system", "value": system_prompt()},
                               {"from": "human", "value": text},

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from dataset_builder.evidence import invented_claims, is_grounded, words
+from dataset_builder.evidence import (VERDICT, cues, evidence_reasoning, invented_claims, is_grounded,
+                                      passage_evidence, words)
 from dataset_builder.phrasebank import AGREEMENT_LEVELS, PHRASEBANK_SENTIMENT
 from dataset_builder.tweets import TWEET_SENTIMENT
 from tests.conftest import read_split, run_script
@@ -52,14 +53,50 @@ def test_step_01_keeps_every_tweet_with_its_label_and_confidence(shared_data, tw
 
 
 def assert_reasoning_from_the_text(rows: list[tuple[str, SentimentResponse]], cue_words: tuple[str, ...]) -> None:
-    """No reasoning states a fact the text does not hold (annotators, agreement, a percentage),
-    nearly all share a content word with their text (not those of texts without one, "It 's not ."),
-    and a reasoning quoting one of `cue_words` quotes a word of its own text."""
+    """Every reasoning opens with its label's verdict, none states a fact the text does not hold
+    (annotators, agreement, a percentage), nearly all share a content word with their text (not
+    those of texts without one, "It 's not ."), and a reasoning quoting one of `cue_words` quotes a
+    word of its own text."""
+    for _, response in rows:
+        label = "positive" if response.sentiment > 0 else "negative" if response.sentiment < 0 else "neutral"
+        assert response.reasoning.startswith(f"{VERDICT[label]}: "), response.reasoning
     assert not [(a, r.reasoning) for a, r in rows if invented_claims(r.reasoning, a)]
     assert sum(is_grounded(r.reasoning, a) for a, r in rows) / len(rows) >= 0.99
     for word in cue_words:
-        quoting = [a for a, r in rows if r.reasoning.startswith((f'It says "{word}"', f'It says "{word} …'))]
+        quoting = [a for a, r in rows if f': it says "{word}"' in r.reasoning or f': it says "{word} …' in r.reasoning]
         assert quoting and all(word in words(a) for a in quoting), word
+
+
+def test_every_reasoning_opens_with_its_verdict_whether_or_not_a_cue_is_found():
+    """The first words of a reasoning are its label's verdict, the same with a lexicon cue, without
+    one, and for a passage: a model writes them first, so they must not depend on the lexicon."""
+    with_cue = "Operating profit rose to EUR 13.1 mn from EUR 8.7 mn."
+    without_cue = "The company will deliver 40 wind turbines to the park."
+    neutral = "The shop is located in Helsinki."
+    loss = "Net loss widened to EUR 3 mn."
+    assert cues(with_cue, "positive") == ["profit … rose"] and cues(without_cue, "positive") == []
+    assert evidence_reasoning(with_cue, "positive") == 'Good news: it says "profit … rose", so it is positive.'
+    assert evidence_reasoning(without_cue, "positive") == \
+        'Good news: "The company will deliver 40 wind turbines to the park", so it is positive.'
+    assert evidence_reasoning(loss, "negative") == 'Bad news: it says "loss … widened", so it is negative.'
+    assert evidence_reasoning(without_cue, "negative").startswith('Bad news: "The company will deliver')
+    assert evidence_reasoning(neutral, "neutral") == \
+        'No clear good or bad news: it reports "The shop is located in Helsinki" as a plain fact, so it is neutral.'
+    members = [(with_cue, "positive"), (loss, "negative"), (neutral, "neutral")]
+    assert passage_evidence(members, "positive") == ('Good news on balance: it mixes good news ("profit … rose") '
+                                                     'and bad news ("loss … widened"), so it is positive.')
+    assert passage_evidence(members[1:], "negative") == \
+        'Bad news on balance: it carries bad news ("loss … widened"), so it is negative.'
+    assert passage_evidence([(without_cue, "positive"), (neutral, "neutral")], "positive").startswith(
+        'Good news on balance: it carries good news ("The company will deliver')
+    assert passage_evidence(members[2:], "neutral") == ('No clear good or bad news: it reports "The shop is located '
+                                                        'in Helsinki" and other plain facts, so it is neutral.')
+    # The verdict of a label is the same whether or not the lexicon finds a word in the text.
+    for label, cued in (("positive", with_cue), ("negative", loss)):
+        assert cues(cued, label) and not cues(without_cue, label)
+        assert {evidence_reasoning(text, label).split(":")[0] for text in (cued, without_cue)} == {VERDICT[label]}
+        assert {passage_evidence([(text, label)], label).split(" on balance:")[0] for text in (cued, without_cue)} \
+            == {VERDICT[label]}
 
 
 def test_step_01_dedupe_keeps_the_first_of_each_text(shared_data, tweets_rows, tmp_path):

@@ -110,7 +110,7 @@ def test_scoring_counts_invalid_answers_as_wrong():
 
 def test_reasoning_that_recites_annotators_is_invented_and_one_without_the_texts_words_is_not_grounded():
     text = "Operating profit rose to EUR 13.1 mn from EUR 8.7 mn , up 51 % ."
-    reasonings = ['It says "profit … rose": good news, so it is positive.',  # grounded, nothing invented
+    reasonings = ['Good news: it says "profit … rose", so it is positive.',  # grounded, nothing invented
                   "Financial analysts read this as good news; at least 75% of annotators agreed.",
                   "Operating profit is up 51 %, good news.",  # a percentage the text holds
                   "Good news for the company, so it is positive."]  # no word of the text
