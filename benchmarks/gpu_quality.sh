@@ -33,7 +33,9 @@
 # measure stage starts; default every core: gpu_quality_pair.sh measures two runs at once on half
 # the cores each), BASE_DIR (a folder prepare_base.py already wrote: the train stage uses it
 # instead of converting the GGUF again), HEADLINES (examples/headlines/finsent_headlines.csv;
-# empty: not scored). Leave-one-source-out (gpu_quality_pair.sh sets these): SCORE_DATA (DATA: the
+# empty: not scored), LLAMA_SERVER (a llama-server binary, e.g. benchmarks/build_cuda_server.sh's
+# CUDA build: the measure stage serves each fine-tuned GGUF with it, every layer on the GPU, and asks
+# it through the openai backend; default: the embedded engine on the CPUs). Leave-one-source-out (gpu_quality_pair.sh sets these): SCORE_DATA (DATA: the
 # step 05 folder whose test rows score the model), SCORE_SOURCE (financial_phrasebank), SCORE_ARGS
 # ("--validation-limit 60": evaluate_labelled flags for that scoring), SKIP_BASE (empty; 1: no base
 # evaluation), SAMPLE_SIZE=0 (no variance run). For a quick smoke run of the pipeline's
@@ -62,7 +64,6 @@ SCORE_DATA=${SCORE_DATA:-$DATA}; SCORE_SOURCE=${SCORE_SOURCE:-financial_phraseba
 SCORE_ARGS=${SCORE_ARGS:---validation-limit 60}; HEADLINES=${HEADLINES-examples/headlines/finsent_headlines.csv}
 DATA_DESC=${DATA_DESC:-tweets+FPB (step 05 train split)}
 limit=${EVAL_LIMIT:+--limit $EVAL_LIMIT --validation-limit $EVAL_LIMIT}
-threads=${THREADS:+--threads $THREADS}
 NAME=finsent-gemma-3-270m
 export PYTHONUNBUFFERED=1
 stamp() { echo "[$(date -u +%H:%M:%S)] $*"; }
@@ -71,6 +72,7 @@ for split in train validation test; do
   [ -f "$DATA/$split.jsonl" ] || { echo "error: $DATA/$split.jsonl not found: build it with dataset_builder steps 01, 02, 04, 05" >&2; exit 2; }
 done
 [ -f "$SCORE_DATA/test.jsonl" ] || { echo "error: SCORE_DATA: $SCORE_DATA/test.jsonl not found" >&2; exit 2; }
+[ -z "${LLAMA_SERVER:-}" ] || [ -x "$LLAMA_SERVER" ] || { echo "error: LLAMA_SERVER: not an executable: $LLAMA_SERVER" >&2; exit 2; }
 [ -z "$HEADLINES" ] || [ -f "$HEADLINES" ] || { echo "error: HEADLINES: file not found: $HEADLINES" >&2; exit 2; }
 case "$(realpath -m "$RESULTS")" in "$(realpath -m "$WORK")"/*) ;; *)
   if [ -e "$RESULTS" ] && [ "${OVERWRITE_RESULTS:-}" != 1 ]; then
@@ -95,7 +97,38 @@ train() {  # train() BACKEND: full fine-tune of $base into $WORK/run
 evaluate() {  # evaluate() NAME ARGS...: one evaluate_labelled run into $WORK/eval/NAME
   local name=$1; shift
   python eval/evaluate_labelled.py --output "$WORK/eval/$name" --parallel "$PARALLEL" --num-ctx 2048 \
-    --no-progress --set eval.default_temperature=0 "$@" $limit $threads
+    --no-progress --set eval.default_temperature=0 "$@" $limit
+}
+
+served_quant=""; server_pid=""
+stop_server() { [ -z "$server_pid" ] || { kill "$server_pid" 2>/dev/null; wait "$server_pid" 2>/dev/null || true; }; server_pid=""; served_quant=""; }
+trap stop_server EXIT
+use_model() {  # use_model QUANT: sets model_flags (evaluate_labelled) and model_yaml (a models_to_test entry)
+  local gguf=$WORK/gguf/$NAME-$1.gguf
+  if [ -z "${LLAMA_SERVER:-}" ]; then
+    model_flags=(--gguf "$gguf" --name "$NAME-$1" ${THREADS:+--threads $THREADS})
+    model_yaml="{backend: llamacpp, name: $NAME-$1, gguf: $gguf, prompt: trained, parallel: $PARALLEL, num_ctx: 4096${THREADS:+, threads: $THREADS}}"
+    return
+  fi
+  if [ "$served_quant" != "$1" ]; then
+    stop_server
+    local port log=$WORK/server-$1.log
+    port=$(python -c "from utils.engine import free_port; print(free_port())")
+    # the embedded engine's settings: 4,096 tokens a slot, cached prompt prefixes reused
+    "$LLAMA_SERVER" -m "$gguf" --alias finsent -ngl 99 --parallel "$PARALLEL" -c $((PARALLEL * 4096)) \
+      --cache-reuse 256 --host 127.0.0.1 --port "$port" > "$log" 2>&1 &
+    server_pid=$!; served_quant=$1
+    for _ in $(seq 240); do
+      curl -sf "http://127.0.0.1:$port/health" > /dev/null && break
+      kill -0 "$server_pid" 2>/dev/null || { tail -5 "$log" >&2; echo "error: $LLAMA_SERVER stopped while loading $gguf ($log)" >&2; exit 1; }
+      sleep 0.5
+    done
+    curl -sf "http://127.0.0.1:$port/health" > /dev/null || { echo "error: $LLAMA_SERVER not healthy after 120 s ($log)" >&2; exit 1; }
+    grep -m1 -E "offloaded [0-9]+/[0-9]+ layers" "$log" || true
+    served_url=http://127.0.0.1:$port/v1
+  fi
+  model_flags=(--model "{backend: openai, model: finsent, base_urls: ['$served_url']}" --name "$NAME-$1")
+  model_yaml="{backend: openai, model: finsent, name: $NAME-$1, base_urls: ['$served_url'], prompt: trained, parallel: $PARALLEL}"
 }
 
 if [ "$stage" != measure ]; then
@@ -157,11 +190,11 @@ if [ "$stage" != train ]; then
   fi
   # The variance first: it takes ~25 s and is the figure a run is most often made for.
   if [ "$SAMPLE_SIZE" -gt 0 ]; then
-    t=$(date +%s); stamp "variance: q4_k_m × $SAMPLE_SIZE iterations at temperature 0.2 on examples/news_snapshot.json"
+    use_model q4_k_m; t=$(date +%s); stamp "variance: q4_k_m × $SAMPLE_SIZE iterations at temperature 0.2 on examples/news_snapshot.json"
     cat > "$WORK/variance.yaml" <<EOF
 eval:
   models_to_test:
-    - {backend: llamacpp, name: $NAME-q4_k_m, gguf: $WORK/gguf/$NAME-q4_k_m.gguf, prompt: trained, parallel: $PARALLEL, num_ctx: 4096${THREADS:+, threads: $THREADS}}
+    - $model_yaml
   sample_size: $SAMPLE_SIZE
   default_temperature: 0.2
   structured: false
@@ -175,13 +208,15 @@ EOF
   for quant in $QUANTS; do
     t=$(date +%s); stamp "evaluate $quant on the $SCORE_SOURCE test rows of $SCORE_DATA (trained prompt, no schema, temperature 0)"
     # shellcheck disable=SC2086  # SCORE_ARGS are evaluate_labelled flags, split on purpose
-    evaluate "$quant" --gguf "$WORK/gguf/$NAME-$quant.gguf" --name "$NAME-$quant" --input "$SCORE_DATA/test.jsonl" \
+    use_model "$quant"
+    evaluate "$quant" "${model_flags[@]}" --input "$SCORE_DATA/test.jsonl" \
       --source "$SCORE_SOURCE" --prompt trained --no-structured $SCORE_ARGS 2>&1 | tail -4
     echo "eval_${quant}_s $(since "$t")" > "$WORK/times/eval_$quant"
   done
   if [ -n "$HEADLINES" ]; then
     t=$(date +%s); stamp "evaluate q4_k_m on $HEADLINES (80% scored, 20% choose the threshold)"
-    evaluate headlines --gguf "$WORK/gguf/$NAME-q4_k_m.gguf" --name "$NAME-q4_k_m" --input "$HEADLINES" \
+    use_model q4_k_m
+    evaluate headlines "${model_flags[@]}" --input "$HEADLINES" \
       --prompt trained --no-structured 2>&1 | tail -4
     echo "eval_headlines_s $(since "$t")" > "$WORK/times/eval_headlines"
   fi
@@ -189,10 +224,12 @@ EOF
   if [ -n "$extra" ]; then
     stamp "evaluate q4_k_m on $extra (a plain CSV/JSONL: 80% scored, the other 20% choose the threshold)"
     # shellcheck disable=SC2086  # ARGS are evaluate_labelled flags, split on purpose
-    evaluate extra --gguf "$WORK/gguf/$NAME-q4_k_m.gguf" --name "$NAME-q4_k_m" --input "$extra" \
+    use_model q4_k_m
+    evaluate extra "${model_flags[@]}" --input "$extra" \
       --prompt trained --no-structured $extra_args 2>&1 | tail -4
   fi
 
+  stop_server
   python benchmarks/quality_summary.py --run "$SEED=$WORK" --quants "$QUANTS" --model-name $NAME \
     --settings "full_finetune=true epochs=$EPOCHS lr=$LR batch=$BATCH seed=$SEED data=$DATA_DESC" \
     --output "$RESULTS"
