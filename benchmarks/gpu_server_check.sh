@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Checks a llama-server binary on the lent GPU machine before a quality run uses it (gpu_quality.sh's
+# LLAMA_SERVER), and measures what it buys: the same rows scored by the embedded llama.cpp engine on
+# the machine's CPUs (the baseline, measured in this run) and by the server with every layer on the
+# GPU, through the openai backend. The workload is engine_slots.json's: the Gemma 3 270M base q4_k_m
+# GGUF, the trained prompt without schema, --max-tokens 96, ROWS FPB test rows + 10 validation rows,
+# temperature 0, 16 slots. Prints rows/s of each and the ratio; writes RESULT (JSON). Exit 0 only
+# when the server loaded every layer on the GPU and answered every row.
+#
+#   bash benchmarks/gpu_server_check.sh SERVER GGUF TEST_JSONL RESULT
+#
+# Environment: ROWS (60), PARALLEL (16), WORK (/tmp/server_check).
+set -uo pipefail
+case "${1:-}" in -h|--help|"") sed -n '2,/^set -uo/{/^#/p}' "$0"; [ -n "${1:-}" ]; exit $? ;; esac
+server=$1; gguf=$2; test_rows=$3; result=$4
+ROWS=${ROWS:-60}; PARALLEL=${PARALLEL:-16}; WORK=${WORK:-/tmp/server_check}
+[ -x "$server" ] || { echo "error: SERVER: not an executable: $server" >&2; exit 2; }
+[ -f "$gguf" ] || { echo "error: GGUF: file not found: $gguf" >&2; exit 2; }
+[ -f "$test_rows" ] || { echo "error: TEST_JSONL: file not found: $test_rows" >&2; exit 2; }
+rm -rf "$WORK"; mkdir -p "$WORK"
+score() {  # score NAME MODEL_FLAGS...: evaluate_labelled on the check's rows into WORK/NAME
+  local name=$1; shift
+  python eval/evaluate_labelled.py --output "$WORK/$name" "$@" --input "$test_rows" --source financial_phrasebank \
+    --prompt trained --no-structured --limit "$ROWS" --validation-limit 10 --parallel "$PARALLEL" --num-ctx 4096 \
+    --max-tokens 96 --no-progress --set eval.default_temperature=0 > "$WORK/$name.log" 2>&1
+}
+score cpu --gguf "$gguf" --chat-template gemma-3 || { tail -3 "$WORK/cpu.log" >&2; echo "error: the embedded engine failed ($WORK/cpu.log)" >&2; exit 1; }
+port=$(python -c "from utils.engine import free_port; print(free_port())")
+# The base GGUF stores no chat template: llama.cpp's built-in gemma one is the gemma-3 entry's.
+"$server" -m "$gguf" --alias finsent --chat-template gemma -ngl 99 --parallel "$PARALLEL" -c $((PARALLEL * 4096)) \
+  --cache-reuse 256 --host 127.0.0.1 --port "$port" > "$WORK/server.log" 2>&1 &
+pid=$!; trap 'kill $pid 2>/dev/null' EXIT
+for _ in $(seq 120); do curl -sf "http://127.0.0.1:$port/health" > /dev/null && break; sleep 0.5; done
+offloaded=$(grep -oE "offloaded [0-9]+/[0-9]+ layers to GPU" "$WORK/server.log" | head -1)
+echo "server: ${offloaded:-no layer offloaded}"; grep -m2 -iE "CUDA0|ggml_cuda_init" "$WORK/server.log"
+score gpu --model "{backend: openai, model: finsent, base_urls: ['http://127.0.0.1:$port/v1']}" --name gpu \
+  || { tail -3 "$WORK/gpu.log" "$WORK/server.log" >&2; echo "error: the server failed ($WORK/gpu.log)" >&2; exit 1; }
+python - "$WORK" "$result" "$offloaded" "$ROWS" "$PARALLEL" <<'EOF'
+import json, sys, datetime, pathlib
+work, result, offloaded, rows, parallel = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+m = {name: json.loads((work / name / "metrics.json").read_text()) for name in ("cpu", "gpu")}
+answered = {name: sum(m[name]["rows"].values()) if isinstance(m[name]["rows"], dict) else m[name]["rows"] for name in m}
+out = {"benchmark": "llama_server_gpu_vs_embedded_cpu", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+       "what": f"Gemma 3 270M base q4_k_m, trained prompt, no schema, --max-tokens 96, {rows} FPB test rows + 10 validation rows, temperature 0, {parallel} slots",
+       "offloaded": offloaded or None,
+       "embedded_cpu_rows_per_s": round(m["cpu"]["rows_per_s"], 2), "server_gpu_rows_per_s": round(m["gpu"]["rows_per_s"], 2),
+       "ratio": round(m["gpu"]["rows_per_s"] / m["cpu"]["rows_per_s"], 1), "test_rows": answered}
+pathlib.Path(result).write_text(json.dumps(out, indent=1) + "\n")
+print(f"embedded engine (CPUs) {out['embedded_cpu_rows_per_s']} rows/s; llama-server (GPU) {out['server_gpu_rows_per_s']} rows/s: {out['ratio']}×")
+EOF
+[ -n "$offloaded" ]
