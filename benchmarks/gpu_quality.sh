@@ -124,7 +124,8 @@ use_model() {  # use_model QUANT: sets model_flags (evaluate_labelled) and model
       sleep 0.5
     done
     curl -sf "http://127.0.0.1:$port/health" > /dev/null || { echo "error: $LLAMA_SERVER not healthy after 120 s ($log)" >&2; exit 1; }
-    grep -m1 -E "offloaded [0-9]+/[0-9]+ layers" "$log" || true
+    nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader 2>/dev/null | grep "^$server_pid," \
+      || echo "warning: $LLAMA_SERVER holds no GPU memory: it scores on the CPUs ($log)" >&2
     served_url=http://127.0.0.1:$port/v1
   fi
   model_flags=(--model "{backend: openai, model: finsent, base_urls: ['$served_url']}" --name "$NAME-$1")

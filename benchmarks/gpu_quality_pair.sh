@@ -26,9 +26,10 @@
 # D evaluate no base and run no variance. Exit status: 0 when every run measured and the summary was
 # written, else 1.
 # Time on one H200 (16 cores), measured 2026-11-28 (BACKEND=hf, TWEETS_ROWS=300, LOSO_HEADLINES=0,
-# BASE_CACHE set): 21 min in all. Base folder 103 s; A and B train at once in 410 s; D trained in
-# 170 s beside the measuring; in two lanes of 8 threads A took 12 min, B 8, D 4 (FPB's 483 rows 287 s, 155 s
-# on 16 threads alone: two lanes are no faster per row, the gain is measuring while C and D train).
+# BASE_CACHE set): 27 min in all with A, B, C and D. Base folder 124 s; A and B train at once in
+# 430 s; C and D trained in 242 s and 223 s beside the measuring; in two lanes of 8 threads FPB's
+# 483 + 60 rows took 312 s per run (155 s on 16 threads alone: two lanes are no faster per row, the
+# gain is measuring while C and D train). LLAMA_SERVER (gpu_quality.sh) moves the measuring to the GPU.
 set -uo pipefail
 case "${1:-}" in -h|--help) sed -n '2,/^set -uo/{/^#/p}' "$0"; exit 0 ;; "") ;; *) echo "error: no arguments (see --help)" >&2; exit 2 ;; esac
 if [ -n "${DATA_ROOT:-}" ]; then
