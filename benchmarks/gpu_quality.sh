@@ -35,7 +35,8 @@
 # instead of converting the GGUF again), HEADLINES (examples/headlines/finsent_headlines.csv;
 # empty: not scored), LLAMA_SERVER (a llama-server binary, e.g. benchmarks/build_cuda_server.sh's
 # CUDA build: the measure stage serves each fine-tuned GGUF with it, every layer on the GPU, and asks
-# it through the openai backend; default: the embedded engine on the CPUs). Leave-one-source-out (gpu_quality_pair.sh sets these): SCORE_DATA (DATA: the
+# it through the openai backend; a server that does not start or holds no GPU memory leaves the
+# measuring to the default, the embedded engine on the CPUs). Leave-one-source-out (gpu_quality_pair.sh sets these): SCORE_DATA (DATA: the
 # step 05 folder whose test rows score the model), SCORE_SOURCE (financial_phrasebank), SCORE_ARGS
 # ("--validation-limit 60": evaluate_labelled flags for that scoring), SKIP_BASE (empty; 1: no base
 # evaluation), SAMPLE_SIZE=0 (no variance run). For a quick smoke run of the pipeline's
@@ -103,33 +104,37 @@ evaluate() {  # evaluate() NAME ARGS...: one evaluate_labelled run into $WORK/ev
 served_quant=""; server_pid=""
 stop_server() { [ -z "$server_pid" ] || { kill "$server_pid" 2>/dev/null; wait "$server_pid" 2>/dev/null || true; }; server_pid=""; served_quant=""; }
 trap stop_server EXIT
+start_server() {  # start_server QUANT: LLAMA_SERVER on the QUANT GGUF, every layer on the GPU; sets served_url
+  local gguf=$WORK/gguf/$NAME-$1.gguf port log=$WORK/server-$1.log
+  port=$(python -c "from utils.engine import free_port; print(free_port())")
+  # the embedded engine's settings: 4,096 tokens a slot, cached prompt prefixes reused
+  "$LLAMA_SERVER" -m "$gguf" --alias finsent -ngl 99 --parallel "$PARALLEL" -c $((PARALLEL * 4096)) \
+    --cache-reuse 256 --host 127.0.0.1 --port "$port" > "$log" 2>&1 &
+  server_pid=$!; served_quant=$1; served_url=http://127.0.0.1:$port/v1
+  for _ in $(seq 240); do
+    curl -sf "http://127.0.0.1:$port/health" > /dev/null && break
+    kill -0 "$server_pid" 2>/dev/null || { tail -n 5 "$log" >&2; echo "$LLAMA_SERVER stopped while loading $gguf ($log)" >&2; return 1; }
+    sleep 0.5
+  done
+  curl -sf "http://127.0.0.1:$port/health" > /dev/null || { echo "$LLAMA_SERVER not healthy after 120 s ($log)" >&2; return 1; }
+  # llama.cpp logs a failed CUDA start but not a successful one: the driver's view is the evidence
+  nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader 2>/dev/null | grep "^$server_pid," \
+    || { echo "$LLAMA_SERVER holds no GPU memory ($log)" >&2; return 1; }
+}
 use_model() {  # use_model QUANT: sets model_flags (evaluate_labelled) and model_yaml (a models_to_test entry)
   local gguf=$WORK/gguf/$NAME-$1.gguf
+  if [ -n "${LLAMA_SERVER:-}" ] && [ "$served_quant" != "$1" ]; then
+    stop_server
+    # a server that fails leaves the run to the embedded engine, the reference the figures were made on
+    start_server "$1" || { echo "warning: measuring on the embedded engine instead of LLAMA_SERVER" >&2; stop_server; LLAMA_SERVER=""; }
+  fi
   if [ -z "${LLAMA_SERVER:-}" ]; then
     model_flags=(--gguf "$gguf" --name "$NAME-$1" ${THREADS:+--threads $THREADS})
     model_yaml="{backend: llamacpp, name: $NAME-$1, gguf: $gguf, prompt: trained, parallel: $PARALLEL, num_ctx: 4096${THREADS:+, threads: $THREADS}}"
-    return
+  else
+    model_flags=(--model "{backend: openai, model: finsent, base_urls: ['$served_url']}" --name "$NAME-$1")
+    model_yaml="{backend: openai, model: finsent, name: $NAME-$1, base_urls: ['$served_url'], prompt: trained, parallel: $PARALLEL}"
   fi
-  if [ "$served_quant" != "$1" ]; then
-    stop_server
-    local port log=$WORK/server-$1.log
-    port=$(python -c "from utils.engine import free_port; print(free_port())")
-    # the embedded engine's settings: 4,096 tokens a slot, cached prompt prefixes reused
-    "$LLAMA_SERVER" -m "$gguf" --alias finsent -ngl 99 --parallel "$PARALLEL" -c $((PARALLEL * 4096)) \
-      --cache-reuse 256 --host 127.0.0.1 --port "$port" > "$log" 2>&1 &
-    server_pid=$!; served_quant=$1
-    for _ in $(seq 240); do
-      curl -sf "http://127.0.0.1:$port/health" > /dev/null && break
-      kill -0 "$server_pid" 2>/dev/null || { tail -5 "$log" >&2; echo "error: $LLAMA_SERVER stopped while loading $gguf ($log)" >&2; exit 1; }
-      sleep 0.5
-    done
-    curl -sf "http://127.0.0.1:$port/health" > /dev/null || { echo "error: $LLAMA_SERVER not healthy after 120 s ($log)" >&2; exit 1; }
-    nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader 2>/dev/null | grep "^$server_pid," \
-      || echo "warning: $LLAMA_SERVER holds no GPU memory: it scores on the CPUs ($log)" >&2
-    served_url=http://127.0.0.1:$port/v1
-  fi
-  model_flags=(--model "{backend: openai, model: finsent, base_urls: ['$served_url']}" --name "$NAME-$1")
-  model_yaml="{backend: openai, model: finsent, name: $NAME-$1, base_urls: ['$served_url'], prompt: trained, parallel: $PARALLEL}"
 }
 
 if [ "$stage" != measure ]; then
