@@ -23,7 +23,8 @@ SCRIPTS = sorted(
     if 'if __name__ == "__main__"' in path.read_text(encoding="utf-8")
 )
 OWN_PACKAGES = ("utils", "dataset_builder", "eval", "finetune")
-REQUIRED_FLAGS = {"eval/evaluate_labelled.py": ["--input", "in.csv", "--output", "out"]}
+REQUIRED_FLAGS = {"eval/evaluate_labelled.py": ["--input", "in.csv", "--output", "out"],
+                  "finetune/average_models.py": ["--model", "a", "--model", "b", "--output", "out"]}
 
 
 @pytest.fixture(scope="session")
