@@ -7,10 +7,13 @@ run/train_summary.json from finetune/train.py and times/*.
 
 --run SEED=WORK: a run of the recipe (one per training seed): scored on the FPB rows of the test
 split. --loso SOURCE=WORK: a run trained without SOURCE, scored on SOURCE's test rows
-(leave-one-source-out). Scores are taken at t = 0.15, the threshold step 05 labels with, and at the
-threshold chosen on validation; each F1 comes with its 95% bootstrap interval over the test rows
-(scipy.stats.bootstrap, percentile). Targets count as met only when every run meets them. Writes
---output and prints each figure against its target.
+(leave-one-source-out). --soup NAME=WORK: finetune/average_models.py's average of recipe runs
+(NAME says which, e.g. A+B), measured as they are: recorded under "soups" with the same figures,
+printed as info, never counted in the targets (those are per training seed). Scores are taken at
+t = 0.15, the threshold step 05 labels with, and at the threshold chosen on validation; each F1
+comes with its 95% bootstrap interval over the test rows (scipy.stats.bootstrap, percentile).
+Targets count as met only when every run meets them. Writes --output and prints each figure against
+its target.
 """
 from __future__ import annotations
 
@@ -44,6 +47,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="a run of the recipe: its training seed and gpu_quality.sh's WORK folder")
     parser.add_argument("--loso", action="append", default=[], metavar="SOURCE=WORK",
                         help="a run trained without SOURCE (financial_phrasebank, tweets), scored on it")
+    parser.add_argument("--soup", action="append", default=[], metavar="NAME=WORK",
+                        help="an average of recipe runs (finetune/average_models.py), measured as they are; "
+                             "recorded apart, not counted in the targets")
     parser.add_argument("--quants", default=None,
                         help="the quantizations the runs evaluated, e.g. 'q4_k_m q8_0' (default: those with "
                              "an eval folder); targets are recorded for these only")
@@ -190,7 +196,19 @@ def run_details(work: Path) -> dict:
 
 
 def recipe_run(seed: str, work: Path, quants: list[str]) -> dict:
-    """One seed's run: the q4_k_m figures on FPB test rows at the top, everything else below."""
+    """One seed's run: its seed, then its figures."""
+    return {"seed": int(seed) if seed.isdigit() else seed, **measured_run(work, quants)}
+
+
+def soup_run(name: str, work: Path, quants: list[str]) -> dict:
+    """An average of recipe runs, with a recipe run's figures; its soup.json says what was averaged."""
+    record = work / "run" / "merged" / "soup.json"
+    return {"name": name, **measured_run(work, quants),
+            "averaged": json.loads(record.read_text(encoding="utf-8")) if record.is_file() else None}
+
+
+def measured_run(work: Path, quants: list[str]) -> dict:
+    """A run folder's figures: the q4_k_m figures on FPB test rows at the top, everything else below."""
     models = evaluations(work)
     missing = [name for name in quants if name not in models]
     if missing:
@@ -198,7 +216,7 @@ def recipe_run(seed: str, work: Path, quants: list[str]) -> dict:
     q4 = models["q4_k_m"]
     variance = variance_figures(work / "variance")
     base = models.get("base")
-    run = {"seed": int(seed) if seed.isdigit() else seed, "work": str(work),
+    run = {"work": str(work),
            **{key: q4.get(key) for key in ("weighted_f1", "weighted_f1_ci95", "macro_f1", "macro_f1_ci95",
                                              "valid_json", "reasoning_invented_share", "reasoning_grounded_share",
                                              "threshold_chosen", "weighted_f1_at_chosen_threshold",
@@ -266,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     if "q4_k_m" not in quants:
         quants.insert(0, "q4_k_m")
     runs = [recipe_run(seed, work, quants) for seed, work in recipe]
+    soups = [soup_run(name, work, quants) for name, work in (_pair(value, "--soup") for value in args.soup)]
     met = checks(runs, quants)
     result = {
         "benchmark": "finetune_quality", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -274,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
                       "95% percentile-bootstrap intervals over the test rows",
         "quants_measured": quants,
         "runs": runs,
+        "soups": soups,
         "mean": {key: round(fmean(r[key] for r in runs), 4) for key in ("weighted_f1", "macro_f1")},
         "generalisation": generalisation(runs, loso),
         "targets": TARGETS,
@@ -292,6 +312,9 @@ def main(argv: list[str] | None = None) -> int:
     for run in runs:
         if run["evaluations"].get("headlines"):
             print(f"info headlines (seed {run['seed']}): weighted F1 {_interval(run['evaluations']['headlines'], 'weighted_f1')}")
+    for soup in soups:
+        print(f"info soup {soup['name']} (averaged runs, not counted in the targets): weighted F1 "
+              f"{_interval(soup, 'weighted_f1')}, macro F1 {_interval(soup, 'macro_f1')}, variance {soup['variance']}")
     for source, figures in result["generalisation"]["leave_one_source_out"].items():
         print(f"info trained without {source}, scored on it: weighted F1 {_interval(figures['scored'], 'weighted_f1')}, "
               f"macro F1 {_interval(figures['scored'], 'macro_f1')}")

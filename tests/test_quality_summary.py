@@ -178,3 +178,26 @@ def test_polar_recall_is_split_by_whether_the_lexicon_finds_a_cue(tmp_path):
         writer.writerows(("test", i, label, guess, guess, text) for i, (text, label, guess) in enumerate(rows))
     assert polar_recall_by_cue(path) == {"with_cue": {"rows": 3, "recall": 1.0},
                                          "without_cue": {"rows": 3, "recall": round(1 / 3, 4)}}
+
+
+def test_a_soup_is_recorded_apart_with_a_runs_figures_and_never_counted_in_the_targets(tmp_path):
+    a, b, soup = good_run(tmp_path / "a", 92), good_run(tmp_path / "b", 94), good_run(tmp_path / "s", 80)
+    (soup / "eval" / "base").rename(soup / "eval" / "unused")  # the pair script evaluates no base for a soup
+    (soup / "run" / "merged").mkdir(parents=True)
+    (soup / "run" / "merged" / "soup.json").write_text(json.dumps({"models": [str(a), str(b)], "weights": [0.5, 0.5]}))
+    result, summary = run_summary(tmp_path, "--run", f"1={a}", "--run", f"2={b}", "--soup", f"A+B={soup}")
+    assert result.returncode == 0, result.stderr
+    assert [run["seed"] for run in summary["runs"]] == [1, 2]  # not a seed run
+    [recorded] = summary["soups"]
+    assert recorded["name"] == "A+B" and recorded["work"] == str(soup)
+    assert recorded["weighted_f1"] == round(f1_score(*answers(80), average="weighted"), 4)
+    assert recorded["weighted_f1_ci95"][0] < recorded["weighted_f1"] < recorded["weighted_f1_ci95"][1]
+    assert recorded["variance"] is not None and recorded["averaged"]["weights"] == [0.5, 0.5]
+    assert recorded["macro_f1_gain_over_base"] is None
+    assert all(summary["met"].values()), summary["met"]  # 0.80 would miss 0.88: the soup is not counted
+    assert summary["mean"]["weighted_f1"] == round(fmean(r["weighted_f1"] for r in summary["runs"]), 4)
+    assert f"info soup A+B (averaged runs, not counted in the targets): weighted F1 {recorded['weighted_f1']:.3f}" \
+        in result.stdout
+    usage = subprocess.run(["bash", "benchmarks/gpu_quality_pair.sh", "--help"], capture_output=True, text=True,
+                           cwd=Path(__file__).resolve().parents[1], timeout=60).stdout
+    assert "SOUP" in usage and "average_models.py" in usage
