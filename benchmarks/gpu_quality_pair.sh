@@ -23,8 +23,11 @@
 # exists, unless OVERWRITE_RESULTS=1), BASE_CACHE (optional: a predictions.cache.jsonl of the base's
 # 5-shot answers to start from); everything else gpu_quality.sh reads (EPOCHS, LLAMA_CPP, QUANTS, ...)
 # is passed through. A prepares the base folder and evaluates the base; B, C and D reuse both. C and
-# D evaluate no base and run no variance. Exit status: 0 when every run measured and the summary was
-# written, else 1.
+# D evaluate no base and run no variance. SOUP=1 (default 0): once A and B have trained, run S is
+# their weights' average (finetune/average_models.py: WORK_ROOT/fqS/run/merged from fqA's and fqB's),
+# measured as A and B are (FPB test rows, headlines, variance; no base, no --eval-extra) after them in
+# a lane, and recorded apart in RESULTS ("soups", quality_summary.py --soup: not a seed, not counted in
+# the targets). Exit status: 0 when every run measured and the summary was written, else 1.
 # Time on one H200 (16 cores), measured 2026-11-28 (BACKEND=hf, TWEETS_ROWS=300, LOSO_HEADLINES=0,
 # BASE_CACHE set): 27 min in all with A, B, C and D. Base folder 124 s; A and B train at once in
 # 430 s; C and D trained in 242 s and 223 s beside the measuring; in two lanes of 8 threads FPB's
@@ -37,6 +40,8 @@ if [ -n "${DATA_ROOT:-}" ]; then
   if [ "${LOSO:-1}" = 1 ]; then C_DATA=${C_DATA:-$DATA_ROOT/no_fpb}; D_DATA=${D_DATA:-$DATA_ROOT/no_tweets}; fi
 fi
 runs="A B"; [ -n "${C_DATA:-}" ] && runs="$runs C"; [ -n "${D_DATA:-}" ] && runs="$runs D"
+case ${SOUP:-0} in 0) ;; 1) runs="$runs S" ;; *) echo "error: SOUP must be 0 or 1, not '$SOUP'" >&2; exit 2 ;; esac
+S_DATA=${A_DATA:-}  # the soup is scored as A is; the loop below checks the folder
 for run in $runs; do
   data=${run}_DATA
   [ -n "${!data:-}" ] || { echo "error: $data is not set: the step 05 folder of run $run (or set DATA_ROOT; see --help)" >&2; exit 2; }
@@ -53,13 +58,14 @@ measure_threads=""  # one lane: the engine's own default (every core)
 [ "$MEASURE_LANES" = 1 ] || { measure_threads=$(( $(nproc) / MEASURE_LANES )); [ "$measure_threads" -ge 1 ] || measure_threads=1; }
 here=$(cd "$(dirname "$0")" && pwd)
 stamp() { echo "[$(date -u +%H:%M:%S)] $*"; }
-quality() {  # quality() RUN STAGE: gpu_quality.sh --stage STAGE for run A … D, logged beside its WORK
+quality() {  # quality() RUN STAGE: gpu_quality.sh --stage STAGE for run A … D or S, logged beside its WORK
   local run=$1 stage=$2 data=${1}_DATA backend=${1}_BACKEND desc=${1}_DESC seed=${1}_SEED work=$WORK_ROOT/fq$1
   local -a env=(DATA="${!data}" BACKEND="${!backend:-${BACKEND:-unsloth}}" WORK="$work" RESULTS="$work/finetune_quality.json"
                 SEED="${!seed:-$A_SEED}" DATA_DESC="${!desc:-${!data}}" THREADS="$measure_threads")
   [ "$run" = A ] || [ ! -f "$WORK_ROOT/fqA/base/config.json" ] || env+=(BASE_DIR="$WORK_ROOT/fqA/base")
   case $run in C|D) [ "${LOSO_HEADLINES:-1}" = 1 ] || env+=(HEADLINES=) ;; esac
   local -a args=(--stage "$stage")
+  [ "$run" != S ] || env+=(SEED="$A_SEED+$B_SEED" DATA_DESC="average of A and B (${A_DESC:-$A_DATA})")
   case $run in
     A) args+=(--eval-extra "$A_DATA/test.jsonl" --eval-extra-args "--source tweets --limit $TWEETS_ROWS --validation-limit 60") ;;
     C) env+=(SKIP_BASE=1 SAMPLE_SIZE=0 QUANTS=q4_k_m SCORE_DATA="$A_DATA" SCORE_SOURCE=financial_phrasebank) ;;
@@ -84,6 +90,18 @@ while [ ! -f "$WORK_ROOT/fqA/eval/base.done" ] && kill -0 "$train_a" 2>/dev/null
 train B & train_b=$!
 wait "$train_a" "$train_b"
 for run in C D; do case " $runs " in *" $run "*) train $run & ;; esac; done
+average() {  # run S: A's and B's merged weights averaged, its status left in WORK_ROOT/fqS.trained as a training's
+  local rc=1
+  if [ "$(cat "$WORK_ROOT/fqA.trained")" = 0 ] && [ "$(cat "$WORK_ROOT/fqB.trained")" = 0 ]; then
+    stamp "average A and B into S"
+    python "$here/../finetune/average_models.py" --model "$WORK_ROOT/fqA/run/merged" --model "$WORK_ROOT/fqB/run/merged" \
+      --output "$WORK_ROOT/fqS/run/merged" --overwrite --no-progress > "$WORK_ROOT/fqS.train.log" 2>&1; rc=$?
+  else
+    echo "A or B did not train: nothing to average" > "$WORK_ROOT/fqS.train.log"
+  fi
+  echo $rc > "$WORK_ROOT/fqS.trained"; stamp "averaged S: rc=$rc"
+}
+case " $runs " in *" S "*) average & ;; esac
 summarize() {  # quality_summary.py over the runs measured so far: a run cut short keeps their figures
   local -a summary=() measured=()
   for run in $runs; do [ -f "$WORK_ROOT/fq$run.measured" ] && measured+=("$run"); done
@@ -93,6 +111,7 @@ summarize() {  # quality_summary.py over the runs measured so far: a run cut sho
       B) summary+=(--run "$B_SEED=$WORK_ROOT/fqB") ;;
       C) summary+=(--loso "financial_phrasebank=$WORK_ROOT/fqC") ;;
       D) summary+=(--loso "tweets=$WORK_ROOT/fqD") ;;
+      S) summary+=(--soup "A+B=$WORK_ROOT/fqS") ;;
     esac
   done
   stamp "summary of ${measured[*]} → $RESULTS"
@@ -104,7 +123,8 @@ lane() {  # lane RUN...: measures each run in turn once it is trained; 0 when al
   for run in "$@"; do
     while [ ! -f "$WORK_ROOT/fq$run.trained" ]; do sleep 5; done
     if [ "$(cat "$WORK_ROOT/fq$run.trained")" -ne 0 ]; then
-      echo "run $run: training failed ($WORK_ROOT/fq$run.train.log)" >&2; status=1; continue
+      echo "run $run: $([ "$run" = S ] && echo averaging || echo training) failed ($WORK_ROOT/fq$run.train.log)" >&2
+      status=1; continue
     fi
     stamp "measure $run (${measure_threads:-every} CPU threads)"
     if quality "$run" measure; then touch "$WORK_ROOT/fq$run.measured"
@@ -117,12 +137,14 @@ lane() {  # lane RUN...: measures each run in turn once it is trained; 0 when al
   return $status
 }
 declare -a lanes=() lane_pids=()
-i=0; for run in $runs; do lanes[i % MEASURE_LANES]+="$run "; i=$((i + 1)); done
+i=0; for run in $runs; do [ "$run" = S ] || { lanes[i % MEASURE_LANES]+="$run "; i=$((i + 1)); }; done
+# S last in A's lane: measured after A, so the summary it is added to has a seed run
+case " $runs " in *" S "*) lanes[0]+="S " ;; esac
 for runs_of_lane in "${lanes[@]}"; do
   # shellcheck disable=SC2086  # the lane's runs, split on purpose
   lane $runs_of_lane & lane_pids+=($!)
 done
 status=0
 for p in "${lane_pids[@]}"; do wait "$p" || status=1; done
-wait  # the C and D trainings, already recorded by their lanes
+wait  # the C and D trainings and S's averaging, already recorded by their lanes
 exit $status
