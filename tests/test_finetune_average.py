@@ -129,8 +129,12 @@ def test_sharded_inputs_give_a_soup_sharded_alike(fine_tunes, tmp_path):
     result = run_script("finetune/average_models.py", "--model", sharded[0], "--model", sharded[1],
                         "--output", output, "--no-progress")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert sorted(p.name for p in output.glob("*.safetensors")) == sorted(p.name for p in sharded[0].glob("*.safetensors"))
-    assert (output / "model.safetensors.index.json").read_text() == (sharded[0] / "model.safetensors.index.json").read_text()
+    def files(folder: Path) -> list[str]:
+        return sorted(path.name for path in folder.glob("*.safetensors"))
+
+    assert files(output) == files(sharded[0])
+    index = "model.safetensors.index.json"
+    assert (output / index).read_text() == (sharded[0] / index).read_text()
     inputs = [tensors_of(folder) for folder in sharded]
     for name, tensor in tensors_of(output).items():
         assert torch.allclose(tensor.float(), (inputs[0][name].float() + inputs[1][name].float()) / 2, atol=1e-2), name
@@ -145,7 +149,8 @@ def test_folders_that_do_not_belong_together_are_one_line_errors(fine_tunes, tmp
                        "average fine-tunes of one base model")
 
     missing = tmp_path / "no_such_run" / "merged"
-    assert f"{missing}: model folder not found" in average_error("--model", first, "--model", missing, "--output", output)
+    message = average_error("--model", first, "--model", missing, "--output", output)
+    assert message == f"error: {missing}: model folder not found"
 
     # A tensor one model lacks (a fine-tune of another base saved otherwise): named with both folders.
     lacking = tmp_path / "lacking"
