@@ -3,7 +3,6 @@ state dict (a model loaded from GGUF keeps a quantizer that save_pretrained refu
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
 
 import torch
@@ -11,7 +10,7 @@ import torch
 from finetune.recipe import prepare_tokenizer
 from utils.chat_templates import chat_template
 from utils.errors import FinsentError
-from utils.io import atomic_path
+from utils.io import atomic_dir, atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -44,16 +43,11 @@ def gguf_to_hf_folder(gguf: Path, output: Path, family: str, dtype: str = "float
     model.load_state_dict(loaded.state_dict(), strict=True)
     model.to(getattr(torch, dtype))
     model.generation_config = loaded.generation_config
-    partial = output.with_name(output.name + ".partial")
-    if partial.exists():
-        shutil.rmtree(partial)
-    model.save_pretrained(partial)
-    prepare_tokenizer(tokenizer, family).save_pretrained(partial)
-    write_sentencepiece_model(gguf, partial / "tokenizer.model")
-    check_tokenizer_matches_llama_cpp(AutoTokenizer.from_pretrained(partial), gguf, family)
-    if output.exists():
-        shutil.rmtree(output)
-    partial.rename(output)
+    with atomic_dir(output) as partial:  # a refused tokenizer or a crash leaves the previous folder whole
+        model.save_pretrained(partial)
+        prepare_tokenizer(tokenizer, family).save_pretrained(partial)
+        write_sentencepiece_model(gguf, partial / "tokenizer.model")
+        check_tokenizer_matches_llama_cpp(AutoTokenizer.from_pretrained(partial), gguf, family)
     n_params = sum(p.numel() for p in model.parameters())
     return f"{config.model_type}, {n_params / 1e6:.0f}M parameters, {dtype}, chat template {family}"
 

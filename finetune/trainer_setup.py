@@ -17,7 +17,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from finetune.recipe import Precision
 from finetune.settings import FinetuneConfig
 from utils.errors import FinsentError
-from utils.io import atomic_write_json
+from utils.io import atomic_dir, atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -174,9 +174,9 @@ def save_outputs(trainer, cfg: FinetuneConfig, tokenizer, precision: Precision, 
         model = trainer.model
         model.save_pretrained(str(layout.adapter))
         tokenizer.save_pretrained(str(layout.adapter))
-        partial = _partial_dir(layout.merged)
-        model.save_pretrained_merged(str(partial), tokenizer, save_method="merged_16bit")
-        _publish(partial, layout.merged, cfg.base_model)
+        with atomic_dir(layout.merged) as partial:
+            model.save_pretrained_merged(str(partial), tokenizer, save_method="merged_16bit")
+            _add_sentencepiece(partial, cfg.base_model)
         return
     # The adapter (or the full fp32 weights) through the trainer, which gathers them under
     # FSDP/DDP; then the main process merges on the CPU in 16 bits.
@@ -201,29 +201,19 @@ def merge_to_16bit(trained: Path, target: Path, dtype: torch.dtype, is_adapter: 
         model = AutoPeftModelForCausalLM.from_pretrained(str(trained), dtype=dtype).merge_and_unload()
     else:
         model = AutoModelForCausalLM.from_pretrained(str(trained), dtype=dtype)
-    partial = _partial_dir(target)
-    model.save_pretrained(str(partial))
-    AutoTokenizer.from_pretrained(str(trained)).save_pretrained(str(partial))
-    _publish(partial, target, base_model)
+    with atomic_dir(target) as partial:  # a crash before the end leaves the previous folder whole
+        model.save_pretrained(str(partial))
+        AutoTokenizer.from_pretrained(str(trained)).save_pretrained(str(partial))
+        _add_sentencepiece(partial, base_model)
     log.info("merged %s model saved to %s", str(dtype).removeprefix("torch."), target)
 
 
-def _partial_dir(target: Path) -> Path:
-    partial = target.with_name(target.name + ".partial")
-    if partial.exists():
-        shutil.rmtree(partial)
-    return partial
-
-
-def _publish(partial: Path, target: Path, base_model: str) -> None:
-    """Swap a finished folder in: a crash before this leaves the previous one whole. The base
-    folder's SentencePiece `tokenizer.model` (which llama.cpp's converter reads) comes along."""
+def _add_sentencepiece(folder: Path, base_model: str) -> None:
+    """The base folder's SentencePiece `tokenizer.model` (which llama.cpp's converter reads) comes
+    along when the save did not write one."""
     sentencepiece = Path(base_model) / "tokenizer.model"
-    if sentencepiece.is_file() and not (partial / "tokenizer.model").exists():
-        shutil.copyfile(sentencepiece, partial / "tokenizer.model")
-    if target.exists():
-        shutil.rmtree(target)
-    partial.rename(target)
+    if sentencepiece.is_file() and not (folder / "tokenizer.model").exists():
+        shutil.copyfile(sentencepiece, folder / "tokenizer.model")
 
 
 def write_summary(layout: OutputLayout, cfg: FinetuneConfig, precision: Precision, device_name: str,

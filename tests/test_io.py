@@ -3,7 +3,7 @@ import stat
 
 import pytest
 
-from utils.io import JsonlAppender, atomic_path, atomic_write_text, read_jsonl
+from utils.io import JsonlAppender, atomic_dir, atomic_path, atomic_write_text, read_jsonl
 
 
 def test_atomic_write_replaces_whole_and_has_the_usual_mode(tmp_path):
@@ -66,3 +66,18 @@ def test_a_line_cut_inside_a_character_is_torn_and_elsewhere_an_error(tmp_path):
     path.write_bytes(cut + b"\n" + whole)
     with pytest.raises(ValueError, match=r"r.jsonl: line 1 is not valid UTF-8"):
         read_jsonl(path)
+
+
+def test_atomic_dir_swaps_a_finished_folder_in_and_leaves_the_old_one_on_error(tmp_path):
+    target = tmp_path / "merged"
+    with atomic_dir(target) as partial:
+        (partial / "weights").write_text("first")
+    assert (target / "weights").read_text() == "first"
+    with pytest.raises(RuntimeError), atomic_dir(target) as partial:
+        (partial / "weights").write_text("half")
+        raise RuntimeError("killed while saving")
+    assert (target / "weights").read_text() == "first"
+    with atomic_dir(target) as partial:
+        (partial / "weights").write_text("second")
+    assert (target / "weights").read_text() == "second"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["merged"]  # no temp or swapped-out folder left
