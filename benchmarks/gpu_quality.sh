@@ -101,32 +101,18 @@ evaluate() {  # evaluate() NAME ARGS...: one evaluate_labelled run into $WORK/ev
     --no-progress --set eval.default_temperature=0 "$@" $limit
 }
 
-served_quant=""; server_pid=""
-stop_server() { [ -z "$server_pid" ] || { kill "$server_pid" 2>/dev/null; wait "$server_pid" 2>/dev/null || true; }; server_pid=""; served_quant=""; }
+# shellcheck source=benchmarks/llama_server.sh
+. "$(dirname "$0")/llama_server.sh"
+served_quant=""
+stop_server() { stop_llama_server; served_quant=""; }
 trap stop_server EXIT
-start_server() {  # start_server QUANT: LLAMA_SERVER on the QUANT GGUF, every layer on the GPU; sets served_url
-  local gguf=$WORK/gguf/$NAME-$1.gguf port log=$WORK/server-$1.log
-  port=$(python -c "from utils.engine import free_port; print(free_port())")
-  # the embedded engine's settings: 4,096 tokens a slot, cached prompt prefixes reused
-  "$LLAMA_SERVER" -m "$gguf" --alias finsent -ngl 99 --parallel "$PARALLEL" -c $((PARALLEL * 4096)) \
-    --cache-reuse 256 --host 127.0.0.1 --port "$port" > "$log" 2>&1 &
-  server_pid=$!; served_quant=$1; served_url=http://127.0.0.1:$port/v1
-  for _ in $(seq 240); do
-    curl -sf "http://127.0.0.1:$port/health" > /dev/null && break
-    kill -0 "$server_pid" 2>/dev/null || { tail -n 5 "$log" >&2; echo "$LLAMA_SERVER stopped while loading $gguf ($log)" >&2; return 1; }
-    sleep 0.5
-  done
-  curl -sf "http://127.0.0.1:$port/health" > /dev/null || { echo "$LLAMA_SERVER not healthy after 120 s ($log)" >&2; return 1; }
-  # llama.cpp logs a failed CUDA start but not a successful one: the driver's view is the evidence
-  nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader 2>/dev/null | grep "^$server_pid," \
-    || { echo "$LLAMA_SERVER holds no GPU memory ($log)" >&2; return 1; }
-}
 use_model() {  # use_model QUANT: sets model_flags (evaluate_labelled) and model_yaml (a models_to_test entry)
   local gguf=$WORK/gguf/$NAME-$1.gguf
   if [ -n "${LLAMA_SERVER:-}" ] && [ "$served_quant" != "$1" ]; then
     stop_server
+    served_quant=$1
     # a server that fails leaves the run to the embedded engine, the reference the figures were made on
-    start_server "$1" || { echo "warning: measuring on the embedded engine instead of LLAMA_SERVER" >&2; stop_server; LLAMA_SERVER=""; }
+    start_llama_server "$LLAMA_SERVER" "$gguf" "$WORK/server-$1.log" || { echo "warning: measuring on the embedded engine instead of LLAMA_SERVER" >&2; stop_server; LLAMA_SERVER=""; }
   fi
   if [ -z "${LLAMA_SERVER:-}" ]; then
     model_flags=(--gguf "$gguf" --name "$NAME-$1" ${THREADS:+--threads $THREADS})

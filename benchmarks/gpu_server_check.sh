@@ -25,31 +25,25 @@ score() {  # score NAME MODEL_FLAGS...: evaluate_labelled on the check's rows in
     --max-tokens 96 --no-progress --set eval.default_temperature=0 > "$WORK/$name.log" 2>&1
 }
 score cpu --gguf "$gguf" --chat-template gemma-3 || { tail -3 "$WORK/cpu.log" >&2; echo "error: the embedded engine failed ($WORK/cpu.log)" >&2; exit 1; }
-port=$(python -c "from utils.engine import free_port; print(free_port())")
+# shellcheck source=benchmarks/llama_server.sh
+. "$(dirname "$0")/llama_server.sh"
+trap stop_llama_server EXIT
 # The base GGUF stores no chat template: llama.cpp's built-in gemma one is the gemma-3 entry's.
-"$server" -m "$gguf" --alias finsent --chat-template gemma -ngl 99 --parallel "$PARALLEL" -c $((PARALLEL * 4096)) \
-  --cache-reuse 256 --host 127.0.0.1 --port "$port" > "$WORK/server.log" 2>&1 &
-pid=$!; trap 'kill $pid 2>/dev/null' EXIT
-for _ in $(seq 120); do curl -sf "http://127.0.0.1:$port/health" > /dev/null && break; sleep 0.5; done
-# llama.cpp logs a CUDA start-up failure but, at the server's default verbosity, not a success:
-# the GPU memory the driver reports for the server's process is the evidence.
-gpu_mib=$(nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader,nounits 2>/dev/null \
-          | awk -F', *' -v pid="$pid" '$1 == pid {print $2}')
-offloaded=${gpu_mib:+the server process holds $gpu_mib MiB of GPU memory}
-echo "server: ${offloaded:-holds no GPU memory (runs on the CPUs)}"; grep -m2 -iE "cuda" "$WORK/server.log"
-score gpu --model "{backend: openai, model: finsent, base_urls: ['http://127.0.0.1:$port/v1']}" --name gpu \
+start_llama_server "$server" "$gguf" "$WORK/server.log" --chat-template gemma
+started=$?; grep -m2 -iE "cuda" "$WORK/server.log"
+[ -n "$served_url" ] && kill -0 "$server_pid" 2>/dev/null || { echo "error: the server did not start ($WORK/server.log)" >&2; exit 1; }
+score gpu --model "{backend: openai, model: finsent, base_urls: ['$served_url']}" --name gpu \
   || { tail -n 3 "$WORK/gpu.log" "$WORK/server.log" >&2; echo "error: the server failed ($WORK/gpu.log)" >&2; exit 1; }
-python - "$WORK" "$result" "$offloaded" "$ROWS" "$PARALLEL" <<'EOF'
+python - "$WORK" "$result" "$started" "$ROWS" "$PARALLEL" <<'EOF'
 import json, sys, datetime, pathlib
-work, result, offloaded, rows, parallel = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+work, result, on_gpu, rows, parallel = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3] == "0", int(sys.argv[4]), int(sys.argv[5])
 m = {name: json.loads((work / name / "metrics.json").read_text()) for name in ("cpu", "gpu")}
-answered = {name: sum(m[name]["rows"].values()) if isinstance(m[name]["rows"], dict) else m[name]["rows"] for name in m}
 out = {"benchmark": "llama_server_gpu_vs_embedded_cpu", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
        "what": f"Gemma 3 270M base q4_k_m, trained prompt, no schema, --max-tokens 96, {rows} FPB test rows + 10 validation rows, temperature 0, {parallel} slots",
-       "server_gpu_memory": offloaded or None,
+       "server_on_gpu": on_gpu,
        "embedded_cpu_rows_per_s": round(m["cpu"]["rows_per_s"], 2), "server_gpu_rows_per_s": round(m["gpu"]["rows_per_s"], 2),
-       "ratio": round(m["gpu"]["rows_per_s"] / m["cpu"]["rows_per_s"], 1), "test_rows": answered}
+       "ratio": round(m["gpu"]["rows_per_s"] / m["cpu"]["rows_per_s"], 1), "test_rows": {name: m[name]["rows"] for name in m}}
 pathlib.Path(result).write_text(json.dumps(out, indent=1) + "\n")
 print(f"embedded engine (CPUs) {out['embedded_cpu_rows_per_s']} rows/s; llama-server (GPU) {out['server_gpu_rows_per_s']} rows/s: {out['ratio']}×")
 EOF
-[ -n "$offloaded" ]
+[ "$started" = 0 ]

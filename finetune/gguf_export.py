@@ -14,7 +14,7 @@ from pathlib import Path
 from finetune.llama_cpp_source import CONVERTER
 from utils.chat_templates import family_of_chat_template
 from utils.errors import FinsentError
-from utils.io import atomic_path
+from utils.io import atomic_path, read_json
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +35,7 @@ class TrainedRun:
         chat template saved with the folder's tokenizer."""
         summary = model_dir.parent / "train_summary.json"
         if summary.is_file():
-            try:
-                record = json.loads(summary.read_text(encoding="utf-8"))
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise FinsentError(f"{summary}: not valid JSON ({exc})") from None
+            record = read_json(summary)
             return cls(record.get("family"), record.get("base_model"), str(summary))
         return cls(family_of_chat_template(_saved_chat_template(model_dir)), None, f"{model_dir}'s chat template")
 

@@ -11,7 +11,6 @@ shards never needs more than a shard in memory; a single-file input is written a
 """
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from safetensors.torch import save_file
 from tqdm import tqdm
 
 from utils.errors import FinsentError
-from utils.io import atomic_dir, atomic_write_json
+from utils.io import atomic_dir, atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +55,9 @@ class ModelFolder:
         config_path = path / "config.json"
         if not config_path.is_file():
             raise FinsentError(f"{path}: no config.json (not an HF model folder)")
-        config = _read_json(config_path)
+        config = read_json(config_path)
         if (path / SHARD_INDEX).is_file():
-            shards = _read_json(path / SHARD_INDEX).get("weight_map") or {}
+            shards = read_json(path / SHARD_INDEX).get("weight_map") or {}
         elif (path / SINGLE_FILE).is_file():
             with safe_open(path / SINGLE_FILE, framework="pt") as handle:
                 shards = {name: SINGLE_FILE for name in handle.keys()}
@@ -82,13 +81,6 @@ class ModelFolder:
         """ARCHITECTURE_KEYS of the config, and of its text_config where a model nests one."""
         sections = {"": self.config, "text_config.": self.config.get("text_config") or {}}
         return {prefix + key: section.get(key) for prefix, section in sections.items() for key in ARCHITECTURE_KEYS}
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise FinsentError(f"{path}: not valid JSON ({exc})") from None
 
 
 def soup_weights(text: str | None, count: int) -> list[float]:
@@ -185,7 +177,7 @@ def average_models(model_dirs: list[Path], output: Path, weights: list[float] | 
     written atomically; returns the record also saved as output/soup.json."""
     if len(model_dirs) < 2:
         raise FinsentError(f"{len(model_dirs)} model folder(s): a soup averages at least two (--model DIR each)")
-    weights = weights or [1 / len(model_dirs)] * len(model_dirs)
+    weights = weights or soup_weights(None, len(model_dirs))
     if output.exists() and not overwrite:
         raise FinsentError(f"output folder {output} exists: pass --overwrite to replace it")
     for model_dir in model_dirs:

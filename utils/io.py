@@ -10,6 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from utils.errors import FinsentError
+
 log = logging.getLogger(__name__)
 
 
@@ -116,6 +118,14 @@ def _terminate_torn_tail(path: Path) -> None:
                     path, len(data) - keep)
         handle.truncate(keep)
         os.fsync(handle.fileno())
+
+
+def read_json(path: str | Path) -> Any:
+    """A JSON file's value; one that does not parse is a one-line FinsentError naming it."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise FinsentError(f"{path}: not valid JSON ({exc})") from None
 
 
 def read_jsonl(path: str | Path, complete_lines_only: bool = False) -> list[dict[str, Any]]:
