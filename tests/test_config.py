@@ -2,8 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from utils.cli import config_from_args, stage_parser
-from utils.config import load_config
+from finsent.cli import config_from_args
+from finsent.config import load_config
+from utils.cli import stage_parser
 from utils.errors import FinsentError
 
 

@@ -6,7 +6,6 @@ from statistics import fmean
 
 import pytest
 
-from dataset_builder.evidence import invented_claims, is_grounded
 from eval.backends import make_backend, parse_model_entry
 from eval.labelled import (LabelledRow, Prediction, choose_threshold, classification_metrics,
                            load_labelled, prediction_cache_key, reasoning_metrics, regression_metrics,
@@ -15,6 +14,7 @@ from eval.settings import EvalConfig
 from tests.conftest import run_script
 from tests.fault_server import FaultServer, expected_response
 from utils.errors import FinsentError
+from utils.grounding import invented_claims, is_grounded
 from utils.prompts import system_prompt
 
 
