@@ -58,8 +58,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--limit", type=int, help="evaluate at most N rows (seeded sample); also caps validation")
     parser.add_argument("--validation-limit", type=int, help="validation rows at most (default: --limit)")
     parser.add_argument("--parallel", type=int, help="requests in flight (default: eval.parallel_requests)")
-    parser.add_argument("--max-tokens", type=int, default=256, help="answer length cap")
-    parser.add_argument("--num-ctx", type=int, default=2048, help="context per request (tokens)")
+    parser.add_argument("--max-tokens", type=int, help="answer length cap (default: eval.num_tokens_to_predict)")
+    parser.add_argument("--num-ctx", type=int, help="context per request, tokens (default: eval.context_window_size)")
     parser.add_argument("--threads", type=int,
                         help="embedded llama.cpp engine: CPU threads (default: every core), to leave some to other work")
     parser.add_argument("--seed", type=int, default=42, help="sampling of rows and of the held-out split")

@@ -30,9 +30,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
-    from dotenv import load_dotenv
-
-    load_dotenv()  # API keys for the openai backend may live in .env
     args = parse_args(argv)
     config = config_from_args(args, {"eval.sample_size": args.sample_size}).eval
     specs = parse_model_entries(config.models_to_test, config)

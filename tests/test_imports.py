@@ -93,3 +93,11 @@ def test_a_shared_contract_loads_without_torch_or_another_stage(module):
              f"print(sorted(m for m in sys.modules if m.split('.')[0] in {['torch', *others]!r}))")
     result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_dotenv_is_loaded_in_one_place():
+    """finsent.cli.config_from_args loads `.env` for every script; no module loads it again its own way."""
+    loading = sorted(name for name, tree in MODULES.items()
+                     if any(isinstance(node, ast.Name | ast.Attribute) and getattr(node, "id", getattr(node, "attr", None))
+                            == "load_dotenv" for node in ast.walk(tree)))
+    assert loading == ["finsent.cli"]
