@@ -36,7 +36,7 @@ if __package__ in (None, ""):  # run as a script: the repo root, not benchmarks/
 
 from finetune.llama_cpp_source import llama_cpp_dir  # noqa: E402
 from finetune.random_models import SPECS, save_random_model  # noqa: E402
-from utils.config import load_config  # noqa: E402
+from finsent.config import load_config  # noqa: E402
 from utils.errors import FinsentError, cli_entry  # noqa: E402
 from utils.io import atomic_write_json  # noqa: E402
 

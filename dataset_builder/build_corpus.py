@@ -16,7 +16,7 @@ if __package__ in (None, ""):  # run as a file: import this checkout, not an ins
 
 from dataset_builder.corpus import CORPUS_COLUMNS, checked_rows, read_part, reference_texts
 from dataset_builder.labelled_csv import write_csv
-from dataset_builder.sharegpt import sentiment_label
+from utils.labels import sentiment_label
 from utils.errors import FinsentError, cli_entry
 
 log = logging.getLogger("build_corpus")

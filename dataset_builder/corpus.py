@@ -149,7 +149,7 @@ def reference_texts(path: Path) -> list[str]:
 def checked_rows(rows: list[dict], against: dict[str, list[str]]) -> tuple[list[dict], list[str]]:
     """The rows that are valid answers, state nothing their text does not (invented_claims), and
     repeat no earlier row nor any text of `against` (name → texts); and a line for each row dropped."""
-    from dataset_builder.evidence import invented_claims
+    from utils.grounding import invented_claims
 
     kept, dropped = [], []
     for row in rows:

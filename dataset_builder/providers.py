@@ -12,7 +12,6 @@ from typing import Any
 
 import groq
 import openai
-from dotenv import find_dotenv, load_dotenv
 
 from dataset_builder.settings import LabellerConfig, ProviderConfig
 from utils.errors import FinsentError
@@ -137,10 +136,10 @@ class RateLimiter:
 
 
 def api_key(provider: ProviderConfig) -> str:
-    """The provider's key from the environment or `.env`; its value is never shown."""
+    """The provider's key from the environment (scripts load `.env` into it: finsent.cli); its
+    value is never shown."""
     if not provider.api_key_env:
         return "not-needed"  # local OpenAI-compatible servers take any key
-    load_dotenv(find_dotenv(usecwd=True), override=False)  # .env of the working directory
     key = os.environ.get(provider.api_key_env, "").strip()
     if not key:
         raise FinsentError(f"provider '{provider.name}': the environment variable "

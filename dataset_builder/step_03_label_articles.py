@@ -20,7 +20,8 @@ if __package__ in (None, ""):  # run as a file: import this checkout, not an ins
 from dataset_builder.explain import explain_results, explain_task, explained_csv, read_labelled_rows
 from dataset_builder.label_store import ResultStore
 from dataset_builder.news_articles import article_messages, read_news, write_news_csv
-from utils.cli import config_from_args, stage_parser
+from finsent.cli import config_from_args
+from utils.cli import stage_parser
 from utils.errors import cli_entry, quiet_client_logs
 
 

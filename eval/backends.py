@@ -24,6 +24,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
+from eval.sentiment_folder import model_folder_name
 from eval.settings import EvalConfig
 from utils.errors import FinsentError
 from utils.prompts import analysis_messages, date_message
@@ -73,7 +74,7 @@ class ModelSpec(BaseModel):
     @property
     def folder(self) -> str:
         """Results folder, as the original: the model name with ":" replaced by "_"."""
-        return self.label.replace(":", "_")
+        return model_folder_name(self.label)
 
     def messages(self, text: str, published: str | None = None) -> Messages:
         trained = self.prompt == "trained" or (self.prompt == "auto" and "sentiment" in self.label)

@@ -17,7 +17,7 @@ from eval.heatmaps import FIGURE_TITLES
 from eval.html_report import find_labelled, png_picture, relative_links, render_report
 from eval.metrics import model_details
 from eval.sentiment_files import load_sentiments, resolve_pairs, report_parser
-from utils.cli import config_from_args
+from finsent.cli import config_from_args
 from utils.errors import cli_entry
 from utils.io import atomic_write_text
 

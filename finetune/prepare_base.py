@@ -18,8 +18,9 @@ from utils.errors import require_extra  # noqa: E402
 require_extra("finetune")  # one line naming the install command, not an ImportError's traceback
 
 from finetune.base_model import gguf_to_hf_folder  # noqa: E402
+from finsent.cli import config_from_args  # noqa: E402
 from utils.chat_templates import family_entry  # noqa: E402
-from utils.cli import config_from_args, stage_parser  # noqa: E402
+from utils.cli import stage_parser  # noqa: E402
 from utils.errors import FinsentError, cli_entry  # noqa: E402
 
 log = logging.getLogger("finetune.prepare_base")

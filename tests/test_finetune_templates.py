@@ -102,7 +102,7 @@ def test_modelfile_per_family(family):
 
 def test_root_modelfile_is_the_default_models(repo_root):
     from finetune.settings import FinetuneConfig
-    from utils.config import load_config
+    from finsent.config import load_config
 
     cfg: FinetuneConfig = load_config(repo_root / "config.yaml").finetune
     gguf = f"./{cfg.output_dir.as_posix()}/gguf/{cfg.gguf_model_name}-q4_k_m.gguf"
