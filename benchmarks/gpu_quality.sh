@@ -33,7 +33,8 @@
 # measure stage starts; default every core: gpu_quality_pair.sh measures two runs at once on half
 # the cores each), BASE_DIR (a folder prepare_base.py already wrote: the train stage uses it
 # instead of converting the GGUF again), HEADLINES (examples/headlines/finsent_headlines.csv;
-# empty: not scored), LLAMA_SERVER (a llama-server binary, e.g. benchmarks/build_cuda_server.sh's
+# empty: not scored), SOCIAL (examples/social_posts/finsent_social_posts.csv, finance social posts
+# written apart from the training corpus; empty: not scored), LLAMA_SERVER (a llama-server binary, e.g. benchmarks/build_cuda_server.sh's
 # CUDA build: the measure stage serves each fine-tuned GGUF with it, every layer on the GPU, and asks
 # it through the openai backend; a server that does not start or holds no GPU memory leaves the
 # measuring to the default, the embedded engine on the CPUs). Leave-one-source-out (gpu_quality_pair.sh sets these): SCORE_DATA (DATA: the
@@ -63,6 +64,7 @@ EPOCHS=${EPOCHS:-2}; LR=${LR:-1e-4}; BATCH=${BATCH:-32}; PARALLEL=${PARALLEL:-16
 RESULTS=${RESULTS:-$WORK/finetune_quality.json}; SAMPLE_SIZE=${SAMPLE_SIZE:-15}; SEED=${SEED:-42}
 SCORE_DATA=${SCORE_DATA:-$DATA}; SCORE_SOURCE=${SCORE_SOURCE:-financial_phrasebank}
 SCORE_ARGS=${SCORE_ARGS:---validation-limit 60}; HEADLINES=${HEADLINES-examples/headlines/finsent_headlines.csv}
+SOCIAL=${SOCIAL-examples/social_posts/finsent_social_posts.csv}
 DATA_DESC=${DATA_DESC:-tweets+FPB (step 05 train split)}
 limit=${EVAL_LIMIT:+--limit $EVAL_LIMIT --validation-limit $EVAL_LIMIT}
 NAME=finsent-gemma-3-270m
@@ -75,6 +77,7 @@ done
 [ -f "$SCORE_DATA/test.jsonl" ] || { echo "error: SCORE_DATA: $SCORE_DATA/test.jsonl not found" >&2; exit 2; }
 [ -z "${LLAMA_SERVER:-}" ] || [ -x "$LLAMA_SERVER" ] || { echo "error: LLAMA_SERVER: not an executable: $LLAMA_SERVER" >&2; exit 2; }
 [ -z "$HEADLINES" ] || [ -f "$HEADLINES" ] || { echo "error: HEADLINES: file not found: $HEADLINES" >&2; exit 2; }
+[ -z "$SOCIAL" ] || [ -f "$SOCIAL" ] || { echo "error: SOCIAL: file not found: $SOCIAL" >&2; exit 2; }
 case "$(realpath -m "$RESULTS")" in "$(realpath -m "$WORK")"/*) ;; *)
   if [ -e "$RESULTS" ] && [ "${OVERWRITE_RESULTS:-}" != 1 ]; then
     echo "error: RESULTS: $RESULTS exists (a recorded result?): name another file, or set OVERWRITE_RESULTS=1" >&2; exit 2
@@ -211,6 +214,14 @@ EOF
     evaluate headlines "${model_flags[@]}" --input "$HEADLINES" \
       --prompt trained --no-structured 2>&1 | tail -4
     echo "eval_headlines_s $(since "$t")" > "$WORK/times/eval_headlines"
+  fi
+
+  if [ -n "$SOCIAL" ]; then
+    t=$(date +%s); stamp "evaluate q4_k_m on $SOCIAL (80% scored, 20% choose the threshold)"
+    use_model q4_k_m
+    evaluate social "${model_flags[@]}" --input "$SOCIAL" \
+      --prompt trained --no-structured 2>&1 | tail -4
+    echo "eval_social_s $(since "$t")" > "$WORK/times/eval_social"
   fi
 
   if [ -n "$extra" ]; then

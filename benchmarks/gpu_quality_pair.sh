@@ -63,7 +63,7 @@ quality() {  # quality() RUN STAGE: gpu_quality.sh --stage STAGE for run A … D
   local -a env=(DATA="${!data}" BACKEND="${!backend:-${BACKEND:-unsloth}}" WORK="$work" RESULTS="$work/finetune_quality.json"
                 SEED="${!seed:-$A_SEED}" DATA_DESC="${!desc:-${!data}}" THREADS="$measure_threads")
   [ "$run" = A ] || [ ! -f "$WORK_ROOT/fqA/base/config.json" ] || env+=(BASE_DIR="$WORK_ROOT/fqA/base")
-  case $run in C|D) [ "${LOSO_HEADLINES:-1}" = 1 ] || env+=(HEADLINES=) ;; esac
+  case $run in C|D) [ "${LOSO_HEADLINES:-1}" = 1 ] || env+=(HEADLINES= SOCIAL=) ;; esac
   local -a args=(--stage "$stage")
   [ "$run" != S ] || env+=(SEED="$A_SEED+$B_SEED" DATA_DESC="average of A and B (${A_DESC:-$A_DATA})")
   case $run in

@@ -1,4 +1,5 @@
-"""Step 04: join the labelled CSVs of steps 01–03 into one file with a `Source` column.
+"""Step 04: join the labelled CSVs of steps 01–03 (and the synthetic corpus, dataset.corpus_csv)
+into one file with a `Source` column.
 
 Text is NFC-normalised and sanitised as the original did; a row whose JSON is not a valid
 SentimentResponse is dropped and counted per source (the original wrote `{}` for it later).
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from dataset_builder.corpus import is_corpus_csv, read_corpus
 from dataset_builder.explain import explained_csv
 from dataset_builder.labelled_csv import LABELLED_COLUMNS, read_csv_rows, response_json
 from dataset_builder.text_normalise import sanitise_text
@@ -23,6 +25,7 @@ from utils.schema import SentimentResponse
 log = logging.getLogger(__name__)
 
 JOINED_COLUMNS = ("Article", "JSON", "Source")
+CORPUS_SOURCE = "synthetic"  # the source name of the synthetic corpus (dataset.corpus_csv)
 # The original's step outputs named the text column `Sentence`.
 _COLUMN_ALIASES = {"Sentence": "Article"}
 _EXAMPLES_LOGGED = 5
@@ -79,6 +82,13 @@ def read_explained(path: Path) -> dict[str, SentimentResponse]:
     return answers
 
 
+def labelled_rows(path: Path, source: str) -> list[tuple[int, dict[str, str]]]:
+    """(line, {Article, JSON}) of a step output, or of the synthetic corpus's CSV (its own columns)."""
+    if is_corpus_csv(path):
+        return [(row.line, {"Article": row.text, "JSON": response_json(row.response)}) for row in read_corpus(path)]
+    return read_csv_rows(path, LABELLED_COLUMNS, f"{source} CSV", _COLUMN_ALIASES, allow_no_rows=True)
+
+
 def join_sources(inputs: dict[str, Path]) -> tuple[list[tuple[str, str, str]], dict[str, SourceSummary]]:
     """Rows (Article, JSON, Source) of every input that exists, and a summary per source."""
     present = {source: Path(path) for source, path in inputs.items() if Path(path).is_file()}
@@ -92,8 +102,7 @@ def join_sources(inputs: dict[str, Path]) -> tuple[list[tuple[str, str, str]], d
     for source, path in present.items():
         summary = summaries[source] = SourceSummary(path)
         explained = read_explained(path)
-        for line, row in read_csv_rows(path, LABELLED_COLUMNS, f"{source} CSV", _COLUMN_ALIASES,
-                                       allow_no_rows=True):
+        for line, row in labelled_rows(path, source):
             try:
                 article, answer, is_explained = validated_row(row["Article"], row["JSON"],
                                                               explained.get(row["Article"]))
@@ -119,8 +128,11 @@ def log_summary(summaries: dict[str, SourceSummary]) -> None:
 
 def configured_inputs(config) -> dict[str, Path]:
     """Source name → the step output it comes from (`config`: the DatasetConfig)."""
-    return {"tweets": config.step_01_csv, "financial_phrasebank": config.step_02_csv,
-            "news": config.step_03_csv}
+    inputs = {"tweets": config.step_01_csv, "financial_phrasebank": config.step_02_csv,
+              "news": config.step_03_csv}
+    if config.corpus_csv is not None:
+        inputs[CORPUS_SOURCE] = config.corpus_csv
+    return inputs
 
 
 def parse_input_flags(values: list[str]) -> dict[str, Path]:

@@ -134,9 +134,25 @@ class DatasetConfig(BaseModel):
     passages: int = Field(default=0, ge=0)
     passage_source: str = "financial_phrasebank"
     passage_sentences: tuple[int, int] = (3, 6)
+    # the synthetic corpus (examples/corpus/finsent_corpus.csv) as step 04's source `synthetic`;
+    # None: not joined (the demo's small run)
+    corpus_csv: Path | None = None
+    # step 05: the largest share of the train split a source may take (e.g. {tweets: 0.25}); a
+    # source over it is cut to it, a seeded draw that keeps its labels' proportions
+    train_share_max: dict[str, float] = Field(default_factory=dict)
     hub_private: bool = True
     step_03_results: Path = Path("data/step_03_labels.jsonl")  # the labeller's cache
     labeller: LabellerConfig = Field(default_factory=LabellerConfig)
+
+    @field_validator("train_share_max")
+    @classmethod
+    def _shares(cls, shares: dict[str, float]) -> dict[str, float]:
+        bad = [f"{source}: {share}" for source, share in shares.items() if not 0 < share < 1]
+        if bad:
+            raise ValueError(f"each share must be above 0 and below 1 ({', '.join(bad)})")
+        if sum(shares.values()) >= 1:
+            raise ValueError("the shares add up to 1 or more: leave room for the other sources")
+        return shares
 
     @field_validator("passage_sentences")
     @classmethod

@@ -82,6 +82,50 @@ def assign_splits(examples: list[Example], fractions: dict[str, float], seed: in
     return splits
 
 
+def capped_counts(counts: dict[str, int], shares: dict[str, float]) -> dict[str, int]:
+    """Rows each source keeps so that no source of `shares` is over its share of the total kept:
+    the sources under their share keep all; the others are cut to share × the new total."""
+    capped = {source for source in shares if counts.get(source)}
+    while capped:
+        free = sum(n for source, n in counts.items() if source not in capped)
+        total = free / (1 - sum(shares[source] for source in capped))
+        under = {source for source in capped if counts[source] <= shares[source] * total}
+        if not under:
+            return {source: (int(shares[source] * total) if source in capped else n) for source, n in counts.items()}
+        capped -= under
+    return dict(counts)
+
+
+def cap_train_shares(splits: dict[str, list[Example]], shares: dict[str, float], seed: int) -> dict[str, tuple[int, int]]:
+    """Cuts each source of `shares` (dataset.train_share_max) in the train split to its share, a
+    seeded draw within each label that keeps the source's label proportions; validation and test
+    keep every row, so the scores still cover the whole source. Returns {source: (before, after)}
+    for the sources cut."""
+    train = splits["train"]
+    counts = Counter(example.source for example in train)
+    unknown = sorted(set(shares) - set(counts))
+    if unknown:
+        raise FinsentError(f"dataset.train_share_max: no train rows of source(s) {', '.join(unknown)} "
+                           f"(sources: {', '.join(sorted(counts))})")
+    keep = capped_counts(dict(counts), shares)
+    rng = random.Random(f"{seed}-train-share")
+    kept, cut = [], {}
+    for source in sorted(counts):
+        members = [example for example in train if example.source == source]
+        if keep[source] >= len(members):
+            kept.extend(members)
+            continue
+        by_label = defaultdict(list)
+        for example in members:
+            by_label[example.label].append(example)
+        for label in sorted(by_label):
+            kept.extend(rng.sample(by_label[label], round(len(by_label[label]) * keep[source] / len(members))))
+        cut[source] = (len(members), sum(example.source == source for example in kept))
+    rng.shuffle(kept)
+    splits["train"] = kept
+    return cut
+
+
 def _table(title: str, rows: list[str], counts: Counter, row_name: str) -> str:
     lines = [f"### {title}", "", f"| {row_name} | " + " | ".join(SPLITS) + " | total |",
              "|---" * (len(SPLITS) + 2) + "|"]
@@ -136,7 +180,8 @@ texts that are equal after normalisation (NFC, plain quotes and dashes, case and
 folded) are always in the same split.
 
 The sources keep their own licences: Twitter US Airline Sentiment (CC BY-NC-SA 4.0),
-Financial PhraseBank v1.0 (CC BY-NC-SA 3.0); news texts belong to their publishers.
+Financial PhraseBank v1.0 (CC BY-NC-SA 3.0); news texts belong to their publishers; the
+synthetic corpus (source `synthetic`) was written for finsent and shares the project's licence.
 
 ## Counts
 

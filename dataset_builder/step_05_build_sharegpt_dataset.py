@@ -2,6 +2,7 @@
 card (README.md): seeded splits stratified by source and label, no text in two splits.
 --passages N adds N pseudo-articles of a few sentences each to train (and in proportion to
 validation and test), drawn within each split (dataset.passages, passage_source, passage_sentences).
+dataset.train_share_max caps a source's share of train (e.g. {tweets: 0.25}).
 --push-to-hub REPO uploads the folder (token from HF_TOKEN or .env)."""
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ if __package__ in (None, ""):  # run as a file: import this checkout, not an ins
 
 from dataset_builder.hub import push_folder
 from dataset_builder.passages import add_passages
-from dataset_builder.sharegpt import assign_splits, dataset_card, read_joined, write_sharegpt
+from dataset_builder.sharegpt import assign_splits, cap_train_shares, dataset_card, read_joined, write_sharegpt
 from finsent.cli import config_from_args
 from utils.cli import stage_parser
 from utils.errors import cli_entry
@@ -41,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
         added = add_passages(splits, config.passage_source, config.passages, config.passage_sentences,
                              fractions, config.seed, config.label_threshold)
         log.info("passages of %s: %s", config.passage_source, ", ".join(f"{n} {k:,}" for n, k in added.items()))
+    for source, (before, after) in cap_train_shares(splits, config.train_share_max, config.seed).items():
+        log.info("train rows of %s cut to dataset.train_share_max %g: %s → %s", source,
+                 config.train_share_max[source], f"{before:,}", f"{after:,}")
     card = dataset_card(splits, fractions, config.seed, config.label_threshold)
     write_sharegpt(config.step_05_dir, splits, card)
     log.info("%s → %s", ", ".join(f"{name} {len(rows):,}" for name, rows in splits.items()), config.step_05_dir)

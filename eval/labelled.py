@@ -29,7 +29,7 @@ from typing import Any, Iterable
 
 from eval.backends import BackendUnavailable, ModelSpec, SentimentBackend
 from utils.errors import FinsentError
-from utils.grounding import invented_claims, is_grounded
+from utils.grounding import invented_claims, is_grounded, template_share
 from utils.io import JsonlAppender, atomic_path, atomic_write_json, read_jsonl
 from utils.labels import DEFAULT_LABEL_THRESHOLD, sentiment_label
 from utils.phrasebank_files import level_file
@@ -374,15 +374,20 @@ def regression_metrics(predictions: list[Prediction]) -> dict[str, float | None]
 
 def reasoning_metrics(predictions: list[Prediction]) -> dict[str, float | None]:
     """Over the valid answers: the share whose reasoning states a fact the text does not hold
-    (annotators, agreement, a percentage: utils.grounding.invented_claims), and the share
-    that shares at least one content word with the text."""
+    (annotators, agreement, a percentage: utils.grounding.invented_claims), the share
+    that shares at least one content word with the text, and the template share: the largest
+    share that are one sentence once quoted spans are blanked (a label prefix, not an
+    explanation, when high), with that template."""
     answered = [p for p in predictions if p.valid and p.reasoning is not None]
     if not answered:
-        return {"reasoning_invented_share": None, "reasoning_grounded_share": None}
+        return {"reasoning_invented_share": None, "reasoning_grounded_share": None,
+                "reasoning_template_share": None, "reasoning_top_template": None}
     invented = sum(bool(invented_claims(p.reasoning, p.row.text)) for p in answered)
     grounded = sum(is_grounded(p.reasoning, p.row.text) for p in answered)
+    share, template = template_share([p.reasoning for p in answered])
     return {"reasoning_invented_share": round(invented / len(answered), 4),
-            "reasoning_grounded_share": round(grounded / len(answered), 4)}
+            "reasoning_grounded_share": round(grounded / len(answered), 4),
+            "reasoning_template_share": share, "reasoning_top_template": template}
 
 
 def sentiment_values(predictions: list[Prediction]) -> dict[str, int]:
@@ -443,7 +448,7 @@ def _metric_rows(metrics: dict[str, Any]) -> list[tuple[str, Any]]:
     rows = [(k, metrics[k]) for k in ("model", "backend", "gguf", "prompt", "structured", "input", "rows",
                                       "valid_json_rate", "threshold_chosen", "mae", "spearman",
                                       "reasoning_invented_share", "reasoning_grounded_share",
-                                      "sentiment_distinct_values", "seconds")]
+                                      "reasoning_template_share", "sentiment_distinct_values", "seconds")]
     for block in ("at_chosen_threshold", "at_0.15"):
         for key in ("accuracy", "macro_f1", "weighted_f1"):
             rows.append((f"{block}.{key}", metrics[block][key]))

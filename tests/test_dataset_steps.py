@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from dataset_builder.evidence import VERDICT, cues, evidence_reasoning, passage_evidence
+from dataset_builder.evidence import cues, evidence_reasoning, passage_evidence
 from dataset_builder.phrasebank import AGREEMENT_LEVELS, PHRASEBANK_SENTIMENT
 from dataset_builder.tweets import TWEET_SENTIMENT
 from tests.conftest import read_split, run_script
-from utils.grounding import invented_claims, is_grounded, words
+from utils.grounding import invented_claims, is_grounded, template_share, words
 from utils.schema import SentimentResponse
 
 STEP_01 = "dataset_builder/step_01_process_tweets.py"
@@ -48,55 +48,56 @@ def test_step_01_keeps_every_tweet_with_its_label_and_confidence(shared_data, tw
         assert article == source["text"]
         assert response.sentiment == TWEET_SENTIMENT[source["airline_sentiment"]]
         assert response.confidence == float(source["airline_sentiment_confidence"])
-        assert response.reasoning.endswith(f"so it is {source['airline_sentiment']}.")
-    assert_reasoning_from_the_text(rows, ("thank", "delayed"))
+    assert_reasoning_from_the_text(rows, ("thank", "delayed"), 0.33)
 
 
-def assert_reasoning_from_the_text(rows: list[tuple[str, SentimentResponse]], cue_words: tuple[str, ...]) -> None:
-    """Every reasoning opens with its label's verdict, none states a fact the text does not hold
-    (annotators, agreement, a percentage), nearly all share a content word with their text (not
-    those of texts without one, "It 's not ."), and a reasoning quoting one of `cue_words` quotes a
-    word of its own text."""
-    for _, response in rows:
-        label = "positive" if response.sentiment > 0 else "negative" if response.sentiment < 0 else "neutral"
-        assert response.reasoning.startswith(f"{VERDICT[label]}: "), response.reasoning
+def assert_reasoning_from_the_text(rows: list[tuple[str, SentimentResponse]], cue_words: tuple[str, ...],
+                                   max_template_share: float) -> None:
+    """Every reasoning quotes its text's key clause first (never a label's verdict), none states a
+    fact the text does not hold (annotators, agreement, a percentage), nearly all share a content
+    word with their text (not those of texts without one, "It 's not ."), no one sentence around a
+    quote is more than `max_template_share` of them, and a reasoning naming one of `cue_words` as
+    the evidence names a word of its own text."""
+    assert all(r.reasoning.startswith('"') for _, r in rows)
     assert not [(a, r.reasoning) for a, r in rows if invented_claims(r.reasoning, a)]
     assert sum(is_grounded(r.reasoning, a) for a, r in rows) / len(rows) >= 0.99
+    assert template_share([r.reasoning for _, r in rows])[0] <= max_template_share
     for word in cue_words:
-        quoting = [a for a, r in rows if f': it says "{word}"' in r.reasoning or f': it says "{word} …' in r.reasoning]
-        assert quoting and all(word in words(a) for a in quoting), word
+        naming = [a for a, r in rows if word in words(r.reasoning.split('"', 2)[2])]  # after the clause
+        assert naming and all(word in words(a) for a in naming), word
 
 
-def test_every_reasoning_opens_with_its_verdict_whether_or_not_a_cue_is_found():
-    """The first words of a reasoning are its label's verdict, the same with a lexicon cue, without
-    one, and for a passage: a model writes them first, so they must not depend on the lexicon."""
+def test_a_reasoning_quotes_the_evidence_then_says_what_it_means_for_the_shares():
+    """The key clause comes first and the effect after it, the same way with a lexicon cue,
+    without one, and for a passage: a model writes the first words first, so they are the text's,
+    not the label's."""
     with_cue = "Operating profit rose to EUR 13.1 mn from EUR 8.7 mn."
     without_cue = "The company will deliver 40 wind turbines to the park."
     neutral = "The shop is located in Helsinki."
     loss = "Net loss widened to EUR 3 mn."
     assert cues(with_cue, "positive") == ["profit … rose"] and cues(without_cue, "positive") == []
-    assert evidence_reasoning(with_cue, "positive") == 'Good news: it says "profit … rose", so it is positive.'
-    assert evidence_reasoning(without_cue, "positive") == \
-        'Good news: "The company will deliver 40 wind turbines to the park", so it is positive.'
-    assert evidence_reasoning(loss, "negative") == 'Bad news: it says "loss … widened", so it is negative.'
-    assert evidence_reasoning(without_cue, "negative").startswith('Bad news: "The company will deliver')
-    assert evidence_reasoning(neutral, "neutral") == \
-        'No clear good or bad news: it reports "The shop is located in Helsinki" as a plain fact, so it is neutral.'
+    assert evidence_reasoning(with_cue, "positive") == ('"Operating profit rose to EUR 13.1 mn from EUR 8.7 mn": '
+                                                        'profit going up means the company is earning more, '
+                                                        'which supports the share price.')
+    assert evidence_reasoning(without_cue, "positive") == (
+        '"The company will deliver 40 wind turbines to the park" reads as good news for the company on '
+        'balance, which supports the share price.')
+    assert evidence_reasoning(loss, "negative") == ('"Net loss widened to EUR 3 mn": a growing loss means the '
+                                                    'company is doing worse, which weighs on the share price.')
+    assert evidence_reasoning(without_cue, "neutral").startswith(
+        '"The company will deliver 40 wind turbines to the park" states a plan')
+    assert evidence_reasoning(neutral, "neutral") == ('"The shop is located in Helsinki" reports a routine fact '
+                                                      'with no sign of better or worse results, so the price has '
+                                                      'no reason to move.')
     members = [(with_cue, "positive"), (loss, "negative"), (neutral, "neutral")]
-    assert passage_evidence(members, "positive") == ('Good news on balance: it mixes good news ("profit … rose") '
-                                                     'and bad news ("loss … widened"), so it is positive.')
+    assert passage_evidence(members, "positive") == ('It mixes good news ("profit … rose") with bad news '
+                                                     '("loss … widened"): on balance that supports the share price.')
     assert passage_evidence(members[1:], "negative") == \
-        'Bad news on balance: it carries bad news ("loss … widened"), so it is negative.'
-    assert passage_evidence([(without_cue, "positive"), (neutral, "neutral")], "positive").startswith(
-        'Good news on balance: it carries good news ("The company will deliver')
-    assert passage_evidence(members[2:], "neutral") == ('No clear good or bad news: it reports "The shop is located '
-                                                        'in Helsinki" and other plain facts, so it is neutral.')
-    # The verdict of a label is the same whether or not the lexicon finds a word in the text.
+        'It carries bad news ("loss … widened") among plain facts: on balance that weighs on the share price.'
+    assert passage_evidence(members[2:], "neutral").startswith('"The shop is located in Helsinki" and the rest')
     for label, cued in (("positive", with_cue), ("negative", loss)):
-        assert cues(cued, label) and not cues(without_cue, label)
-        assert {evidence_reasoning(text, label).split(":")[0] for text in (cued, without_cue)} == {VERDICT[label]}
-        assert {passage_evidence([(text, label)], label).split(" on balance:")[0] for text in (cued, without_cue)} \
-            == {VERDICT[label]}
+        for text in (cued, without_cue):
+            assert not evidence_reasoning(text, label).lower().startswith(("good", "bad", "no clear"))
 
 
 def test_step_01_dedupe_keeps_the_first_of_each_text(shared_data, tweets_rows, tmp_path):
@@ -141,7 +142,7 @@ def test_step_02_keeps_each_sentence_once_at_its_highest_agreement(shared_data, 
         confidence, labels = highest[article]
         assert response.confidence == confidence
         assert {label for label, value in PHRASEBANK_SENTIMENT.items() if value == response.sentiment} <= labels
-    assert_reasoning_from_the_text(rows, ("profit", "loss"))
+    assert_reasoning_from_the_text(rows, ("profit", "sales"), 0.2)
     # the two sentences with two labels: kept at 66Agree (positive), the 50Agree neutral logged
     conflicts = [line for line in stderr.splitlines() if "two labels for one sentence" in line]
     assert len(conflicts) == 2

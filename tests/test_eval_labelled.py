@@ -14,7 +14,7 @@ from eval.settings import EvalConfig
 from tests.conftest import run_script
 from tests.fault_server import FaultServer, expected_response
 from utils.errors import FinsentError
-from utils.grounding import invented_claims, is_grounded
+from utils.grounding import invented_claims, is_grounded, reasoning_template, template_share
 from utils.prompts import system_prompt
 
 
@@ -110,7 +110,7 @@ def test_scoring_counts_invalid_answers_as_wrong():
 
 def test_reasoning_that_recites_annotators_is_invented_and_one_without_the_texts_words_is_not_grounded():
     text = "Operating profit rose to EUR 13.1 mn from EUR 8.7 mn , up 51 % ."
-    reasonings = ['Good news: it says "profit … rose", so it is positive.',  # grounded, nothing invented
+    reasonings = ['"profit … rose": profit going up means the company is earning more.',  # grounded, nothing invented
                   "Financial analysts read this as good news; at least 75% of annotators agreed.",
                   "Operating profit is up 51 %, good news.",  # a percentage the text holds
                   "Good news for the company, so it is positive."]  # no word of the text
@@ -119,8 +119,26 @@ def test_reasoning_that_recites_annotators_is_invented_and_one_without_the_texts
     answers.append(Prediction("test", LabelledRow(9, text, "positive"), False))  # invalid: not counted
     assert [bool(invented_claims(r, text)) for r in reasonings] == [False, True, False, False]
     assert [is_grounded(r, text) for r in reasonings] == [True, False, True, False]
-    assert reasoning_metrics(answers) == {"reasoning_invented_share": 0.25, "reasoning_grounded_share": 0.5}
-    assert reasoning_metrics(answers[-1:]) == {"reasoning_invented_share": None, "reasoning_grounded_share": None}
+    metrics = reasoning_metrics(answers)
+    assert {k: metrics[k] for k in ("reasoning_invented_share", "reasoning_grounded_share")} == {
+        "reasoning_invented_share": 0.25, "reasoning_grounded_share": 0.5}
+    assert set(reasoning_metrics(answers[-1:]).values()) == {None}
+
+
+def test_the_template_share_is_the_largest_share_of_reasonings_alike_but_for_what_they_quote():
+    """A label prefix around a quote is one template however its quotes differ; explanations
+    written for each text are each their own."""
+    prefix = ['No clear good or bad news: it reports "The plant opens in May" as a plain fact.',
+              'No clear good or bad news: it reports  "Sales were EUR 5 mn"  as a plain fact.',
+              'no clear good or bad news: it reports \u201cA new CEO\u201d as a plain fact.']
+    written = ["Orders doubled, so next year's revenue looks safer.", "A recall costs money and trust."]
+    assert reasoning_template(prefix[0]) == reasoning_template(prefix[1]) == reasoning_template(prefix[2])
+    assert template_share(prefix + written) == (0.6, reasoning_template(prefix[0]))
+    assert template_share(written)[0] == 0.5 and template_share([]) == (None, None)
+    text = "The plant opens in May."
+    answers = [Prediction("test", LabelledRow(i, text, "neutral"), True, 0.0, 0.9, r)
+               for i, r in enumerate(prefix + written)]
+    assert reasoning_metrics(answers)["reasoning_template_share"] == 0.6
     graded = [prediction("positive", s) for s in (0.8, 0.5, 0.8, -1.0, None)]
     assert sentiment_values(graded) == {"-1": 1, "0.5": 1, "0.8": 2}
 

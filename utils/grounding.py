@@ -1,5 +1,6 @@
-"""Whether a reasoning is about its text: the words it shares with the text (grounded), and the
-claims it makes that the text does not (invented: annotators, agreement, a percentage). Step 05's
+"""Whether a reasoning is about its text: the words it shares with the text (grounded), the claims
+it makes that the text does not (invented: annotators, agreement, a percentage), and how many
+reasonings are one sentence around a quote (template_share). Step 05's
 human-labelled reasonings are written from these words (dataset_builder.evidence) and eval
 measures every model's reasoning with them (eval.labelled): one vocabulary for both.
 
@@ -7,6 +8,7 @@ The word lists are evidence_lexicon.yaml beside this module."""
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -64,3 +66,22 @@ def invented_claims(reasoning: str, text: str) -> list[str]:
 def is_grounded(reasoning: str, text: str) -> bool:
     """The reasoning shares at least one content word with the text."""
     return bool(content_words(reasoning) & content_words(text))
+
+
+_QUOTED = re.compile(r'"[^"]*"|\u201c[^\u201d]*\u201d')
+
+
+def reasoning_template(reasoning: str) -> str:
+    """`reasoning` with every quoted span blanked ("…") and spaces and case folded: two
+    reasonings with the same template differ only in what they quote."""
+    return " ".join(_QUOTED.sub('"…"', reasoning).lower().split())
+
+
+def template_share(reasonings: list[str]) -> tuple[float | None, str | None]:
+    """The largest share of `reasonings` that are one template (reasoning_template), and that
+    template: 1.0 when every answer is the same sentence around a quote, near 0 for explanations
+    written for each text."""
+    if not reasonings:
+        return None, None
+    template, count = Counter(reasoning_template(r) for r in reasonings).most_common(1)[0]
+    return round(count / len(reasonings), 4), template

@@ -1,0 +1,57 @@
+"""Assembles the synthetic corpus from its written parts (JSONL files of text, sentiment,
+confidence, reasoning, style, topic) into one CSV: every row a valid answer whose reasoning states
+nothing its text does not, no text twice or nearly twice (word 3-gram Jaccard ≥ 0.6), within the
+corpus or against the sets named with --against (Financial PhraseBank's folder, the tweets CSV,
+the headlines, the social posts). Prints what it dropped and the counts by label and style."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections import Counter
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a file: import this checkout, not an installed copy
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from dataset_builder.corpus import CORPUS_COLUMNS, checked_rows, read_part, reference_texts
+from dataset_builder.labelled_csv import write_csv
+from utils.errors import FinsentError, cli_entry
+from utils.labels import sentiment_label
+
+log = logging.getLogger("build_corpus")
+
+
+@cli_entry
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--parts", type=Path, required=True, help="folder of the written *.jsonl parts")
+    parser.add_argument("--output", type=Path, required=True, help="the corpus CSV to write")
+    parser.add_argument("--against", action="append", default=[], metavar="NAME=PATH",
+                        help="a set the corpus must not repeat (repeatable)")
+    parser.add_argument("--threshold", type=float, default=0.15, help="the label threshold for the counts")
+    args = parser.parse_args(argv)
+    parts = sorted(args.parts.glob("*.jsonl"))
+    if not parts:
+        raise FinsentError(f"--parts: no *.jsonl file in {args.parts}")
+    against = {}
+    for value in args.against:
+        name, sep, path = value.partition("=")
+        if not sep or not Path(path).exists():
+            raise FinsentError(f"--against expects NAME=PATH of an existing file or folder, got {value!r}")
+        against[name] = reference_texts(Path(path))
+    rows = [row for part in parts for row in read_part(part)]
+    kept, dropped = checked_rows(rows, against)
+    for line in dropped:
+        print(f"dropped {line}")
+    write_csv(args.output, CORPUS_COLUMNS, ([str(row[key]) for key in CORPUS_COLUMNS] for row in kept))
+    labels = Counter(sentiment_label(float(row["sentiment"]), args.threshold) for row in kept)
+    styles = Counter(row["style"].split("/")[0].strip() for row in kept)
+    print(f"{len(kept):,} of {len(rows):,} rows → {args.output} ({len(dropped)} dropped); "
+          + ", ".join(f"{label} {n:,}" for label, n in sorted(labels.items())))
+    print("styles: " + ", ".join(f"{style} {n:,}" for style, n in styles.most_common()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
