@@ -31,9 +31,10 @@ from tqdm import tqdm
 from dataset_builder.label_store import BATCH_KIND, ResultStore, label_setup
 from dataset_builder.labeller import (API_ERRORS, EVERY_RECORD_KEPT, Labeller, ProviderGone, RunSummary,
                                       Task, Tally, article_record, stop_if_fatal)
-from dataset_builder.providers import Lane, ProviderPool, describe_error, is_transient_status, response_format
+from dataset_builder.providers import Lane, ProviderPool, describe_error, response_format
 from dataset_builder.settings import LabellerConfig
 from utils.errors import FinsentError
+from utils.llm_http import is_transient_status
 
 log = logging.getLogger(__name__)
 
