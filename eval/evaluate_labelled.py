@@ -24,7 +24,7 @@ from eval.backends import make_backend, model_entry_from_cli, parse_model_entry
 from eval.expected_sentiment import TOP_LOGPROBS
 from eval.labelled import evaluate, load_labelled, prediction_cache_key, run_predictions, write_outputs
 from finsent.cli import config_from_args
-from utils.chat_templates import CHAT_TEMPLATES, chat_template
+from utils.chat_templates import FAMILIES, family_record
 from utils.cli import stage_parser
 from utils.errors import cli_entry
 from utils.labels import DEFAULT_LABEL_THRESHOLD
@@ -38,7 +38,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     model = parser.add_mutually_exclusive_group()
     model.add_argument("--model", help="Ollama model name, or a YAML mapping as in models_to_test")
     model.add_argument("--gguf", help="GGUF file to run on the embedded llama.cpp engine")
-    parser.add_argument("--chat-template", choices=sorted(CHAT_TEMPLATES),
+    parser.add_argument("--chat-template", choices=sorted(FAMILIES),
                         help="--gguf: chat format family, for a GGUF that stores no template")
     parser.add_argument("--name", help="model name in the outputs (default: model or GGUF file name)")
     parser.add_argument("--prompt", choices=["few-shot", "trained"], default="few-shot",
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     entry = model_entry_from_cli(args.model, args.gguf, name=args.name, prompt=args.prompt,
                                  structured=structured, max_tokens=args.max_tokens, num_ctx=args.num_ctx,
                                  threads=args.threads,
-                                 chat_template=chat_template(args.chat_template) if args.chat_template else None)
+                                 chat_template=family_record(args.chat_template).jinja if args.chat_template else None)
     spec = parse_model_entry(entry, 1, config)
     data = load_labelled(args.input, text_column=args.text_column, label_column=args.label_column,
                          label_map=args.label_map, source=args.source, fpb_agreement=args.fpb_agreement,

@@ -9,7 +9,7 @@ import torch
 
 from finetune.recipe import prepare_tokenizer
 from finetune.tokenizer_check import TOKENIZER_PROBES, first_difference, remedy
-from utils.chat_templates import chat_template
+from utils.chat_templates import family_record
 from utils.errors import FinsentError
 from utils.io import atomic_dir, atomic_path
 
@@ -60,7 +60,7 @@ def check_tokenizer_matches_llama_cpp(tokenizer, gguf: Path, family: str) -> Non
     row = [{"role": "system", "content": "You are a financial sentiment analyst."},
            {"role": "user", "content": TOKENIZER_PROBES[0]},
            {"role": "assistant", "content": '{"reasoning": "Profit rose.", "sentiment": 0.8, "confidence": 0.9}'}]
-    texts = [*TOKENIZER_PROBES, tokenizer.apply_chat_template(row, chat_template=chat_template(family), tokenize=False)]
+    texts = [*TOKENIZER_PROBES, tokenizer.apply_chat_template(row, chat_template=family_record(family).jinja, tokenize=False)]
     with EmbeddedEngine(EngineSettings(gguf_path=gguf, n_parallel=1, n_ctx=1024)) as engine:
         url = f"http://127.0.0.1:{engine.port}/tokenize"
         for text in texts:

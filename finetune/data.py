@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from utils.chat_templates import chat_template
+from utils.chat_templates import family_record
 from utils.errors import FinsentError
 from utils.prompts import prompt_text
 from utils.sharegpt_format import ShareGPTRecord, read_split
@@ -54,7 +54,7 @@ def _render(tokenizer, template: str, messages: list[dict[str, str]], generation
 
 def tokenize_conversation(tokenizer, family: str, messages: list[dict[str, str]]) -> dict[str, list[int]]:
     """input_ids and labels (IGNORE_INDEX outside the assistant turns) for one conversation."""
-    template = chat_template(family)
+    template = family_record(family).jinja
     input_ids: list[int] = []
     labels: list[int] = []
     rendered = ""

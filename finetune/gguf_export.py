@@ -13,14 +13,14 @@ from pathlib import Path
 
 from finetune.llama_cpp_source import CONVERTER
 from finetune.run_layout import OutputLayout
+from finetune.settings import QUANTS
 from utils.chat_templates import family_of_chat_template
 from utils.errors import FinsentError
 from utils.io import atomic_path, read_json
 
 log = logging.getLogger(__name__)
 
-FTYPES = {"f16": "LLAMA_FTYPE_MOSTLY_F16", "q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0",
-          "q5_k_m": "LLAMA_FTYPE_MOSTLY_Q5_K_M", "q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M"}
+FTYPES = {quant: f"LLAMA_FTYPE_MOSTLY_{quant.upper()}" for quant in QUANTS}  # llama_cpp's names
 
 
 @dataclass(frozen=True)

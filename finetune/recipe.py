@@ -17,7 +17,7 @@ from typing import Any, Callable
 import torch
 
 from finetune.settings import FinetuneConfig
-from utils.chat_templates import chat_template
+from utils.chat_templates import family_record
 from utils.errors import FinsentError
 
 log = logging.getLogger(__name__)
@@ -137,7 +137,7 @@ def load_base_config(base_model: str):
 
 def prepare_tokenizer(tokenizer, family: str):
     """The family's chat template (saved with the model, so the GGUF carries it) and a pad token."""
-    tokenizer.chat_template = chat_template(family)
+    tokenizer.chat_template = family_record(family).jinja
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer

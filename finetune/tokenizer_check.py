@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 from finetune.data import IGNORE_INDEX, tokenize_conversation
-from utils.chat_templates import end_of_turn
+from utils.chat_templates import family_record
 from utils.errors import FinsentError
 
 log = logging.getLogger(__name__)
@@ -132,7 +132,7 @@ def _check(tokenizer, family: str, conversations, served_prompt_ids, served_toke
         diff = first_difference(tokenizer, trained, served_prompt_ids(conversation[:-1]))
         if diff is not None:
             raise _mismatch(what, diff, folder, conversation)
-    end = end_of_turn(family)
+    end = family_record(family).end_of_turn
     theirs, ours = served_token_ids(end), [tokenizer.convert_tokens_to_ids(end)]
     if theirs != ours:
         raise FinsentError(f"{what}: llama.cpp reads the end of turn {end} as {theirs}, training as {ours}: served "

@@ -38,7 +38,7 @@ from finetune.recipe import (Device, check_backend, choose_precision, count_para
 from finetune.run_layout import OutputLayout  # noqa: E402
 from finetune.tokenizer_check import check_before_training, sample_conversations  # noqa: E402
 from finetune.trainer_setup import ThroughputCallback, build_trainer, save_outputs, write_summary  # noqa: E402
-from utils.chat_templates import family_entry  # noqa: E402
+from utils.chat_templates import family_record  # noqa: E402
 from utils.cli import stage_parser  # noqa: E402
 from utils.errors import cli_entry  # noqa: E402
 
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         "finetune.epochs": args.epochs, "finetune.learning_rate": args.learning_rate,
         "finetune.max_steps": args.max_steps, "finetune.packing": args.packing,
         "finetune.max_seq_length": args.max_seq_length}).finetune
-    family_entry(cfg.family)
+    family_record(cfg.family)
     conversations = {"train": read_sharegpt(cfg.train_file),
                      "validation": read_sharegpt(cfg.validation_file) if cfg.validation_file else None}
     device = Device.detect()

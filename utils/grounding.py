@@ -1,6 +1,6 @@
-"""Whether a reasoning is about its text: the words it shares with the text (grounded), and the
-claims it makes that the text does not (invented: annotators, agreement, a percentage), and how
-many reasonings are one sentence around different quotes (the template share). Step 05's
+"""Whether a reasoning is about its text: the words it shares with the text (grounded), the claims
+it makes that the text does not (invented: annotators, agreement, a percentage), and how many
+reasonings are one sentence around a quote (template_share). Step 05's
 human-labelled reasonings are written from these words (dataset_builder.evidence) and eval
 measures every model's reasoning with them (eval.labelled): one vocabulary for both.
 
