@@ -11,7 +11,6 @@ the rows and no row compared disagrees in class; 1 otherwise; 2 on bad input.
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
@@ -19,6 +18,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from eval.labelled import read_prediction_records  # noqa: E402
 from utils.errors import FinsentError, cli_entry  # noqa: E402
 from utils.io import atomic_write_json  # noqa: E402
 
@@ -28,21 +28,14 @@ COLUMNS = ("split", "row", "text", "valid", "predicted_label_t015", "raw")
 
 def read_answers(folder: Path) -> dict[tuple[str, int, str], dict[str, str]]:
     """predictions.csv's rows keyed by (split, row, text): what makes two runs' rows the same rows."""
-    path = Path(folder) / "predictions.csv"
-    if not path.is_file():
-        raise FinsentError(f"{path}: not found (is {folder} an evaluate_labelled --output folder?)")
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        missing = [column for column in COLUMNS if column not in (reader.fieldnames or [])]
-        if missing:
-            raise FinsentError(f"{path}: no column {', '.join(repr(column) for column in missing)}")
-        answers = {}
-        for line, record in enumerate(reader, start=2):
-            if record["valid"] not in ("True", "False"):
-                raise FinsentError(f"{path}: line {line}: valid {record['valid']!r} is neither True nor False")
-            answers[(record["split"], int(record["row"]), record["text"])] = record
+    answers = {}
+    for line, record in read_prediction_records(folder, COLUMNS):
+        if record["valid"] not in ("True", "False"):
+            raise FinsentError(f"{Path(folder) / 'predictions.csv'}: line {line}: valid {record['valid']!r} "
+                               "is neither True nor False")
+        answers[(record["split"], int(record["row"]), record["text"])] = record
     if not answers:
-        raise FinsentError(f"{path}: no rows")
+        raise FinsentError(f"{Path(folder) / 'predictions.csv'}: no rows")
     return answers
 
 
