@@ -170,3 +170,20 @@ def checked_rows(rows: list[dict], against: dict[str, list[str]]) -> tuple[list[
     for number, earlier in repeats:
         dropped.append(f"{kept[number]['where']}: repeats {origin.get(earlier, 'the corpus')}: {earlier[:80]!r}")
     return [row for number, row in enumerate(kept) if number not in repeated], dropped
+
+
+def second_labelling_disagreements(rows: list[dict], second: dict[str, str], threshold: float) -> tuple[int, list[str]]:
+    """A blind second labelling (text → label) against the rows' labels: how many of the texts it
+    labelled it agrees on, and a line for each row it disagrees on (dropped from the corpus)."""
+    from utils.labels import sentiment_label
+
+    agreed, dropped = 0, []
+    for row in rows:
+        if (other := second.get(row["text"])) is None:
+            continue
+        first = sentiment_label(float(row["sentiment"]), threshold)
+        if first == other:
+            agreed += 1
+        else:
+            dropped.append(f"{row['where']}: the second labelling says {other}, the first {first}")
+    return agreed, dropped
