@@ -24,6 +24,7 @@ SCRIPTS = sorted(
 )
 OWN_PACKAGES = ("utils", "finsent", "dataset_builder", "eval", "finetune")
 REQUIRED_FLAGS = {"dataset_builder/build_corpus.py": ["--parts", "parts", "--output", "corpus.csv"],
+                  "eval/compare_labelled.py": ["run_a", "run_b"],
                   "eval/evaluate_labelled.py": ["--input", "in.csv", "--output", "out"],
                   "finetune/average_models.py": ["--model", "a", "--model", "b", "--output", "out"]}
 
