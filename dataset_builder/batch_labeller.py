@@ -29,8 +29,8 @@ from typing import Any
 from tqdm import tqdm
 
 from dataset_builder.label_store import BATCH_KIND, ResultStore, label_setup
-from dataset_builder.labeller import (API_ERRORS, EVERY_RECORD_KEPT, Labeller, ProviderGone, RunSummary,
-                                      Task, Tally, article_record, stop_if_fatal)
+from dataset_builder.labeller import Labeller, RunSummary, Task, Tally, article_record
+from dataset_builder.provider_calls import API_ERRORS, EVERY_RECORD_KEPT, ProviderGone, stop_if_fatal
 from dataset_builder.providers import Lane, ProviderPool, describe_error, response_format
 from dataset_builder.settings import LabellerConfig
 from utils.errors import FinsentError
@@ -77,11 +77,13 @@ def _now() -> str:
 
 
 class BatchLabeller:
-    """Submits, polls and collects batches for a Labeller (whose store, task, re-ask and
-    summary it shares)."""
+    """Submits, polls and collects batches through the run's provider calls (retries, outages,
+    drops: provider_calls.ProviderCalls), and hands a Labeller the answers to re-ask and the
+    records to save (its store, task and summary are the run's)."""
 
     def __init__(self, labeller: Labeller):
         self.labeller = labeller
+        self.calls = labeller.calls
         self.config = labeller.config
         self.store: ResultStore = labeller.store
 
@@ -91,16 +93,16 @@ class BatchLabeller:
         as do `max_consecutive_failures` outages of the provider in a row (its synchronous
         re-asks' included): a batch cannot move to another provider, so it stops the run."""
         try:
-            async for attempt in self.labeller.retrying():
+            async for attempt in self.calls.retrying():
                 with attempt:
                     try:
                         answer = await request()
                     except API_ERRORS as exc:
-                        if self.labeller.outages_in_a_row(lane, exc) >= self.config.max_consecutive_failures:
-                            raise ProviderGone(f"{self.labeller.outages_message(lane, exc)}; stopping "
+                        if self.calls.outages_in_a_row(lane, exc) >= self.config.max_consecutive_failures:
+                            raise ProviderGone(f"{self.calls.outages_message(lane, exc)}; stopping "
                                                f"({EVERY_RECORD_KEPT})") from None
                         raise
-                    self.labeller.outages_in_a_row(lane, None)
+                    self.calls.outages_in_a_row(lane, None)
                     return answer
         except API_ERRORS as exc:
             stop_if_fatal(exc, lane)
@@ -109,7 +111,7 @@ class BatchLabeller:
 
     def lane_of(self, batch: dict[str, Any]) -> Lane:
         """The lane a recorded batch was sent to (its provider must still be configured)."""
-        lanes = [lane for lane in self.labeller.pool.all_lanes if lane.provider.name == batch["provider"]]
+        lanes = [lane for lane in self.calls.pool.all_lanes if lane.provider.name == batch["provider"]]
         if not lanes:
             raise FinsentError(f"{self.store.path}: batch {batch.get('batch_id') or batch['input_file_id']} "
                                f"was sent to provider '{batch['provider']}', which dataset.labeller.providers "

@@ -6,7 +6,6 @@ the headlines, the social posts); with --second-labelling, the rows a blind seco
 sample disagrees on are dropped too. Prints what it dropped and the counts by label and style."""
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from collections import Counter
@@ -18,6 +17,8 @@ if __package__ in (None, ""):  # run as a file: import this checkout, not an ins
 from dataset_builder.corpus import (CORPUS_COLUMNS, checked_rows, read_part, reference_texts,
                                     second_labelling_disagreements)
 from dataset_builder.labelled_csv import read_csv_rows, write_csv
+from finsent.cli import config_from_args
+from utils.cli import stage_parser
 from utils.errors import FinsentError, cli_entry
 from utils.labels import sentiment_label
 
@@ -34,7 +35,7 @@ def second_labels(path: Path) -> list[tuple[str, str]]:
 
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = stage_parser(__doc__)
     parser.add_argument("--parts", type=Path, required=True, help="folder of the written *.jsonl parts")
     parser.add_argument("--output", type=Path, required=True, help="the corpus CSV to write")
     parser.add_argument("--against", action="append", default=[], metavar="NAME=PATH",
@@ -42,8 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--second-labelling", type=Path, metavar="CSV",
                         help="a blind second labelling (text, label) of a sample: its agreement is printed, "
                              "the rows it disagrees on are dropped")
-    parser.add_argument("--threshold", type=float, default=0.15, help="the label threshold for the counts")
+    parser.add_argument("--threshold", type=float, help="the label threshold for the counts (dataset.label_threshold)")
     args = parser.parse_args(argv)
+    threshold = config_from_args(args, {"dataset.label_threshold": args.threshold}).dataset.label_threshold
     parts = sorted(args.parts.glob("*.jsonl"))
     if not parts:
         raise FinsentError(f"--parts: no *.jsonl file in {args.parts}")
@@ -57,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     kept, dropped = checked_rows(rows, against)
     if args.second_labelling:
         second = {text: label for text, label in second_labels(args.second_labelling)}
-        agreed, disagreed = second_labelling_disagreements(kept, second, args.threshold)
+        agreed, disagreed = second_labelling_disagreements(kept, second, threshold)
         compared = agreed + len(disagreed)
         print(f"second labelling: {agreed} of {compared} rows agree ({agreed / compared:.1%}); "
               f"the {len(disagreed)} others are dropped")
@@ -67,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     for line in dropped:
         print(f"dropped {line}")
     write_csv(args.output, CORPUS_COLUMNS, ([str(row[key]) for key in CORPUS_COLUMNS] for row in kept))
-    labels = Counter(sentiment_label(float(row["sentiment"]), args.threshold) for row in kept)
+    labels = Counter(sentiment_label(float(row["sentiment"]), threshold) for row in kept)
     styles = Counter(row["style"].split("/")[0].strip() for row in kept)
     print(f"{len(kept):,} of {len(rows):,} rows → {args.output} ({len(dropped)} dropped); "
           + ", ".join(f"{label} {n:,}" for label, n in sorted(labels.items())))

@@ -10,39 +10,22 @@ when none is left.
 from __future__ import annotations
 
 import asyncio
-import logging
-import random
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-import groq
-import openai
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 from tqdm import tqdm
 
 from dataset_builder.label_store import ResultStore, label_setup
 from dataset_builder.news_articles import NewsArticle, article_messages
-from dataset_builder.providers import (Lane, ProviderAuthError, ProviderPool, describe_error,
-                                       is_outage, is_transient, response_format, retry_after_s,
-                                       status_code)
+from dataset_builder.provider_calls import API_ERRORS, ProviderCalls, ProviderGone, stop_if_fatal
+from dataset_builder.providers import Lane, ProviderPool, describe_error, is_transient, response_format
 from dataset_builder.settings import LabellerConfig, ProviderConfig
-from utils.errors import FinsentError
 from utils.schema import ResponseParseError, SentimentResponse, parse_sentiment_response
 
-log = logging.getLogger(__name__)
-
-API_ERRORS = (openai.APIError, groq.APIError)
 REASK = ("That answer is not valid ({reason}). Reply again with only the JSON object, with "
          "exactly the keys reasoning, sentiment and confidence.")
-
-
-class ProviderGone(FinsentError):
-    """Every provider was dropped after too many outages in a row: the run stops."""
-
-
-EVERY_RECORD_KEPT = "every record is kept: rerun when it is back"
 
 
 @dataclass(frozen=True)
@@ -129,10 +112,7 @@ class Labeller:
         self.store = store
         self.show_progress = show_progress
         self.task = task or news_task(config)
-        self._backoff = wait_exponential_jitter(multiplier=config.backoff_initial_s,
-                                                max=config.backoff_max_s,
-                                                jitter=config.backoff_initial_s)
-        self._outages_in_a_row: dict[str, int] = {}  # provider → outages since its last answer
+        self.calls = ProviderCalls(config, pool)
         self.summary = RunSummary({lane.provider.name: lane.provider for lane in pool.lanes})
 
     async def run(self, articles: list[NewsArticle]) -> RunSummary:
@@ -240,27 +220,14 @@ class Labeller:
         return article_record(article, lane, response, reason, attempts, tally, time.monotonic() - started, setup,
                               extra)
 
-    def retrying(self) -> AsyncRetrying:
-        """Transient failures tried again (max_retries), after wait_before_retry."""
-        return AsyncRetrying(retry=retry_if_exception(is_transient), wait=self.wait_before_retry,
-                             stop=stop_after_attempt(self.config.max_retries + 1), reraise=True)
-
-    def wait_before_retry(self, state) -> float:
-        """Exponential backoff with jitter, or the wait the server asked for (Retry-After)."""
-        asked = retry_after_s(state.outcome.exception())
-        if asked is None:
-            return self._backoff(state)
-        asked = min(asked, self.config.retry_after_max_s)
-        return asked + random.uniform(0, min(1.0, 0.1 * asked + 0.01))
-
     async def _ask(self, lane: Lane, messages: list[dict[str, str]], tally: Tally, movable: bool = True) -> str | None:
         """One answer from `lane`, retrying transient failures; 401/403/404 stop the run."""
         provider = lane.provider
         estimate = sum(len(m["content"]) for m in messages) // 4 + self.config.max_tokens
         extra = {"response_format": fmt} if (fmt := response_format(provider)) else {}
-        async for attempt in self.retrying():
+        async for attempt in self.calls.retrying():
             with attempt:
-                self._raise_if_dropped(lane)
+                self.calls.raise_if_dropped(lane)
                 await lane.limiter.acquire(estimate)
                 tally.requests += 1
                 try:
@@ -270,9 +237,9 @@ class Labeller:
                 except API_ERRORS as exc:
                     lane.limiter.settle(estimate, 0)
                     stop_if_fatal(exc, lane)
-                    self._count_outage(lane, exc, movable)
+                    self.calls.count_outage(lane, exc, movable)
                     raise
-        self.outages_in_a_row(lane, None)
+        self.calls.outages_in_a_row(lane, None)
         usage = completion.usage
         prompt, answer = (usage.prompt_tokens or 0, usage.completion_tokens or 0) if usage else (0, 0)
         lane.limiter.settle(estimate, prompt + answer if usage else estimate)
@@ -280,37 +247,6 @@ class Labeller:
         tally.completion_tokens += answer
         return completion.choices[0].message.content if completion.choices else None
 
-    def outages_in_a_row(self, lane: Lane, exc: BaseException | None) -> int:
-        """Count `exc` (None: an answer) and return the outages of `lane`'s provider in a row:
-        any answer, 429 included, shows the provider is there and starts the count again."""
-        name = lane.provider.name
-        self._outages_in_a_row[name] = self._outages_in_a_row.get(name, 0) + 1 if exc and is_outage(exc) else 0
-        return self._outages_in_a_row[name]
-
-    def outages_message(self, lane: Lane, exc: BaseException) -> str:
-        return (f"provider '{lane.provider.name}' at {str(lane.client.base_url).rstrip('/')}: "
-                f"{self.config.max_consecutive_failures} requests in a row failed (last: {describe_error(exc)})")
-
-    def _count_outage(self, lane: Lane, exc: BaseException, movable: bool = True) -> None:
-        """At `max_consecutive_failures` outages in a row drop the provider, and stop when none
-        is left or the article cannot move to another one."""
-        count = self.outages_in_a_row(lane, exc)
-        if not count:
-            return
-        if count == self.config.max_consecutive_failures:
-            self.pool.drop(lane.provider)
-            what = self.outages_message(lane, exc)
-            if not movable:
-                raise ProviderGone(f"{what}; a batch's articles cannot move to another provider, stopping "
-                                   f"({EVERY_RECORD_KEPT})")
-            if not self.pool.lanes:
-                raise ProviderGone(f"{what}; no provider left, stopping ({EVERY_RECORD_KEPT})")
-            log.warning("%s; dropped, the other providers carry on", what)
-        self._raise_if_dropped(lane)
-
-    def _raise_if_dropped(self, lane: Lane) -> None:
-        if lane.provider.name in self.pool.dropped:
-            raise ProviderGone(f"provider '{lane.provider.name}' was dropped")
 
 
 def article_record(article: NewsArticle, lane: Lane, response: dict | None, reason: str | None, attempts: int,
@@ -327,18 +263,6 @@ def article_record(article: NewsArticle, lane: Lane, response: dict | None, reas
         **(extra or {}),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-
-
-def stop_if_fatal(exc: BaseException, lane: Lane) -> None:
-    code = status_code(exc)
-    provider = lane.provider
-    if code in {401, 403}:
-        where = f" from {provider.api_key_env}" if provider.api_key_env else ""
-        raise ProviderAuthError(f"provider '{provider.name}' refused the API key{where} (HTTP {code}): "
-                                f"check the key and its access to model '{lane.model}'") from None
-    if code == 404:
-        raise FinsentError(f"provider '{provider.name}' answered HTTP 404 for model '{lane.model}': "
-                           f"check the model name and base_url") from None
 
 
 async def _label(articles: list[NewsArticle], store: ResultStore, config: LabellerConfig,

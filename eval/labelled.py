@@ -37,7 +37,7 @@ from eval.expected_sentiment import expected_sentiment
 from utils.errors import FinsentError
 from utils.grounding import invented_claims, is_grounded, template_share
 from utils.io import JsonlAppender, atomic_path, atomic_write_json, read_jsonl
-from utils.labels import DEFAULT_LABEL_THRESHOLD, sentiment_label
+from utils.labels import DEFAULT_LABEL_THRESHOLD, to_class
 from utils.phrasebank_files import level_file
 from utils.schema import ResponseParseError, parse_sentiment_response
 from utils.sharegpt_format import is_sharegpt, read_split, split_file
@@ -343,11 +343,6 @@ def run_predictions(backend: SentimentBackend, data: LabelledInput, cache_path: 
 
 
 # --- scoring -------------------------------------------------------------------------------
-
-def to_class(sentiment: float | None, threshold: float) -> str:
-    """The answer's class by step 05's rule (utils.labels); "invalid" where it did not parse."""
-    return "invalid" if sentiment is None else sentiment_label(sentiment, threshold)
-
 
 def classification_metrics(predictions: list[Prediction], threshold: float) -> dict[str, Any]:
     """Accuracy, macro/weighted F1 over all rows (invalid = wrong) and over valid rows only,

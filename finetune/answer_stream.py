@@ -27,10 +27,10 @@ from typing import Any, Protocol
 import httpx
 
 from eval.backends import DEFAULT_OLLAMA_HOST, Messages, ModelSpec
-from eval.labelled import to_class
 from eval.settings import EvalConfig
 from utils.engine import EmbeddedEngine, EngineSettings
 from utils.errors import FinsentError, require_extra
+from utils.labels import to_class
 from utils.schema import ResponseParseError, json_schema_response_format, parse_sentiment_response, \
     sentiment_json_schema
 

@@ -22,8 +22,10 @@ SCRIPTS = sorted(
     for path in (REPO_ROOT / folder).glob("*.py")
     if 'if __name__ == "__main__"' in path.read_text(encoding="utf-8")
 )
-OWN_PACKAGES = ("utils", "dataset_builder", "eval", "finetune")
-REQUIRED_FLAGS = {"eval/evaluate_labelled.py": ["--input", "in.csv", "--output", "out"],
+OWN_PACKAGES = ("utils", "finsent", "dataset_builder", "eval", "finetune")
+REQUIRED_FLAGS = {"dataset_builder/build_corpus.py": ["--parts", "parts", "--output", "corpus.csv"],
+                  "eval/compare_labelled.py": ["run_a", "run_b"],
+                  "eval/evaluate_labelled.py": ["--input", "in.csv", "--output", "out"],
                   "finetune/average_models.py": ["--model", "a", "--model", "b", "--output", "out"]}
 
 

@@ -9,12 +9,13 @@ import pytest
 from eval.backends import make_backend, parse_model_entry
 from eval.labelled import (LabelledRow, Prediction, choose_threshold, classification_metrics,
                            load_labelled, prediction_cache_key, reasoning_metrics, regression_metrics,
-                           run_predictions, sentiment_values, to_class)
+                           run_predictions, sentiment_values)
 from eval.settings import EvalConfig
 from tests.conftest import run_script
 from tests.fault_server import FaultServer, expected_response
 from utils.errors import FinsentError
 from utils.grounding import invented_claims, is_grounded, reasoning_template, template_share
+from utils.labels import to_class
 from utils.prompts import system_prompt
 
 

@@ -14,13 +14,13 @@ import pytest
 
 from dataset_builder.settings import LabellerConfig
 from eval.backends import make_backend, parse_model_entry
-from eval.labelled import to_class
 from eval.settings import EvalConfig
 from finetune.answer_stream import HFStream, OpenAICompatibleStream, ask
 from tests.conftest import REPO_ROOT, run_script, script_env
 from tests.finetune_fixtures import llama_cpp_vendor, tiny_llama  # noqa: F401
 from tests.labeller_support import write_config
 from utils.engine import default_gguf_path, free_port
+from utils.labels import to_class
 from utils.prompts import analysis_messages
 from utils.schema import SentimentResponse, sentiment_json_schema
 

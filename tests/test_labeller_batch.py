@@ -13,7 +13,7 @@ import pytest
 
 from dataset_builder.batch_labeller import label_in_batches, split_requests
 from dataset_builder.label_store import ResultStore
-from dataset_builder.labeller import ProviderGone
+from dataset_builder.provider_calls import ProviderGone
 from dataset_builder.news_articles import read_news
 from dataset_builder.providers import ProviderAuthError
 from tests.conftest import REPO_ROOT, run_script, script_env

@@ -12,3 +12,8 @@ def sentiment_label(sentiment: float, threshold: float = DEFAULT_LABEL_THRESHOLD
     if sentiment < -threshold:
         return "negative"
     return "neutral"
+
+
+def to_class(sentiment: float | None, threshold: float) -> str:
+    """An answer's class by the rule above; "invalid" where it did not parse (no sentiment)."""
+    return "invalid" if sentiment is None else sentiment_label(sentiment, threshold)
