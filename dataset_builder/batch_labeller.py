@@ -46,7 +46,7 @@ def request_line(item: Any, lane: Lane, task: Task, config: LabellerConfig) -> d
     """One line of a batch's input file: the synchronous path's request about `item`."""
     body: dict[str, Any] = {"model": lane.model, "messages": task.messages(item),
                             "temperature": config.temperature, "max_tokens": config.max_tokens}
-    if fmt := response_format(lane.provider):
+    if fmt := task.response_format(lane.provider):
         body["response_format"] = fmt
     return {"custom_id": item.id, "method": "POST", "url": ENDPOINT, "body": body}
 

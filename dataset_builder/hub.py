@@ -32,11 +32,11 @@ def push_folder(folder: Path, repo_id: str, private: bool) -> str:
         api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="dataset",
                           commit_message="finsent dataset builder: step 05")
     except Exception as exc:  # network, auth and hub errors all end the same way: one line
-        raise FinsentError(f"--push-to-hub {repo_id}: {_describe(exc, token)}") from None
+        raise FinsentError(f"--push-to-hub {repo_id}: {describe_hub_error(exc, token)}") from None
     return f"https://huggingface.co/datasets/{repo_id}"
 
 
-def _describe(error: Exception, token: str) -> str:
+def describe_hub_error(error: Exception, token: str) -> str:
     status = getattr(getattr(error, "response", None), "status_code", None)
     if status in (401, 403):
         reason = f"the token was refused (HTTP {status}); check HF_TOKEN has write access"

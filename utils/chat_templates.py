@@ -61,6 +61,7 @@ CHAT_TEMPLATES: dict[str, dict[str, object]] = {
         "ollama_name": "gemma3-instruct",
         "stop": ["<end_of_turn>"],
         "end_of_turn": "<end_of_turn>",
+        "license": "gemma",  # the base model's, as the Hub names it: a fine-tune inherits it
     },
     "llama-3": {
         "jinja": (
@@ -81,6 +82,7 @@ CHAT_TEMPLATES: dict[str, dict[str, object]] = {
         "ollama_name": "llama3-instruct",
         "stop": ["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"],
         "end_of_turn": "<|eot_id|>",
+        "license": "llama3",
     },
     "mistral": {
         # Mistral Instruct v0.3 has no system role either: the system prompt opens the first [INST];
@@ -108,6 +110,7 @@ CHAT_TEMPLATES: dict[str, dict[str, object]] = {
         # vocabulary does not have: the stops here are Mistral's own turn markers.
         "stop": ["</s>", "[INST]", "[/INST]"],
         "end_of_turn": "</s>",
+        "license": "apache-2.0",
     },
     "phi-3": {
         "jinja": (
@@ -125,6 +128,7 @@ CHAT_TEMPLATES: dict[str, dict[str, object]] = {
         "ollama_name": "phi-3",
         "stop": ["<|end|>", "<|system|>", "<|user|>", "<|assistant|>"],
         "end_of_turn": "<|end|>",
+        "license": "mit",
     },
 }
 
