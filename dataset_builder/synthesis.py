@@ -25,6 +25,7 @@ from dataset_builder.labelled_csv import write_csv
 from dataset_builder.label_store import ResultStore
 from dataset_builder.news_articles import article_id
 from dataset_builder.settings import ProviderConfig, SynthesisConfig
+from utils.labels import sentiment_label
 from utils.schema import ResponseParseError, SentimentResponse, parse_sentiment_response, sentiment_json_schema
 
 SYNTHESIS_COLUMNS = (*CORPUS_COLUMNS, "provider", "model", "prompt")
@@ -94,8 +95,6 @@ def parse_synthesized(content: str | None) -> SynthesizedText:
 def checked_answer(cell: SynthesisCell, answer: SynthesizedText) -> dict:
     """The record's response: the text and its answer, with the cell it was asked for. A text too
     long, or a sentiment outside the class asked for, is ResponseParseError: re-asked with why."""
-    from dataset_builder.sharegpt import sentiment_label  # sharegpt → join → corpus: import at use
-
     text = answer.text.strip()
     if len(text) > cell.max_chars:
         raise ResponseParseError(f"the text has {len(text)} characters, more than {cell.max_chars}")

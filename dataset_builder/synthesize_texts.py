@@ -21,7 +21,8 @@ from dataset_builder.corpus import reference_texts
 from dataset_builder.label_store import ResultStore
 from dataset_builder.synthesis import corpus_rows, cost_estimate, grid_cells, synthesis_messages, synthesis_task, \
     write_corpus
-from utils.cli import config_from_args, stage_parser
+from finsent.cli import config_from_args
+from utils.cli import stage_parser
 from utils.errors import FinsentError, cli_entry, quiet_client_logs
 
 
@@ -63,17 +64,11 @@ def main(argv=None) -> int:
         if todo:
             print("first prompt:\n" + json.dumps(synthesis_messages(todo[0]), indent=2, ensure_ascii=False))
         return 0
-    from dataset_builder.batch_labeller import label_in_batches  # the SDKs take seconds to import
-    from dataset_builder.labeller import label_articles
+    from dataset_builder.batch_labeller import label_all  # the SDKs take seconds to import
     quiet_client_logs(args.verbose)
-    batched = args.batch or store.open_batches() or any(p.batch for p in config.labeller.providers)
     try:
-        if batched:
-            summary = label_in_batches(cells, todo, store, config.labeller, show_progress=not args.no_progress,
-                                       task=synthesis_task(config.synthesis.max_chars), batch_everything=args.batch)
-        else:
-            summary = label_articles(todo, store, config.labeller, show_progress=not args.no_progress,
-                                     task=synthesis_task(config.synthesis.max_chars))
+        summary = label_all(cells, todo, store, config.labeller, show_progress=not args.no_progress,
+                            task=synthesis_task(config.synthesis.max_chars), batch_everything=args.batch)
     finally:
         store.close()
         rows, dropped = corpus_rows(store, cells, against)

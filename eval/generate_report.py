@@ -19,7 +19,7 @@ from eval.html_report import find_labelled, png_picture, relative_links, render_
 from eval.metrics import model_details
 from eval.paired_accuracy import report_comparisons
 from eval.sentiment_files import load_sentiments, resolve_pairs, report_parser
-from utils.cli import config_from_args
+from finsent.cli import config_from_args
 from utils.errors import cli_entry
 from utils.io import atomic_write_text
 

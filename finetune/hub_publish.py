@@ -6,10 +6,8 @@ written here), `train_summary.json`, `adapter/` (the LoRA adapter, where there i
 `merged/` (the merged 16-bit model) and every `gguf/*.gguf` with its `gguf/Modelfile.<quant>`.
 Checkpoints and logs stay home.
 
-The upload is `HfApi.upload_folder`, which with `hf_xet` (a huggingface_hub dependency) streams
-the files in chunks, commits large folders in several parts and resumes an interrupted upload
-when run again (committed files are skipped, uploaded chunks deduplicated). The token comes only
-from HF_TOKEN (environment or `.env`, `dataset_builder.hub.hub_token`) and is never printed.
+The upload is utils.hub's (huggingface_hub's `upload_folder` over `hf_xet`: chunked, committed in
+parts, resumed when run again); the token comes only from HF_TOKEN and is never printed.
 """
 from __future__ import annotations
 
@@ -18,13 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dataset_builder.hub import describe_hub_error, hub_token
-from eval.html_report import LabelledResult, find_labelled
-from eval.paired_accuracy import RESAMPLES, read_run, scores
 from finetune.settings import FinetuneConfig, model_name_from_base
-from utils.chat_templates import family_entry
+from utils.chat_templates import family_record
 from utils.errors import FinsentError
+from utils.hub import upload_folder
 from utils.io import atomic_write_text, read_json
+from utils.labelled_runs import read_metrics, read_run, weighted_f1_interval
 from utils.prompts import system_prompt
 
 CARD = "README.md"
@@ -59,26 +56,17 @@ def human_size(size: int) -> str:
     return ""
 
 
-def weighted_f1_interval(result: LabelledResult, resamples: int = RESAMPLES, seed: int = 0) -> tuple[float, float]:
-    """A bootstrap 95% interval of a labelled run's weighted F1 (its test rows resampled)."""
-    import numpy as np
-
-    run = read_run(result.folder)
-    samples = np.random.default_rng(seed).integers(0, len(run.truth), size=(resamples, len(run.truth)))
-    low, high = np.percentile(scores(run.truth, run.guess, samples)["weighted_f1"], [2.5, 97.5])
-    return float(low), float(high)
-
-
-def figures_table(labelled: list[LabelledResult]) -> str:
+def figures_table(labelled: list[Path]) -> str:
     """The card's measured figures: one row per evaluate_labelled run."""
     if not labelled:
         return ("No `evaluate_labelled` run was found for this model (pass `--labelled FOLDER`); measure it with "
                 "`python eval/evaluate_labelled.py --gguf ... --prompt trained --output FOLDER`.")
     lines = ["| model | data | rows | valid JSON | t | accuracy | macro-F1 | weighted F1 [95% interval] | "
              "sentiment values |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |"]
-    for result in labelled:
-        m, chosen = result.metrics, result.metrics["at_chosen_threshold"]
-        low, high = weighted_f1_interval(result)
+    for folder in labelled:
+        m = read_metrics(folder)
+        chosen = m["at_chosen_threshold"]
+        low, high = weighted_f1_interval(read_run(folder))
         lines.append(f"| {m['model']} | {Path(str(m['input']).split(' (')[0]).name} | {m['rows']} | "
                      f"{m['valid_json_rate']:.1%} | {m['threshold_chosen']:.2f} | {chosen['accuracy']:.3f} | "
                      f"{chosen['macro_f1']:.3f} | {chosen['weighted_f1']:.3f} [{low:.3f}, {high:.3f}] | "
@@ -104,13 +92,13 @@ def consistency_table(model_details: Path | None, name: str) -> str:
 
 
 def model_card(repo_id: str, name: str, cfg: FinetuneConfig, summary: dict[str, Any], files: list[RepoFile],
-               labelled: list[LabelledResult], model_details: Path | None) -> str:
+               labelled: list[Path], model_details: Path | None) -> str:
     """README.md of the model repo: metadata, what it is, how it was made and measured, how to run it."""
     from huggingface_hub import ModelCardData
 
     family = summary.get("family") or cfg.family
     base = summary.get("base_model") or cfg.base_model
-    licence = str(family_entry(family).get("license", "other"))
+    licence = family_record(family).license
     ggufs = [f.path for f in files if f.path.endswith(".gguf")]
     quants = [Path(g).stem.removeprefix(f"{name}-") for g in ggufs]
     has_adapter = any(f.path.startswith("adapter/") for f in files)
@@ -167,7 +155,7 @@ The system prompt it was trained with (send it, then the text alone, as the user
 
 ```bash
 {ollama or "# no GGUF in this repository"}
-python finetune/ask.py --gguf {name}/{ggufs[0] if ggufs else "gguf/MODEL.gguf"} "Operating profit rose to EUR 13.1 mn."
+python eval/ask.py --gguf {name}/{ggufs[0] if ggufs else "gguf/MODEL.gguf"} "Operating profit rose to EUR 13.1 mn."
 ```
 
 ## Licence
@@ -198,11 +186,12 @@ def write_card(run_dir: Path, repo_id: str, cfg: FinetuneConfig, labelled_folder
     summary = read_json(summary_path) if summary_path.is_file() else {}
     name = cfg.model_name or _name_from_ggufs(run_dir) or model_name_from_base(summary.get("base_model") or cfg.base_model)
     for folder in labelled_folders:
-        if not find_labelled([folder]):
-            raise FinsentError(f"--labelled {folder}: no evaluate_labelled metrics.json in it")
-    labelled = find_labelled(labelled_folders)
+        try:
+            read_metrics(folder)
+        except FinsentError as exc:
+            raise FinsentError(f"--labelled {exc}") from None
     files = [f for f in files_to_upload(run_dir) if f.path != CARD]
-    card = model_card(repo_id, name, cfg, summary, files, labelled, model_details)
+    card = model_card(repo_id, name, cfg, summary, files, labelled_folders, model_details)
     path = run_dir / CARD
     atomic_write_text(path, card)
     return path, files_to_upload(run_dir)
@@ -216,25 +205,5 @@ def _name_from_ggufs(run_dir: Path) -> str | None:
 
 def push(run_dir: Path, repo_id: str, private: bool) -> str:
     """Create the model repo (private unless told) and upload the run's published files; its URL."""
-    from huggingface_hub import HfApi
-
-    token = hub_token(repo_id)
-    api = HfApi(token=token)
-    try:
-        url = api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
-        api.upload_folder(repo_id=repo_id, repo_type="model", folder_path=str(run_dir), allow_patterns=UPLOADED,
-                          commit_message="finsent: fine-tuned model, GGUF quants and model card")
-    except Exception as exc:  # network, auth and hub errors all end the same way: one line
-        raise FinsentError(f"--push-to-hub {repo_id}: {describe_hub_error(exc, token)}") from None
-    return str(url)
-
-
-def check_repo_id(repo_id: str) -> None:
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-    try:
-        validate_repo_id(repo_id)
-    except HFValidationError:
-        raise FinsentError(f"--push-to-hub {repo_id!r}: expected USER/REPO (letters, digits, '-', '_', '.')") from None
-    if "/" not in repo_id:
-        raise FinsentError(f"--push-to-hub {repo_id!r}: expected USER/REPO, with the user or organisation")
+    return upload_folder(run_dir, repo_id, "model", private, "finsent: fine-tuned model, GGUF quants and model card",
+                         allow_patterns=UPLOADED)

@@ -14,8 +14,10 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: import this checkout, not an installed copy
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from finetune.hub_publish import check_repo_id, human_size, push, write_card
-from utils.cli import config_from_args, stage_parser
+from finetune.hub_publish import human_size, push, write_card
+from finsent.cli import config_from_args
+from utils.cli import stage_parser
+from utils.hub import check_repo_id
 from utils.errors import cli_entry
 
 

@@ -139,7 +139,7 @@ def test_fine_tune_scripts_without_the_extras_name_the_install_command(tmp_path,
 
 
 def test_ask_and_publish_need_no_fine_tune_extras(tmp_path, requirements_only_site):
-    for script in ("finetune/ask.py", "finetune/publish.py"):
+    for script in ("eval/ask.py", "finetune/publish.py"):
         result = run_from_checkout(script, "--help", cwd=tmp_path, python_path=requirements_only_site,
                                    python_flags=("-S",))
         assert result.returncode == 0 and "usage:" in result.stdout, result.stderr

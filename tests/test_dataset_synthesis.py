@@ -15,7 +15,7 @@ import pytest
 
 from dataset_builder.corpus import is_corpus_csv, read_corpus
 from dataset_builder.settings import LabellerConfig, SynthesisConfig
-from dataset_builder.sharegpt import sentiment_label
+from utils.labels import sentiment_label
 from dataset_builder.synthesis import SYNTHESIS_COLUMNS, grid_cells
 from tests.conftest import REPO_ROOT, run_script, script_env
 from tests.fault_server import FaultServer

@@ -5,8 +5,6 @@ refuses the token, and a port where nothing listens."""
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +15,7 @@ from eval.backends import ModelSpec
 from eval.labelled import LABEL_VALUE, LabelledInput, Prediction, evaluate, read_phrasebank, write_outputs
 from tests.conftest import run_script, script_env
 from tests.finetune_fixtures import llama_cpp_vendor, sharegpt_splits, tiny_llama  # noqa: F401
+from tests.hub_server import refusing_hub
 from utils.engine import free_port
 from utils.prompts import system_prompt
 
@@ -94,34 +93,6 @@ def test_the_card_says_what_the_model_is_and_how_it_did(run_dir, labelled):
             and f"hf download someone/tiny-llama-finsent gguf/{NAME}-f16.gguf gguf/Modelfile.f16" in card)
 
 
-class RefusingHub(BaseHTTPRequestHandler):
-    """The Hub's answer to a token it does not know: 401 to every request."""
-
-    def _refuse(self) -> None:
-        self.server.requests += 1
-        body = json.dumps({"error": "Invalid credentials in Authorization header"}).encode()
-        self.send_response(401)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    do_GET = do_POST = do_PUT = do_HEAD = _refuse
-
-    def log_message(self, *args) -> None:
-        pass
-
-
-@pytest.fixture
-def refusing_hub():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), RefusingHub)
-    server.requests = 0
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server
-    server.shutdown()
-    server.server_close()
-
-
 def one_error_line(result) -> str:
     assert result.returncode == 2, result.stderr[-2000:]
     lines = result.stderr.strip().splitlines()
@@ -136,17 +107,17 @@ def test_no_token_is_one_line(run_dir):
                     "in .env (a token with write access)")
 
 
-def test_a_refused_token_from_dotenv_is_one_line_and_never_shown(run_dir, refusing_hub):
+def test_a_refused_token_from_dotenv_is_one_line_and_never_shown(run_dir):
     (run_dir["root"] / ".env").write_text(f"HF_TOKEN={TOKEN}\n", encoding="utf-8")
     try:
-        result = publish(run_dir, "--push-to-hub", "someone/repo",
-                         HF_ENDPOINT=f"http://127.0.0.1:{refusing_hub.server_port}")
+        with refusing_hub() as hub:
+            result = publish(run_dir, "--push-to-hub", "someone/repo", HF_ENDPOINT=f"http://127.0.0.1:{hub.server_port}")
     finally:
         (run_dir["root"] / ".env").unlink()
     line = one_error_line(result)
     assert line.startswith("error: --push-to-hub someone/repo: the token was refused (HTTP 401); check HF_TOKEN "
                            "has write access")
-    assert refusing_hub.requests >= 1  # it was asked, over real HTTP
+    assert hub.requests >= 1  # it was asked, over real HTTP
 
 
 def test_no_network_is_one_line(run_dir):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from utils.chat_templates import chat_template
+from utils.chat_templates import family_record
 from utils.errors import FinsentError
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ class EmbeddedEngine:
         params.cache_prompt = True
         params.verbosity = self.settings.verbosity
         template = self.settings.chat_template or (
-            None if self.settings.gguf_path else chat_template("gemma-3"))
+            None if self.settings.gguf_path else family_record("gemma-3").jinja)
         if template:
             params.chat_template = template
         if self.settings.model_alias:

@@ -1,6 +1,6 @@
-"""finetune/ask.py end to end: answers streamed from the real Gemma 3 270M GGUF on the embedded
+"""eval/ask.py end to end: answers streamed from the real Gemma 3 270M GGUF on the embedded
 engine (without torch importable), from a tiny random HF model through transformers, and from
-`python -m finetune.ask serve` on a fixed port, which step 03's openai_compatible provider and
+`python -m eval.ask serve` on a fixed port, which step 03's openai_compatible provider and
 eval's openai backend then use with real requests."""
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from dataset_builder.settings import LabellerConfig
 from eval.backends import make_backend, parse_model_entry
 from eval.labelled import to_class
 from eval.settings import EvalConfig
-from finetune.answer_stream import HFStream, OpenAICompatibleStream, ask
+from eval.answer_stream import HFStream, OpenAICompatibleStream, ask
 from tests.conftest import REPO_ROOT, run_script, script_env
 from tests.finetune_fixtures import llama_cpp_vendor, tiny_llama  # noqa: F401
 from tests.labeller_support import write_config
@@ -25,7 +25,7 @@ from utils.prompts import analysis_messages
 from utils.schema import SentimentResponse, sentiment_json_schema
 
 TEXT = "Operating profit rose to EUR 13.1 mn from EUR 8.7 mn."
-# The script run as `python finetune/ask.py` with torch and transformers unimportable: an import
+# The script run as `python eval/ask.py` with torch and transformers unimportable: an import
 # finder first on sys.meta_path refuses them (None in sys.modules would trip scipy's torch probe).
 WITHOUT_TORCH = """
 import runpy, sys
@@ -34,8 +34,8 @@ class NoTorch:
         if name.split(".")[0] in ("torch", "transformers"):
             raise ImportError(f"{name} is blocked: the fine-tune extras must not be needed here")
 sys.meta_path.insert(0, NoTorch())
-sys.argv = ["finetune/ask.py", *sys.argv[1:]]
-runpy.run_path("finetune/ask.py", run_name="__main__")
+sys.argv = ["eval/ask.py", *sys.argv[1:]]
+runpy.run_path("eval/ask.py", run_name="__main__")
 """
 
 
@@ -92,9 +92,9 @@ def test_an_hf_folder_streams_through_transformers(tiny_llama):  # noqa: F811
 
 @pytest.fixture(scope="module")
 def served():
-    """`python -m finetune.ask serve` on a fixed port, stopped by SIGTERM at the end."""
+    """`python -m eval.ask serve` on a fixed port, stopped by SIGTERM at the end."""
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "finetune.ask", "serve", "--port", str(port), "--name",
+    server = subprocess.Popen([sys.executable, "-m", "eval.ask", "serve", "--port", str(port), "--name",
                                "finsent-test", "--parallel", "2", "--threads", "2"],
                               cwd=REPO_ROOT, env=script_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True)
@@ -114,7 +114,7 @@ def test_serve_refuses_a_busy_port():
         sock.listen()
         port = sock.getsockname()[1]
         started = time.monotonic()
-        result = run_script("finetune/ask.py", "serve", "--port", str(port))
+        result = run_script("eval/ask.py", "serve", "--port", str(port))
     assert result.returncode == 2 and time.monotonic() - started < 60
     assert result.stderr.strip().splitlines()[-1] == (
         f"error: --port {port}: 127.0.0.1:{port} is in use (stop what serves there, or pick another port)")

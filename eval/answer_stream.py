@@ -31,6 +31,7 @@ from eval.labelled import to_class
 from eval.settings import EvalConfig
 from utils.engine import EmbeddedEngine, EngineSettings
 from utils.errors import FinsentError, require_extra
+from utils.llm_http import api_key
 from utils.schema import ResponseParseError, json_schema_response_format, parse_sentiment_response, \
     sentiment_json_schema
 
@@ -121,7 +122,7 @@ def backend_stream(spec: ModelSpec, config: EvalConfig, stack: ExitStack) -> Ope
     options: dict[str, Any] = {"temperature": spec.temperature, "max_tokens": spec.max_tokens}
     if spec.seed is not None:
         options["seed"] = spec.seed
-    api_key = None
+    key = None
     if spec.backend == "llamacpp":
         engine = EmbeddedEngine(EngineSettings(gguf_path=Path(spec.gguf) if spec.gguf else None, n_parallel=1,
                                                n_ctx=spec.num_ctx, n_threads=spec.threads,
@@ -132,17 +133,14 @@ def backend_stream(spec: ModelSpec, config: EvalConfig, stack: ExitStack) -> Ope
             options["json_schema"] = sentiment_json_schema(config.max_reasoning_chars)
     else:
         if spec.backend == "openai":
-            base_url = spec.base_urls[0]
-            key_env = spec.api_key_env or "OPENAI_API_KEY"
-            api_key = os.environ.get(key_env)
-            if not api_key and spec.api_key_env:
-                raise FinsentError(f"model '{spec.label}': environment variable {key_env} (api_key_env) is not set")
+            base_url = spec.base_urls[0]  # as the openai backend: the named variable, else OPENAI_API_KEY
+            key = api_key(spec.api_key_env, f"model '{spec.label}' (api_key_env)") or os.environ.get("OPENAI_API_KEY")
         else:  # ollama serves the same API under /v1
             host = spec.host or os.environ.get("OLLAMA_HOST") or config.ollama_host or DEFAULT_OLLAMA_HOST
             base_url = host.rstrip("/") + "/v1"
         if spec.structured:
             options["response_format"] = json_schema_response_format(config.max_reasoning_chars)
-    stream = OpenAICompatibleStream(base_url, spec.model, options, api_key, config.request_timeout_s)
+    stream = OpenAICompatibleStream(base_url, spec.model, options, key, config.request_timeout_s)
     stack.callback(stream.close)
     return stream
 
