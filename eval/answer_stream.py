@@ -32,8 +32,8 @@ from eval.settings import EvalConfig
 from utils.engine import EmbeddedEngine, EngineSettings
 from utils.errors import FinsentError, require_extra
 from utils.llm_http import api_key
-from utils.schema import ResponseParseError, json_schema_response_format, parse_sentiment_response, \
-    sentiment_json_schema
+from utils.schema import (ResponseParseError, SentimentResponse, json_schema_response_format,
+                          parse_sentiment_response, sentiment_json_schema)
 
 
 class TokenStream(Protocol):
@@ -147,41 +147,36 @@ def backend_stream(spec: ModelSpec, config: EvalConfig, stack: ExitStack) -> Ope
 
 @dataclass
 class Answer:
-    """A model's whole answer about one text: validated, and its class at `threshold`."""
+    """A model's whole answer about one text: the validated response (None: `error` says why not)
+    and its class at `threshold`."""
     text: str
     raw: str
     threshold: float
-    sentiment: float | None = None
-    confidence: float | None = None
-    reasoning: str | None = None
+    response: SentimentResponse | None
     error: str | None = None
 
     @classmethod
     def parse(cls, text: str, raw: str, threshold: float) -> "Answer":
         try:
-            response = parse_sentiment_response(raw)
+            return cls(text, raw, threshold, parse_sentiment_response(raw))
         except ResponseParseError as exc:
-            return cls(text, raw, threshold, error=str(exc))
-        return cls(text, raw, threshold, response.sentiment, response.confidence, response.reasoning)
-
-    @property
-    def valid(self) -> bool:
-        return self.error is None
+            return cls(text, raw, threshold, None, str(exc))
 
     @property
     def label(self) -> str:
-        return to_class(self.sentiment, self.threshold)
+        return to_class(self.response.sentiment if self.response else None, self.threshold)
 
     def record(self) -> dict[str, Any]:
-        return {"text": self.text, "valid": self.valid, "label": self.label, "sentiment": self.sentiment,
-                "confidence": self.confidence, "reasoning": self.reasoning, "threshold": self.threshold,
-                "error": self.error, "raw": self.raw}
+        fields = self.response.model_dump() if self.response else dict.fromkeys(SentimentResponse.model_fields)
+        return {"text": self.text, "valid": self.response is not None, "label": self.label, **fields,
+                "threshold": self.threshold, "error": self.error, "raw": self.raw}
 
     def summary(self) -> str:
-        if not self.valid:
+        if self.response is None:
             return f"→ invalid answer: {self.error}"
-        return (f"→ {self.label} (sentiment {self.sentiment:+.2f} at threshold {self.threshold:.2f}, "
-                f"confidence {self.confidence:.2f}): {self.reasoning}")
+        r = self.response
+        return (f"→ {self.label} (sentiment {r.sentiment:+.2f} at threshold {self.threshold:.2f}, "
+                f"confidence {r.confidence:.2f}): {r.reasoning}")
 
 
 def ask(stream: TokenStream, messages: Messages, text: str, threshold: float,

@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="evaluate_labelled output folder(s) of this model, for the card's figures")
     parser.add_argument("--model-details", help="eval's model_details.csv, for the card's consistency figures "
                                                 "(default: <eval.report_output_csv_folder>/model_details.csv)")
-    parser.add_argument("--public", action="store_true", help="a public repository (default: private)")
+    parser.add_argument("--public", action="store_true", default=None, help="a public repository (default: private)")
     parser.add_argument("--dry-run", action="store_true", help="list the files and their sizes, write the card, "
                                                                "upload nothing")
     args = parser.parse_args(argv)

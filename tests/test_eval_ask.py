@@ -51,9 +51,9 @@ def test_the_stream_comes_in_pieces_that_make_the_answer(embedded_engine):
     answer = ask(stream, analysis_messages(TEXT, few_shot=False), TEXT, 0.15, seen.append)
     stream.close()
     assert len(seen) > 5 and answer.raw == "".join(seen)  # token by token, nothing lost
-    assert answer.valid, answer.error
-    SentimentResponse.model_validate_json(answer.raw)
-    assert answer.label == to_class(answer.sentiment, 0.15)
+    assert answer.response is not None, answer.error
+    assert SentimentResponse.model_validate_json(answer.raw) == answer.response
+    assert answer.label == to_class(answer.response.sentiment, 0.15)
 
 
 @pytest.mark.slow
@@ -86,7 +86,7 @@ def test_an_hf_folder_streams_through_transformers(tiny_llama):  # noqa: F811
     seen: list[str] = []
     answer = ask(stream, analysis_messages(TEXT, few_shot=False), TEXT, 0.15, seen.append)
     assert len(seen) > 1 and answer.raw == "".join(seen) and answer.raw.strip()
-    assert not answer.valid and answer.label == "invalid" and answer.error
+    assert answer.response is None and answer.label == "invalid" and answer.error
     assert answer.record()["valid"] is False
 
 
