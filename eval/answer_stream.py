@@ -204,7 +204,10 @@ def texts_from(arguments: list[str], stdin) -> list[str]:
 # --- serve ---------------------------------------------------------------------------------
 
 def check_port_free(port: int) -> None:
+    """One line if something listens on the port; a port a stopped server left in TIME_WAIT is free
+    (SO_REUSEADDR, as llama.cpp's server binds it)."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:

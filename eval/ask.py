@@ -55,6 +55,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def serve_main(argv: list[str]) -> int:
     parser = stage_parser("Serve a GGUF on a local port with the embedded llama.cpp engine (OpenAI-compatible "
                           "API at http://127.0.0.1:PORT/v1), until Ctrl-C.")
+    parser.prog = f"{parser.prog} serve"
     parser.add_argument("--gguf", help="GGUF file (default: the embedded Gemma 3 270M)")
     parser.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1")
     parser.add_argument("--name", help="the model's name in /v1/models (default: the GGUF file's stem)")

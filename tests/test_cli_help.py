@@ -24,7 +24,7 @@ SCRIPTS = sorted(
 )
 OWN_PACKAGES = ("utils", "dataset_builder", "eval", "finetune")
 REQUIRED_FLAGS = {"eval/evaluate_labelled.py": ["--input", "in.csv", "--output", "out"],
-                  "eval/compare_labelled.py": ["a", "b"], "finetune/publish.py": ["--push-to-hub", "a/b"],
+                  "eval/compare_labelled.py": ["a", "b"], "dataset_builder/synthesize_texts.py": ["--count", "1"], "finetune/publish.py": ["--push-to-hub", "a/b"],
                   "finetune/average_models.py": ["--model", "a", "--model", "b", "--output", "out"]}
 
 

@@ -16,7 +16,7 @@ from dataset_builder.settings import LabellerConfig
 from eval.backends import make_backend, parse_model_entry
 from eval.labelled import to_class
 from eval.settings import EvalConfig
-from eval.answer_stream import HFStream, OpenAICompatibleStream, ask
+from eval.answer_stream import HFStream, OpenAICompatibleStream, ask, check_port_free
 from tests.conftest import REPO_ROOT, run_script, script_env
 from tests.finetune_fixtures import llama_cpp_vendor, tiny_llama  # noqa: F401
 from tests.labeller_support import write_config
@@ -104,8 +104,7 @@ def served():
     yield port
     server.terminate()
     assert server.wait(timeout=60) == 0
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", port))  # the port is free again
+    check_port_free(port)  # nothing listens there any more
 
 
 def test_serve_refuses_a_busy_port():
