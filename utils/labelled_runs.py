@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -17,6 +17,20 @@ from utils.labels import LABELS
 
 INVALID = len(LABELS)  # the code of a prediction that is no class (an invalid answer)
 PREDICTION_COLUMNS = ("split", "row", "text", "label", "predicted_label")
+
+
+def read_prediction_records(folder: str | Path, columns: Iterable[str]) -> list[tuple[int, dict[str, str]]]:
+    """(line number, row) of an evaluate_labelled --output folder's predictions.csv; a missing file
+    or one of `columns` missing is a one-line error naming it."""
+    path = Path(folder) / "predictions.csv"
+    if not path.is_file():
+        raise FinsentError(f"{path}: not found (is {folder} an evaluate_labelled --output folder?)")
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        missing = [column for column in columns if column not in (reader.fieldnames or [])]
+        if missing:
+            raise FinsentError(f"{path}: no column {', '.join(repr(column) for column in missing)}")
+        return list(enumerate(reader, start=2))
 
 
 @dataclass
@@ -41,15 +55,9 @@ def read_run(folder: str | Path) -> ScoredRun:
     """The test rows of an evaluate_labelled output folder (predictions.csv and metrics.json)."""
     folder = Path(folder)
     path, metrics_path = folder / "predictions.csv", folder / "metrics.json"
-    for needed in (path, metrics_path):
-        if not needed.is_file():
-            raise FinsentError(f"{needed}: not found (is {folder} an evaluate_labelled --output folder?)")
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in PREDICTION_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise FinsentError(f"{path}: no column {', '.join(repr(c) for c in missing)}")
-        records = [(number, r) for number, r in enumerate(reader, start=2) if r["split"] == "test"]
+    records = [(number, r) for number, r in read_prediction_records(folder, PREDICTION_COLUMNS) if r["split"] == "test"]
+    if not metrics_path.is_file():
+        raise FinsentError(f"{metrics_path}: not found (is {folder} an evaluate_labelled --output folder?)")
     if not records:
         raise FinsentError(f"{path}: no test rows")
     keys, truth, guess = [], [], []
