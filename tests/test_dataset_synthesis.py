@@ -61,7 +61,7 @@ def synthesize(tmp_path, config, count: int, *extra: str):
 
 def records(tmp_path) -> dict[str, dict]:
     lines = (tmp_path / "texts.jsonl").read_text(encoding="utf-8").splitlines()
-    return {r["id"]: r for r in map(json.loads, lines)}
+    return {r["id"]: r for r in map(json.loads, lines) if r.get("kind") != "batch"}  # texts, not batches
 
 
 def test_faults_retried_wrong_sentiment_refused_duplicates_dropped(tmp_path):
@@ -172,3 +172,17 @@ def test_the_embedded_engine_writes_a_text(tmp_path, embedded_engine):
     rows = list(csv.DictReader(open(tmp_path / "texts.csv", encoding="utf-8")))
     dropped = int(result.stdout.split(" duplicates dropped)")[0].rsplit("(", 1)[1])  # a small model repeats itself
     assert len(rows) + dropped == sum(r["status"] == "ok" for r in found)
+
+
+def test_through_the_batch_api(tmp_path):
+    """--batch: one batch for the provider (the fault server's Batch API), its answers validated and
+    recorded as the synchronous path's are."""
+    with FaultServer(answer=writer) as server:
+        config = fix_grid(write_config(tmp_path / "config.yaml", fast_config(
+            [provider("openai", server)], batch_poll_initial_s=0.05, batch_poll_max_s=0.1)))
+        result = synthesize(tmp_path, config, 6, "--batch")
+        assert server.batches_created == 1
+    assert result.returncode == 0, result.stderr[-2000:]
+    found = records(tmp_path)
+    assert len(found) == 6 and all(r["status"] == "ok" for r in found.values())
+    assert "in batches" in result.stdout and "wrote 6 texts" in result.stdout
