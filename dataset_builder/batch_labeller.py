@@ -29,7 +29,7 @@ from typing import Any
 from tqdm import tqdm
 
 from dataset_builder.label_store import BATCH_KIND, ResultStore, label_setup
-from dataset_builder.labeller import Labeller, RunSummary, Task, Tally, article_record
+from dataset_builder.labeller import Labeller, RunSummary, Task, Tally, article_record, label_articles
 from dataset_builder.provider_calls import API_ERRORS, EVERY_RECORD_KEPT, ProviderGone, stop_if_fatal
 from dataset_builder.providers import Lane, ProviderPool, describe_error, response_format
 from dataset_builder.settings import LabellerConfig
@@ -47,7 +47,7 @@ def request_line(item: Any, lane: Lane, task: Task, config: LabellerConfig) -> d
     """One line of a batch's input file: the synchronous path's request about `item`."""
     body: dict[str, Any] = {"model": lane.model, "messages": task.messages(item),
                             "temperature": config.temperature, "max_tokens": config.max_tokens}
-    if fmt := response_format(lane.provider):
+    if fmt := task.response_format(lane.provider):
         body["response_format"] = fmt
     return {"custom_id": item.id, "method": "POST", "url": ENDPOINT, "body": body}
 
@@ -311,6 +311,15 @@ def label_in_batches(articles: list[Any], todo: list[Any], store: ResultStore, c
     """label_with_batches, from synchronous code."""
     return asyncio.run(label_with_batches(articles, todo, store, config, show_progress, task,
                                           batch_everything))
+
+
+def label_all(articles: list[Any], todo: list[Any], store: ResultStore, config: LabellerConfig,
+              show_progress: bool = True, task: Task | None = None, batch_everything: bool = False) -> RunSummary:
+    """Label `todo` (of `articles`): through the Batch API where asked (`batch_everything`, a
+    provider's `batch: true`) or where a batch of an earlier run is still open, else synchronously."""
+    if batch_everything or store.open_batches() or any(provider.batch for provider in config.providers):
+        return label_in_batches(articles, todo, store, config, show_progress, task, batch_everything)
+    return label_articles(todo, store, config, show_progress, task)
 
 
 async def _each_batch(store: ResultStore, config: LabellerConfig, action) -> list[str]:

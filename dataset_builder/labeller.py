@@ -35,6 +35,9 @@ class Task:
 
     messages: Callable[[Any], list[dict[str, str]]]
     answer: Callable[[Any, SentimentResponse], dict] = lambda item, response: response.model_dump()
+    # the model's text → the validated answer, or ResponseParseError (the reason it is re-asked)
+    parse: Callable[[str | None], SentimentResponse] = parse_sentiment_response
+    response_format: Callable[[ProviderConfig], dict | None] = response_format  # what the request asks for
 
 
 def news_task(config: LabellerConfig) -> Task:
@@ -209,7 +212,7 @@ class Labeller:
                               if is_transient(exc) else f"request refused: {describe_error(exc)}")
                     break
             try:
-                response = self.task.answer(article, parse_sentiment_response(content))
+                response = self.task.answer(article, self.task.parse(content))
                 reason = None
                 break
             except ResponseParseError as exc:
@@ -224,7 +227,7 @@ class Labeller:
         """One answer from `lane`, retrying transient failures; 401/403/404 stop the run."""
         provider = lane.provider
         estimate = sum(len(m["content"]) for m in messages) // 4 + self.config.max_tokens
-        extra = {"response_format": fmt} if (fmt := response_format(provider)) else {}
+        extra = {"response_format": fmt} if (fmt := self.task.response_format(provider)) else {}
         async for attempt in self.calls.retrying():
             with attempt:
                 self.calls.raise_if_dropped(lane)

@@ -99,6 +99,25 @@ class LabellerConfig(BaseModel):
     batch_poll_max_s: float = Field(default=60.0, gt=0)
 
 
+class SynthesisConfig(BaseModel):
+    """dataset_builder/synthesize_texts.py: the grid of new texts the providers write (each cell
+    style × topic × sentiment × strength, cycled until --count) and where they go."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    styles: list[str] = Field(default_factory=lambda: [
+        "news headline", "news brief", "analyst note", "social media post", "earnings call remark"], min_length=1)
+    topics: list[str] = Field(default_factory=lambda: [
+        "quarterly earnings", "guidance", "a merger or acquisition", "dividends or buybacks", "layoffs or restructuring",
+        "a lawsuit or regulator", "a product or contract", "a management change", "debt or financing"], min_length=1)
+    sentiments: list[Literal["positive", "neutral", "negative"]] = Field(
+        default_factory=lambda: ["positive", "neutral", "negative"], min_length=1)
+    strengths: list[Literal["mild", "strong"]] = Field(default_factory=lambda: ["mild", "strong"], min_length=1)
+    max_chars: int = Field(default=280, ge=40)  # a text longer than this is re-asked
+    results: Path = Path("data/step_03_synthetic.jsonl")  # the cache, as step 03's
+    output_csv: Path = Path("data/step_03_synthetic.csv")  # corpus columns: step 04's source "synthetic"
+
+
 class DatasetConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -143,6 +162,7 @@ class DatasetConfig(BaseModel):
     hub_private: bool = True
     step_03_results: Path = Path("data/step_03_labels.jsonl")  # the labeller's cache
     labeller: LabellerConfig = Field(default_factory=LabellerConfig)
+    synthesis: SynthesisConfig = Field(default_factory=SynthesisConfig)
 
     @field_validator("train_share_max")
     @classmethod

@@ -107,16 +107,11 @@ def main(argv=None) -> int:
         if todo:
             print("first prompt:\n" + json.dumps(setup.messages(todo[0]), indent=2, ensure_ascii=False))
         return 0
-    from dataset_builder.batch_labeller import label_in_batches  # the SDKs take seconds to import
-    from dataset_builder.labeller import label_articles
+    from dataset_builder.batch_labeller import label_all  # the SDKs take seconds to import
     quiet_client_logs(args.verbose)  # cli_entry quieted them; --verbose brings the request lines back
-    batched = args.batch or in_batches or any(provider.batch for provider in config.labeller.providers)
     try:
-        if batched:
-            summary = label_in_batches(items, todo, store, config.labeller, show_progress=not args.no_progress,
-                                       task=task, batch_everything=args.batch)
-        else:
-            summary = label_articles(todo, store, config.labeller, show_progress=not args.no_progress, task=task)
+        summary = label_all(items, todo, store, config.labeller, show_progress=not args.no_progress, task=task,
+                            batch_everything=args.batch)
     finally:
         store.close()
         rows = write_news_csv(output, store.ok_rows(items))

@@ -37,14 +37,14 @@ from eval.expected_sentiment import expected_sentiment
 from utils.errors import FinsentError
 from utils.grounding import invented_claims, is_grounded, template_share
 from utils.io import JsonlAppender, atomic_path, atomic_write_json, read_jsonl
-from utils.labels import DEFAULT_LABEL_THRESHOLD, to_class
+from utils.labelled_runs import read_prediction_records  # noqa: F401 (eval's reader, benchmarks' too)
+from utils.labels import DEFAULT_LABEL_THRESHOLD, LABELS, sentiment_label, to_class
 from utils.phrasebank_files import level_file
 from utils.schema import ResponseParseError, parse_sentiment_response
 from utils.sharegpt_format import is_sharegpt, read_split, split_file
 
 log = logging.getLogger(__name__)
 
-LABELS = ("negative", "neutral", "positive")
 LABEL_VALUE = {"negative": -1.0, "neutral": 0.0, "positive": 1.0}
 THRESHOLD_GRID = [round(0.05 * i, 2) for i in range(0, 19)]  # 0.00 … 0.90
 
@@ -484,20 +484,6 @@ def evaluate(predictions: list[Prediction], spec: ModelSpec, data: LabelledInput
 PREDICTION_COLUMNS = ["split", "row", "source", "label", "valid", "sentiment", "confidence",
                       "predicted_label", "predicted_label_t015", "error", "exception", "text",
                       "reasoning", "raw"]
-
-
-def read_prediction_records(folder: str | Path, columns: Iterable[str]) -> list[tuple[int, dict[str, str]]]:
-    """(line number, row) of an evaluate_labelled --output folder's predictions.csv; a missing file
-    or one of `columns` missing is a one-line error naming it."""
-    path = Path(folder) / "predictions.csv"
-    if not path.is_file():
-        raise FinsentError(f"{path}: not found (is {folder} an evaluate_labelled --output folder?)")
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        missing = [column for column in columns if column not in (reader.fieldnames or [])]
-        if missing:
-            raise FinsentError(f"{path}: no column {', '.join(repr(column) for column in missing)}")
-        return list(enumerate(reader, start=2))
 
 
 def prediction_table(predictions: Iterable[Prediction], threshold: float):

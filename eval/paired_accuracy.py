@@ -19,60 +19,17 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from eval.labelled import LABELS, read_prediction_records
 from utils.errors import FinsentError
-from utils.io import read_json
+from utils.labelled_runs import ScoredRun, read_run, scores
 
 ALPHA = 0.05
 RESAMPLES = 2000
 METRICS = {"accuracy": "Accuracy", "macro_f1": "Macro F1", "weighted_f1": "Weighted F1"}
-INVALID = len(LABELS)  # the code of a prediction that is no class (an invalid answer)
-PREDICTION_COLUMNS = ("split", "row", "text", "label", "predicted_label")
-
-
-@dataclass
-class ScoredRun:
-    """One evaluate_labelled output folder's test rows: the true and the predicted class codes."""
-    name: str
-    folder: Path
-    keys: list[tuple[int, str]]  # (row, text): what makes two runs' rows the same rows
-    truth: np.ndarray
-    guess: np.ndarray
-
-
-def _code(label: str, where: str) -> int:
-    if label in LABELS:
-        return LABELS.index(label)
-    if label == "invalid":
-        return INVALID
-    raise FinsentError(f"{where}: predicted_label {label!r} is not one of {', '.join(LABELS)}, invalid")
-
-
-def read_run(folder: str | Path) -> ScoredRun:
-    """The test rows of an evaluate_labelled output folder (predictions.csv and metrics.json)."""
-    folder = Path(folder)
-    path, metrics_path = folder / "predictions.csv", folder / "metrics.json"
-    records = [(number, r) for number, r in read_prediction_records(folder, PREDICTION_COLUMNS) if r["split"] == "test"]
-    if not metrics_path.is_file():
-        raise FinsentError(f"{metrics_path}: not found (is {folder} an evaluate_labelled --output folder?)")
-    if not records:
-        raise FinsentError(f"{path}: no test rows")
-    keys, truth, guess = [], [], []
-    for number, record in records:
-        where = f"{path}: line {number}"
-        if record["label"] not in LABELS:
-            raise FinsentError(f"{where}: label {record['label']!r} is not one of {', '.join(LABELS)}")
-        keys.append((int(record["row"]), record["text"]))
-        truth.append(LABELS.index(record["label"]))
-        guess.append(_code(record["predicted_label"], where))
-    name = read_json(metrics_path).get("model") or folder.name
-    return ScoredRun(str(name), folder, keys, np.array(truth), np.array(guess))
 
 
 def align(runs: Sequence[ScoredRun]) -> list[ScoredRun]:
@@ -97,23 +54,6 @@ def align(runs: Sequence[ScoredRun]) -> list[ScoredRun]:
         for run in aligned:
             run.name = f"{run.name} ({run.folder.name})"
     return aligned
-
-
-def scores(truth: np.ndarray, guess: np.ndarray, samples: np.ndarray) -> dict[str, np.ndarray]:
-    """Accuracy, macro-F1 and weighted F1 (over the three classes; an invalid prediction is a miss
-    of its true class, as sklearn's f1_score with labels=LABELS counts it) of each resample:
-    `samples` is (resamples × rows) row indices."""
-    y, p = truth[samples], guess[samples]
-    f1, support = [], []
-    for code in range(len(LABELS)):
-        is_true, is_pred = y == code, p == code
-        hits = (is_true & is_pred).sum(axis=1)
-        both = is_true.sum(axis=1) + is_pred.sum(axis=1)
-        f1.append(np.divide(2 * hits, both, out=np.zeros(len(samples)), where=both > 0))
-        support.append(is_true.sum(axis=1))
-    f1, support = np.array(f1), np.array(support)
-    return {"accuracy": (y == p).mean(axis=1), "macro_f1": f1.mean(axis=0),
-            "weighted_f1": (f1 * support).sum(axis=0) / support.sum(axis=0)}
 
 
 def bootstrap_differences(a: ScoredRun, b: ScoredRun, resamples: int = RESAMPLES, seed: int = 0,

@@ -72,6 +72,7 @@ class FinetuneConfig(BaseModel):
     llama_cpp_source: Path | None = None  # llama-cpp-python's sdist (.tar.gz or unpacked); None: find it
     temperature: float = Field(0.2, ge=0)
     num_ctx: int = Field(8192, gt=0)
+    hub_private: bool = True  # finetune/publish.py creates a private model repo (--public: not)
 
     # prepare_base.py: the GGUF base model made an HF folder (None: Gemma 3 270M from PyPI)
     base_gguf: Path | None = None

@@ -164,6 +164,12 @@ def _add_sentencepiece(folder: Path, base_model: str) -> None:
         shutil.copyfile(sentencepiece, folder / "tokenizer.model")
 
 
+# The settings a run was made with (config and flags), recorded for its model card (finetune/publish.py).
+RECIPE_KEYS = {"train_file", "validation_file", "full_finetune", "lora_r", "lora_alpha", "lora_dropout", "epochs",
+               "max_steps", "learning_rate", "lr_scheduler", "warmup_ratio", "weight_decay", "batch_size",
+               "gradient_accumulation_steps", "max_seq_length", "packing", "seed"}
+
+
 def write_summary(layout: OutputLayout, cfg: FinetuneConfig, precision: Precision, device_name: str,
                   processes: int, train_metrics: dict, eval_metrics: dict, throughput: dict) -> dict:
     summary = {
@@ -171,7 +177,7 @@ def write_summary(layout: OutputLayout, cfg: FinetuneConfig, precision: Precisio
         "full_finetune": cfg.full_finetune, "packing": cfg.packing, "precision": precision.name,
         "load_in_4bit": precision.load_in_4bit, "device": device_name, "processes": processes,
         "train_loss": train_metrics.get("train_loss"), "eval_loss": eval_metrics.get("eval_loss"),
-        **throughput,
+        **throughput, "recipe": cfg.model_dump(mode="json", include=RECIPE_KEYS),
     }
     atomic_write_json(layout.summary, summary)
     return summary

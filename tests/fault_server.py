@@ -43,6 +43,7 @@ import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Callable
 
 from aiohttp import web
 
@@ -104,7 +105,8 @@ class FaultServer:
                  seed: int = 0, retry_after_s: float = 1, required_api_key: str | None = None,
                  hang_s: float = 3600.0, batch_request_s: float = 0.0,
                  batch_expire_after: int | None = None, max_batch_requests: int = 50_000,
-                 models: tuple[str, ...] = ("test-model",), batch_api_down: bool = False):
+                 models: tuple[str, ...] = ("test-model",), batch_api_down: bool = False,
+                 answer: Callable[[str], dict] = expected_response):
         unknown = [f for faults in (plan or {}).values() for f in faults if f not in FAULTS]
         unknown += [f for f in random_faults if f not in FAULTS]
         if unknown:
@@ -118,6 +120,7 @@ class FaultServer:
         self.required_api_key = required_api_key
         self.hang_s = hang_s
         self.models = models
+        self.answer = answer  # the valid answer about an article (a synthesis test's has a text too)
         self.seen: list[SeenRequest] = []
         self.in_flight = 0
         self.peak_in_flight = 0  # most requests the server held at once
@@ -216,7 +219,7 @@ class FaultServer:
 
     def _completion(self, body: dict, article: str, fault: str | None) -> dict:
         messages = body.get("messages") or []
-        content = _content(expected_response(article), fault)
+        content = _content(self.answer(article), fault)
         prompt_tokens = sum(len(m.get("content") or "") for m in messages) // 4
         return {
             "id": f"chatcmpl-{len(self.seen)}", "object": "chat.completion",

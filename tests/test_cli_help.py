@@ -25,6 +25,8 @@ SCRIPTS = sorted(
 OWN_PACKAGES = ("utils", "finsent", "dataset_builder", "eval", "finetune")
 REQUIRED_FLAGS = {"dataset_builder/build_corpus.py": ["--parts", "parts", "--output", "corpus.csv"],
                   "eval/compare_labelled.py": ["run_a", "run_b"],
+                  "dataset_builder/synthesize_texts.py": ["--count", "1"],
+                  "finetune/publish.py": ["--push-to-hub", "a/b"],
                   "eval/evaluate_labelled.py": ["--input", "in.csv", "--output", "out"],
                   "finetune/average_models.py": ["--model", "a", "--model", "b", "--output", "out"]}
 
@@ -137,3 +139,10 @@ def test_fine_tune_scripts_without_the_extras_name_the_install_command(tmp_path,
         assert len(lines) == 1 and lines[0].startswith("error: '"), result.stderr
         assert lines[0].endswith("is not installed: this script needs the finetune extras, "
                                  "`pip install -e '.[finetune]'`")
+
+
+def test_ask_and_publish_need_no_fine_tune_extras(tmp_path, requirements_only_site):
+    for script in ("eval/ask.py", "finetune/publish.py"):
+        result = run_from_checkout(script, "--help", cwd=tmp_path, python_path=requirements_only_site,
+                                   python_flags=("-S",))
+        assert result.returncode == 0 and "usage:" in result.stdout, result.stderr

@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import csv
-import http.server
 import json
 import re
-import threading
 import unicodedata
 from collections import Counter
 from pathlib import Path
@@ -14,6 +12,7 @@ import pytest
 
 from dataset_builder.text_normalise import text_key
 from tests.conftest import read_split, run_script, script_env
+from tests.hub_server import refusing_hub
 from utils.engine import free_port
 from utils.grounding import invented_claims
 from utils.labels import sentiment_label
@@ -281,23 +280,6 @@ def test_step_05_rejects_an_invalid_joined_row(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-class RefusingHub(http.server.BaseHTTPRequestHandler):
-    """A hub that refuses every token, as huggingface.co does for a revoked one."""
-
-    def _refuse(self):
-        body = b'{"error": "Invalid credentials in Authorization header"}'
-        self.send_response(401)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    do_GET = do_POST = do_PUT = do_HEAD = _refuse
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.mark.parametrize("case", ["no token", "offline", "token in .env, offline", "token refused"])
 def test_step_05_push_to_hub_fails_in_one_line(tmp_path, case):
     joined = write_csv(tmp_path / "joined.csv", ["Article", "JSON", "Source"],
@@ -305,22 +287,16 @@ def test_step_05_push_to_hub_fails_in_one_line(tmp_path, case):
     secret = "hf_test_secret_never_printed"
     env = script_env(HF_HOME=str(tmp_path / "hf_home"), HF_TOKEN=secret,
                      HF_ENDPOINT=f"http://127.0.0.1:{free_port()}")
-    server = None
     if case == "no token":
         env.pop("HF_TOKEN")
     elif case == "token in .env, offline":  # the .env of the working directory is read
         env.pop("HF_TOKEN")
         (tmp_path / ".env").write_text(f"HF_TOKEN={secret}\n")
-    elif case == "token refused":
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RefusingHub)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        env["HF_ENDPOINT"] = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
+    with refusing_hub() as hub:
+        if case == "token refused":
+            env["HF_ENDPOINT"] = f"http://127.0.0.1:{hub.server_port}"
         result = run_script(STEP_05, "--input", joined, "--output", tmp_path / "out",
                             "--push-to-hub", "someone/finsent", cwd=tmp_path, env=env)
-    finally:
-        if server:
-            server.shutdown()
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, result.stderr

@@ -28,6 +28,7 @@ class ModelFamily:
     ollama_name: str  # Ollama's name for the template (its template/<ollama_name>.gotmpl)
     stop: tuple[str, ...]  # Ollama's stop PARAMETERs (template/<ollama_name>.json)
     end_of_turn: str  # closes every assistant turn in training; llama.cpp and Ollama stop on it
+    license: str = "other"  # the base models' licence, as the Hub names it: a fine-tune inherits it
 
     @cached_property
     def jinja(self) -> str:
@@ -42,14 +43,14 @@ FAMILIES: dict[str, ModelFamily] = {family.name: family for family in (
     # Gemma has no system role: the system prompt opens the first user turn. Ollama's file ends in
     # one more newline, which its own testdata renders as a prompt ending "<start_of_turn>model\n\n";
     # Gemma is trained (by Google, and here) on "model\n", so the Modelfile's copy stops before it.
-    ModelFamily("gemma-3", "gemma3-instruct", ("<end_of_turn>",), "<end_of_turn>"),
-    ModelFamily("llama-3", "llama3-instruct", ("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"), "<|eot_id|>"),
+    ModelFamily("gemma-3", "gemma3-instruct", ("<end_of_turn>",), "<end_of_turn>", "gemma"),
+    ModelFamily("llama-3", "llama3-instruct", ("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"), "<|eot_id|>", "llama3"),
     # Mistral Instruct v0.3 has no system role either: the system prompt opens the first [INST]; the
     # answer starts with a space after [/INST] and ends with </s>. Ollama's mistral-instruct.json
     # lists ChatML's <|im_start|> and <|im_end|>, which Mistral's vocabulary does not have: the
     # stops here are Mistral's own turn markers.
-    ModelFamily("mistral", "mistral-instruct", ("</s>", "[INST]", "[/INST]"), "</s>"),
-    ModelFamily("phi-3", "phi-3", ("<|end|>", "<|system|>", "<|user|>", "<|assistant|>"), "<|end|>"),
+    ModelFamily("mistral", "mistral-instruct", ("</s>", "[INST]", "[/INST]"), "</s>", "apache-2.0"),
+    ModelFamily("phi-3", "phi-3", ("<|end|>", "<|system|>", "<|user|>", "<|assistant|>"), "<|end|>", "mit"),
 )}
 
 

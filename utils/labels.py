@@ -2,6 +2,8 @@
 scores a model's answer as. One rule for both, so a fine-tune is measured by the rule it learnt."""
 from __future__ import annotations
 
+LABELS = ("negative", "neutral", "positive")  # the classes, in the order every table lists them
+
 # positive if sentiment > t, negative if sentiment < -t, else neutral
 DEFAULT_LABEL_THRESHOLD = 0.15
 

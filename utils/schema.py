@@ -87,8 +87,9 @@ def _schema_reason(error: ValidationError) -> str:
     return "schema violation: " + "; ".join(parts)
 
 
-def parse_sentiment_response(text: str | None) -> SentimentResponse:
-    """Return the validated answer in `text` (bare JSON, ```json fences, prose around it).
+def parse_sentiment_response(text: str | None, model: type[SentimentResponse] = SentimentResponse) -> SentimentResponse:
+    """Return the validated answer in `text` (bare JSON, ```json fences, prose around it);
+    `model`: SentimentResponse or a subclass with more fields (a synthesized text's `text`).
 
     Raises ResponseParseError saying precisely why not: empty answer, no JSON object,
     truncated JSON, or which field breaks the schema.
@@ -111,7 +112,7 @@ def parse_sentiment_response(text: str | None) -> SentimentResponse:
             schema_errors.append(f"JSON is a {type(data).__name__}, not an object")
             continue
         try:
-            return SentimentResponse.model_validate(data)
+            return model.model_validate(data)
         except ValidationError as exc:
             schema_errors.append(_schema_reason(exc))
     raise ResponseParseError(schema_errors[0])

@@ -1,10 +1,10 @@
 """Ask a model about financial texts: its answer streams token by token as it is generated, then
 the validated {reasoning, sentiment, confidence} and the label at dataset.label_threshold.
 
-  python finetune/ask.py --gguf outputs/finetune/gguf/gemma-3-270m-finsent-q4_k_m.gguf "Profit rose 20%."
-  python finetune/ask.py --hf outputs/finetune/merged --json < headlines.txt
-  python finetune/ask.py --model '{backend: openai, model: M, base_urls: [http://127.0.0.1:8080/v1]}' "..."
-  python -m finetune.ask serve --gguf FILE --port 8080   # the embedded engine on a local port
+  python eval/ask.py --gguf outputs/finetune/gguf/gemma-3-270m-finsent-q4_k_m.gguf "Profit rose 20%."
+  python eval/ask.py --hf outputs/finetune/merged --json < headlines.txt
+  python eval/ask.py --model '{backend: openai, model: M, base_urls: [http://127.0.0.1:8080/v1]}' "..."
+  python -m eval.ask serve --gguf FILE --port 8080   # the embedded engine on a local port
 
 Texts come from the arguments, else one per line from stdin. No model flag: the embedded base
 Gemma 3 270M. The GGUF and server paths need no fine-tune extras; --hf needs them."""
@@ -20,9 +20,9 @@ if __package__ in (None, ""):  # run as a file: import this checkout, not an ins
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from eval.backends import model_entry_from_cli, parse_model_entry
-from finetune.answer_stream import HFStream, ask, backend_stream, serve, texts_from
-from finsent.cli import config_from_args
+from eval.answer_stream import HFStream, ask, backend_stream, serve, texts_from
 from utils.chat_templates import FAMILIES, family_record
+from finsent.cli import config_from_args
 from utils.cli import stage_parser
 from utils.engine import EngineSettings
 from utils.errors import FinsentError, cli_entry
@@ -55,6 +55,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def serve_main(argv: list[str]) -> int:
     parser = stage_parser("Serve a GGUF on a local port with the embedded llama.cpp engine (OpenAI-compatible "
                           "API at http://127.0.0.1:PORT/v1), until Ctrl-C.")
+    parser.prog = f"{parser.prog} serve"
     parser.add_argument("--gguf", help="GGUF file (default: the embedded Gemma 3 270M)")
     parser.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1")
     parser.add_argument("--name", help="the model's name in /v1/models (default: the GGUF file's stem)")

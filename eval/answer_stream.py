@@ -31,8 +31,9 @@ from eval.settings import EvalConfig
 from utils.engine import EmbeddedEngine, EngineSettings
 from utils.errors import FinsentError, require_extra
 from utils.labels import to_class
-from utils.schema import ResponseParseError, json_schema_response_format, parse_sentiment_response, \
-    sentiment_json_schema
+from utils.llm_http import api_key
+from utils.schema import (ResponseParseError, SentimentResponse, json_schema_response_format,
+                          parse_sentiment_response, sentiment_json_schema)
 
 
 class TokenStream(Protocol):
@@ -121,7 +122,7 @@ def backend_stream(spec: ModelSpec, config: EvalConfig, stack: ExitStack) -> Ope
     options: dict[str, Any] = {"temperature": spec.temperature, "max_tokens": spec.max_tokens}
     if spec.seed is not None:
         options["seed"] = spec.seed
-    api_key = None
+    key = None
     if spec.backend == "llamacpp":
         engine = EmbeddedEngine(EngineSettings(gguf_path=Path(spec.gguf) if spec.gguf else None, n_parallel=1,
                                                n_ctx=spec.num_ctx, n_threads=spec.threads,
@@ -132,58 +133,50 @@ def backend_stream(spec: ModelSpec, config: EvalConfig, stack: ExitStack) -> Ope
             options["json_schema"] = sentiment_json_schema(config.max_reasoning_chars)
     else:
         if spec.backend == "openai":
-            base_url = spec.base_urls[0]
-            key_env = spec.api_key_env or "OPENAI_API_KEY"
-            api_key = os.environ.get(key_env)
-            if not api_key and spec.api_key_env:
-                raise FinsentError(f"model '{spec.label}': environment variable {key_env} (api_key_env) is not set")
+            base_url = spec.base_urls[0]  # as the openai backend: the named variable, else OPENAI_API_KEY
+            key = api_key(spec.api_key_env, f"model '{spec.label}' (api_key_env)") or os.environ.get("OPENAI_API_KEY")
         else:  # ollama serves the same API under /v1
             host = spec.host or os.environ.get("OLLAMA_HOST") or config.ollama_host or DEFAULT_OLLAMA_HOST
             base_url = host.rstrip("/") + "/v1"
         if spec.structured:
             options["response_format"] = json_schema_response_format(config.max_reasoning_chars)
-    stream = OpenAICompatibleStream(base_url, spec.model, options, api_key, config.request_timeout_s)
+    stream = OpenAICompatibleStream(base_url, spec.model, options, key, config.request_timeout_s)
     stack.callback(stream.close)
     return stream
 
 
 @dataclass
 class Answer:
-    """A model's whole answer about one text: validated, and its class at `threshold`."""
+    """A model's whole answer about one text: the validated response (None: `error` says why not)
+    and its class at `threshold`."""
     text: str
     raw: str
     threshold: float
-    sentiment: float | None = None
-    confidence: float | None = None
-    reasoning: str | None = None
+    response: SentimentResponse | None
     error: str | None = None
 
     @classmethod
     def parse(cls, text: str, raw: str, threshold: float) -> "Answer":
         try:
-            response = parse_sentiment_response(raw)
+            return cls(text, raw, threshold, parse_sentiment_response(raw))
         except ResponseParseError as exc:
-            return cls(text, raw, threshold, error=str(exc))
-        return cls(text, raw, threshold, response.sentiment, response.confidence, response.reasoning)
-
-    @property
-    def valid(self) -> bool:
-        return self.error is None
+            return cls(text, raw, threshold, None, str(exc))
 
     @property
     def label(self) -> str:
-        return to_class(self.sentiment, self.threshold)
+        return to_class(self.response.sentiment if self.response else None, self.threshold)
 
     def record(self) -> dict[str, Any]:
-        return {"text": self.text, "valid": self.valid, "label": self.label, "sentiment": self.sentiment,
-                "confidence": self.confidence, "reasoning": self.reasoning, "threshold": self.threshold,
-                "error": self.error, "raw": self.raw}
+        fields = self.response.model_dump() if self.response else dict.fromkeys(SentimentResponse.model_fields)
+        return {"text": self.text, "valid": self.response is not None, "label": self.label, **fields,
+                "threshold": self.threshold, "error": self.error, "raw": self.raw}
 
     def summary(self) -> str:
-        if not self.valid:
+        if self.response is None:
             return f"→ invalid answer: {self.error}"
-        return (f"→ {self.label} (sentiment {self.sentiment:+.2f} at threshold {self.threshold:.2f}, "
-                f"confidence {self.confidence:.2f}): {self.reasoning}")
+        r = self.response
+        return (f"→ {self.label} (sentiment {r.sentiment:+.2f} at threshold {self.threshold:.2f}, "
+                f"confidence {r.confidence:.2f}): {r.reasoning}")
 
 
 def ask(stream: TokenStream, messages: Messages, text: str, threshold: float,
@@ -211,7 +204,10 @@ def texts_from(arguments: list[str], stdin) -> list[str]:
 # --- serve ---------------------------------------------------------------------------------
 
 def check_port_free(port: int) -> None:
+    """One line if something listens on the port; a port a stopped server left in TIME_WAIT is free
+    (SO_REUSEADDR, as llama.cpp's server binds it)."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
