@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from dataset_builder.labelled_csv import read_csv_rows
 from dataset_builder.text_normalise import text_key
 from utils.errors import FinsentError
+from utils.io import not_text_error
 from utils.schema import SentimentResponse
 
 CORPUS_COLUMNS = ("text", "sentiment", "confidence", "reasoning", "style", "topic")
@@ -115,7 +116,11 @@ def read_part(path: Path) -> list[dict]:
     import json
 
     rows = []
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise not_text_error(path, exc) from None
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -126,6 +131,8 @@ def read_part(path: Path) -> list[dict]:
         if missing:
             raise FinsentError(f"{path}: line {number}: missing key(s) {', '.join(missing)}")
         rows.append({key: row[key] for key in CORPUS_COLUMNS} | {"where": f"{path.name}:{number}"})
+    if not rows:
+        raise FinsentError(f"{path}: empty (expected one JSON object a line)")
     return rows
 
 

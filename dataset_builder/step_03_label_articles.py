@@ -22,6 +22,7 @@ from dataset_builder.label_store import ResultStore
 from dataset_builder.news_articles import article_messages, read_news, write_news_csv
 from utils.cli import config_from_args, stage_parser
 from utils.errors import cli_entry, quiet_client_logs
+from utils.io import check_writable
 
 
 def parse_args(argv=None):
@@ -57,10 +58,15 @@ def _work(args, config):
     if args.explain:  # rows of step 01/02, their label given: only a reasoning is asked for
         source = Path(args.input or {"tweets": config.step_01_csv,
                                      "financial_phrasebank": config.step_02_csv}[args.explain])
-        return (source, read_labelled_rows(source), explain_task(), Path(args.results or explain_results(source)),
-                Path(args.output or explained_csv(source)), "rows to explain")
-    return (config.news_dir, read_news(config.news_dir), None, config.step_03_results, config.step_03_csv,
-            "articles")
+        read, task, what = read_labelled_rows, explain_task(), "rows to explain"
+        results, output = Path(args.results or explain_results(source)), Path(args.output or explained_csv(source))
+    else:
+        source, read, task, what = config.news_dir, read_news, None, "articles"
+        results, output = Path(config.step_03_results), Path(config.step_03_csv)
+    if not (args.dry_run or args.batch_status):  # a path that cannot be written fails before any work
+        check_writable(results)
+        check_writable(output)
+    return source, read(source), task, results, output, what
 
 
 @cli_entry

@@ -25,6 +25,7 @@ from eval.labelled import (DEFAULT_THRESHOLD, FPB_AGREEMENTS, evaluate, load_lab
 from utils.chat_templates import CHAT_TEMPLATES, chat_template
 from utils.cli import config_from_args, stage_parser
 from utils.errors import cli_entry
+from utils.io import check_writable
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -82,13 +83,13 @@ def main(argv: list[str] | None = None) -> int:
                                  threads=args.threads,
                                  chat_template=chat_template(args.chat_template) if args.chat_template else None)
     spec = parse_model_entry(entry, 1, config)
+    output = check_writable(args.output, folder=True)  # before the model loads
     data = load_labelled(args.input, text_column=args.text_column, label_column=args.label_column,
                          label_map=args.label_map, source=args.source, fpb_agreement=args.fpb_agreement,
                          validation=args.validation, validation_fraction=args.validation_fraction,
                          limit=args.limit, validation_limit=args.validation_limit, seed=args.seed)
     print(f"{spec.folder} ({spec.backend}, {spec.prompt}, {spec.mode}): {len(data.test)} test rows from "
           f"{data.description}, {len(data.validation)} validation rows ({data.validation_description})")
-    output = Path(args.output)
     backend = make_backend(spec, config)
     started = time.monotonic()
     try:

@@ -13,6 +13,7 @@ if __package__ in (None, ""):  # run as a file: import this checkout, not an ins
 from eval.news import build_snapshot, save_snapshot
 from utils.cli import config_from_args, stage_parser
 from utils.errors import cli_entry
+from utils.io import check_writable
 
 log = logging.getLogger("fetch_news")
 
@@ -33,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     config = config_from_args(args, {"eval.ticker_symbol": args.ticker, "eval.news_snapshot": args.output,
                                      "eval.news_feed_url": args.feed_url, "eval.max_news_age": args.max_age,
                                      "eval.max_news_items": args.max_items}).eval
+    check_writable(config.news_snapshot)  # before the fetching
     snapshot = build_snapshot(config)
     save_snapshot(snapshot, config.news_snapshot)
     print(f"{len(snapshot.articles)} articles ({len(snapshot.skipped)} skipped) about {snapshot.ticker} "

@@ -15,6 +15,7 @@ from eval.news import build_snapshot, load_snapshot, save_snapshot
 from eval.sentiment_runner import run_models, stopped_error, summary_table, write_summary
 from utils.cli import config_from_args, stage_parser
 from utils.errors import FinsentError, cli_entry
+from utils.io import check_writable
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -37,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     specs = parse_model_entries(config.models_to_test, config)
     if not specs:
         raise FinsentError("models_to_test is empty: name at least one model in the config")
+    check_writable(config.sentiment_save_folder, folder=True)  # before hours of answers
+    check_writable(config.generation_summary_file)
     snapshot_path = Path(args.snapshot or config.news_snapshot)
     if args.snapshot or snapshot_path.exists():
         snapshot = load_snapshot(snapshot_path)

@@ -32,7 +32,7 @@ from dataset_builder.evidence import invented_claims, is_grounded, template_shar
 from dataset_builder.phrasebank import level_file
 from eval.backends import BackendUnavailable, ModelSpec, SentimentBackend
 from utils.errors import FinsentError
-from utils.io import JsonlAppender, atomic_path, atomic_write_json, read_jsonl
+from utils.io import JsonlAppender, atomic_path, atomic_write_json, not_text_error, read_jsonl
 from utils.schema import ResponseParseError, parse_sentiment_response
 
 log = logging.getLogger(__name__)
@@ -121,8 +121,11 @@ def read_table(path: Path, text_column: str, label_column: str, label_map: dict[
             raise FinsentError(str(exc)) from exc
         first_row = 1
     else:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            records = list(csv.DictReader(handle))
+        try:
+            with open(path, newline="", encoding="utf-8-sig") as handle:
+                records = list(csv.DictReader(handle))
+        except UnicodeDecodeError as exc:
+            raise not_text_error(path, exc) from None
         first_row = 2  # the header is line 1
     if not records:
         raise FinsentError(f"{path}: no rows")
@@ -141,7 +144,7 @@ def read_table(path: Path, text_column: str, label_column: str, label_map: dict[
 
 
 def _is_sharegpt(path: Path) -> bool:
-    with open(path, encoding="utf-8") as handle:
+    with open(path, encoding="utf-8", errors="replace") as handle:
         first = handle.readline()
     try:
         return "conversations" in json.loads(first)

@@ -15,6 +15,7 @@ from typing import Any
 
 from utils.chat_templates import chat_template
 from utils.errors import FinsentError
+from utils.io import not_text_error
 from utils.prompts import prompt_text
 
 log = logging.getLogger(__name__)
@@ -36,15 +37,18 @@ def read_sharegpt(path: Path) -> list[list[dict[str, str]]]:
     if not path.is_file():
         raise FinsentError(f"dataset not found: {path} (build it with dataset_builder step 05, or set finetune.train_file)")
     conversations = []
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise FinsentError(f"{path}: line {number} is not valid JSON: {exc.msg}") from None
-            conversations.append(_messages(record, f"{path}: line {number}"))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise not_text_error(path, exc) from None
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise FinsentError(f"{path}: line {number} is not valid JSON: {exc.msg}") from None
+        conversations.append(_messages(record, f"{path}: line {number}"))
     if not conversations:
         raise FinsentError(f"{path}: no conversations in the file")
     return conversations

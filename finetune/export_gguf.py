@@ -26,6 +26,7 @@ from finetune.trainer_setup import OutputLayout  # noqa: E402
 from utils.chat_templates import family_entry  # noqa: E402
 from utils.cli import config_from_args, stage_parser  # noqa: E402
 from utils.errors import FinsentError, cli_entry  # noqa: E402
+from utils.io import read_json  # noqa: E402
 
 log = logging.getLogger("finetune.export_gguf")
 
@@ -49,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     model_dir = Path(args.model) if args.model else layout.merged
     if not (model_dir / "config.json").is_file():
         raise FinsentError(f"no merged model in {model_dir} (train first, or pass --model DIR)")
+    read_json(model_dir / "config.json")  # a damaged file named now, not by the converter's traceback
     run = TrainedRun.read(model_dir)
     family = run.family_for(args.family, cfg.family)
     family_entry(family)

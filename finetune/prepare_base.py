@@ -21,6 +21,7 @@ from finetune.base_model import gguf_to_hf_folder  # noqa: E402
 from utils.chat_templates import family_entry  # noqa: E402
 from utils.cli import config_from_args, stage_parser  # noqa: E402
 from utils.errors import FinsentError, cli_entry  # noqa: E402
+from utils.io import check_writable  # noqa: E402
 
 log = logging.getLogger("finetune.prepare_base")
 
@@ -40,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     output = Path(cfg.base_model)
     if output.exists() and any(output.iterdir()) and not args.overwrite:
         raise FinsentError(f"output folder {output} exists: pass --overwrite to rebuild it")
+    check_writable(output.parent, folder=True)  # before the minutes of dequantizing
     if cfg.base_gguf is None:
         from utils.engine import default_gguf_path
 

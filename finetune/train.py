@@ -40,6 +40,7 @@ from finetune.trainer_setup import (OutputLayout, ThroughputCallback, build_trai
 from utils.chat_templates import family_entry  # noqa: E402
 from utils.cli import config_from_args, stage_parser  # noqa: E402
 from utils.errors import cli_entry  # noqa: E402
+from utils.io import check_writable  # noqa: E402
 
 log = logging.getLogger("finetune.train")
 
@@ -73,12 +74,13 @@ def main(argv: list[str] | None = None) -> int:
         "finetune.max_steps": args.max_steps, "finetune.packing": args.packing,
         "finetune.max_seq_length": args.max_seq_length}).finetune
     family_entry(cfg.family)
-    conversations = {"train": read_sharegpt(cfg.train_file),
-                     "validation": read_sharegpt(cfg.validation_file) if cfg.validation_file else None}
     device = Device.detect()
     check_backend(cfg, device)
     layout = OutputLayout(cfg.output_dir)
     resume_from = layout.check(resume=args.resume, overwrite=args.overwrite)
+    check_writable(layout.root, folder=True)  # before the data is read and the model loaded
+    conversations = {"train": read_sharegpt(cfg.train_file),
+                     "validation": read_sharegpt(cfg.validation_file) if cfg.validation_file else None}
     if resume_from:
         log.info("resuming from %s", resume_from)
     state = PartialState()

@@ -66,3 +66,14 @@ def test_key_given_twice_is_an_error(tmp_path: Path):
     path.write_text("sample_size: 2\neval:\n  sample_size: 3\n")
     with pytest.raises(FinsentError, match="both at the top level and under 'eval'"):
         load_config(path)
+
+
+def test_malformed_yaml_names_line_and_column(tmp_path: Path):
+    path = tmp_path / "config.yaml"
+    path.write_text("eval:\n  sample_size: 2\n  ticker_symbol: MSFT: again\n")
+    with pytest.raises(FinsentError) as raised:
+        load_config(path)
+    assert str(raised.value) == f"{path}: not valid YAML: line 3, column 22: mapping values are not allowed here"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\xff\x00")
+    with pytest.raises(FinsentError, match=r"config.yaml: not UTF-8 text \(byte 0: invalid start byte\)"):
+        load_config(path)

@@ -25,7 +25,8 @@ def quiet_client_logs(verbose: bool = False) -> None:
 
 
 def cli_entry(main: Callable[..., int | None]) -> Callable[..., int]:
-    """Wrap a script's main(): FinsentError (and Ctrl-C) become one line on stderr, exit ≠ 0."""
+    """Wrap a script's main(): FinsentError, a file that cannot be read or written (an OSError
+    naming it) and Ctrl-C become one line on stderr, exit ≠ 0."""
 
     @wraps(main)
     def wrapper(*args, **kwargs) -> int:
@@ -35,6 +36,11 @@ def cli_entry(main: Callable[..., int | None]) -> Callable[..., int]:
             return main(*args, **kwargs) or 0
         except FinsentError as exc:
             print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except OSError as exc:
+            if exc.filename is None:  # not about a file the user named: a bug, shown whole
+                raise
+            print(f"error: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:
             print("interrupted: what was written so far is kept; rerun to continue", file=sys.stderr)
