@@ -24,7 +24,7 @@ test: $(VENV)/.installed-all
 	$(PY) -m pytest
 
 demo: $(VENV)/.installed-cpu
-	$(PY) -m utils.demo
+	$(PY) -m finsent.demo
 
 clean:
 	rm -rf $(VENV) data outputs sentiments reports heatmaps news

@@ -27,7 +27,11 @@
 # their weights' average (finetune/average_models.py: WORK_ROOT/fqS/run/merged from fqA's and fqB's),
 # measured as A and B are (FPB test rows, headlines, variance; no base, no --eval-extra) after them in
 # a lane, and recorded apart in RESULTS ("soups", quality_summary.py --soup: not a seed, not counted in
-# the targets). Exit status: 0 when every run measured and the summary was written, else 1.
+# the targets). SERVER_SOURCE (a llama.cpp source folder or gpu_carry.sh's llama-src.tar.xz): CUDA
+# llama-server is built from it at nice 19 beside the trainings (benchmarks/build_llama_server_gpu.sh,
+# into WORK_ROOT/server) and every run is measured on the GPU with it (LLAMA_SERVER), or on the
+# embedded engine where the build failed (WORK_ROOT/server.log says why). Exit status: 0 when every
+# run measured and the summary was written, else 1.
 # Time on one H200 (16 cores), measured 2026-11-28 (BACKEND=hf, TWEETS_ROWS=300, LOSO_HEADLINES=0,
 # BASE_CACHE set): 27 min in all with A, B, C and D. Base folder 124 s; A and B train at once in
 # 430 s; C and D trained in 242 s and 223 s beside the measuring; in two lanes of 8 threads FPB's
@@ -64,6 +68,8 @@ quality() {  # quality() RUN STAGE: gpu_quality.sh --stage STAGE for run A … D
                 SEED="${!seed:-$A_SEED}" DATA_DESC="${!desc:-${!data}}" THREADS="$measure_threads")
   [ "$run" = A ] || [ ! -f "$WORK_ROOT/fqA/base/config.json" ] || env+=(BASE_DIR="$WORK_ROOT/fqA/base")
   case $run in C|D) [ "${LOSO_HEADLINES:-1}" = 1 ] || env+=(HEADLINES= SOCIAL=) ;; esac
+  [ "$stage" != measure ] || [ "$(cat "$WORK_ROOT/server.built" 2>/dev/null)" != 0 ] \
+    || env+=(LLAMA_SERVER="$WORK_ROOT/server/llama-server")
   local -a args=(--stage "$stage")
   [ "$run" != S ] || env+=(SEED="$A_SEED+$B_SEED" DATA_DESC="average of A and B (${A_DESC:-$A_DATA})")
   case $run in
@@ -77,6 +83,12 @@ quality() {  # quality() RUN STAGE: gpu_quality.sh --stage STAGE for run A … D
 
 for run in $runs; do rm -rf "$WORK_ROOT/fq$run" "$WORK_ROOT/fq$run".*; mkdir -p "$WORK_ROOT/fq$run/eval/base"; done
 [ -z "${BASE_CACHE:-}" ] || cp "$BASE_CACHE" "$WORK_ROOT/fqA/eval/base/predictions.cache.jsonl"
+rm -rf "$WORK_ROOT/server" "$WORK_ROOT/server.built"
+if [ -n "${SERVER_SOURCE:-}" ]; then
+  stamp "building CUDA llama-server from $SERVER_SOURCE beside the trainings (nice 19)"
+  ( nice -n 19 bash "$here/build_llama_server_gpu.sh" "$SERVER_SOURCE" "$WORK_ROOT/server" > "$WORK_ROOT/server.log" 2>&1
+    echo $? > "$WORK_ROOT/server.built"; stamp "llama-server build: rc=$(cat "$WORK_ROOT/server.built")" ) &
+fi
 train() {  # train() RUN: the train stage, its exit status left in WORK_ROOT/fqRUN.trained for the lanes
   local data=${1}_DATA rc
   stamp "train $1 (${!data})"
@@ -84,8 +96,10 @@ train() {  # train() RUN: the train stage, its exit status left in WORK_ROOT/fqR
   echo $rc > "$WORK_ROOT/fq$1.trained"; stamp "trained $1: rc=$rc"
 }
 train A & train_a=$!
-# B waits for A's base folder and base answers, so the GGUF is converted and the base asked once.
-while [ ! -f "$WORK_ROOT/fqA/eval/base.done" ] && kill -0 "$train_a" 2>/dev/null; do sleep 3; done
+# B waits for A's base folder and base answers (none with SKIP_BASE), so the GGUF is converted and
+# the base asked once.
+base_ready() { [ -f "$WORK_ROOT/fqA/base/config.json" ] && { [ -n "${SKIP_BASE:-}" ] || [ -f "$WORK_ROOT/fqA/eval/base.done" ]; }; }
+until base_ready || ! kill -0 "$train_a" 2>/dev/null; do sleep 3; done
 [ -f "$WORK_ROOT/fqA/eval/base.done" ] && cp "$WORK_ROOT/fqA/eval/base/predictions.cache.jsonl" "$WORK_ROOT/fqB/eval/base/"
 train B & train_b=$!
 wait "$train_a" "$train_b"
@@ -126,7 +140,8 @@ lane() {  # lane RUN...: measures each run in turn once it is trained; 0 when al
       echo "run $run: $([ "$run" = S ] && echo averaging || echo training) failed ($WORK_ROOT/fq$run.train.log)" >&2
       status=1; continue
     fi
-    stamp "measure $run (${measure_threads:-every} CPU threads)"
+    if [ -n "${SERVER_SOURCE:-}" ]; then while [ ! -f "$WORK_ROOT/server.built" ]; do sleep 5; done; fi
+    stamp "measure $run ($([ "$(cat "$WORK_ROOT/server.built" 2>/dev/null)" = 0 ] && echo "CUDA llama-server" || echo "${measure_threads:-every} CPU threads"))"
     if quality "$run" measure; then touch "$WORK_ROOT/fq$run.measured"
     else echo "run $run: measuring failed ($WORK_ROOT/fq$run.measure.log)" >&2; status=1; fi
     tail -14 "$WORK_ROOT/fq$run.measure.log"

@@ -76,9 +76,9 @@ def label_of(text: str) -> str:
 
 def answer(model, tokenizer, records: list[dict], batch_size: int, max_new_tokens: int) -> list[str]:
     import torch
-    from utils.chat_templates import chat_template
+    from utils.chat_templates import family_record
 
-    template = chat_template("gemma-3")
+    template = family_record("gemma-3").jinja
     prompts = [tokenizer.apply_chat_template(as_messages(r)[:2], chat_template=template, tokenize=False,
                                              add_generation_prompt=True) for r in records]
     tokenizer.padding_side = "left"

@@ -36,7 +36,8 @@ if __package__ in (None, ""):  # run as a script: the repo root, not benchmarks/
 
 from finetune.llama_cpp_source import llama_cpp_dir  # noqa: E402
 from finetune.random_models import SPECS, save_random_model  # noqa: E402
-from utils.config import load_config  # noqa: E402
+from finetune.settings import QUANTS  # noqa: E402
+from finsent.config import load_config  # noqa: E402
 from utils.errors import FinsentError, cli_entry  # noqa: E402
 from utils.io import atomic_write_json  # noqa: E402
 
@@ -47,7 +48,7 @@ WARMUP_STEPS = 2  # Unsloth compiles each decoder block in step 1 (and finishes 
 STEP_LINE = re.compile(r"step (\d+): loss [\d.naif]+, (\d+) tokens/s")  # finetune/trainer_setup.py's per-step log line
 # LLaMA-3 exports config.yaml's default quants; the others f16 (the quantizer's input, kept so its
 # size is measured) and q4_k_m. An 8B family at its peak holds ~51 GB: merged, f16 and three quants.
-QUANTS = {"llama-3": ["f16", "q8_0", "q5_k_m", "q4_k_m"]}  # the others: f16, q4_k_m
+QUANTS_OF = {"llama-3": list(QUANTS)}  # every quantization; the others: f16, q4_k_m
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -152,7 +153,7 @@ def h100_path(family: str, base: Path, args, work: Path) -> dict:
 
 def export_and_serve(family: str, args, work: Path) -> dict:
     run_dir, gguf_dir = work / "h100", work / "h100" / "gguf"
-    quants = QUANTS.get(family, ["f16", "q4_k_m"])
+    quants = QUANTS_OF.get(family, ["f16", "q4_k_m"])
     code, seconds = run(["finetune/export_gguf.py", "--output-dir", run_dir, "--quants", ",".join(quants)],
                         work / "export.log")
     record: dict = {"export_ok": code == 0, "export_s": seconds, "quants": {}}

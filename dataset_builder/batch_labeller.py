@@ -28,12 +28,13 @@ from typing import Any
 
 from tqdm import tqdm
 
-from dataset_builder.label_store import BATCH_KIND, ResultStore
+from dataset_builder.label_store import BATCH_KIND, ResultStore, label_setup
 from dataset_builder.labeller import (API_ERRORS, EVERY_RECORD_KEPT, Labeller, ProviderGone, RunSummary,
                                       Task, Tally, article_record, stop_if_fatal)
-from dataset_builder.providers import Lane, ProviderPool, describe_error, is_transient_status, response_format
+from dataset_builder.providers import Lane, ProviderPool, describe_error, response_format
 from dataset_builder.settings import LabellerConfig
 from utils.errors import FinsentError
+from utils.llm_http import is_transient_status
 
 log = logging.getLogger(__name__)
 
@@ -229,7 +230,8 @@ class BatchLabeller:
                 async with semaphore:
                     return await self.labeller.converse(item, lane, tally, extra=extra, movable=False)
             if custom_id not in answers:
-                return article_record(item, lane, None, reasons.get(custom_id) or not_run, 0, tally, 0.0, extra)
+                setup = label_setup(self.labeller.task.messages(item), self.config)
+                return article_record(item, lane, None, reasons.get(custom_id) or not_run, 0, tally, 0.0, setup, extra)
             body = answers[custom_id]
             usage = body.get("usage") or {}
             tally.batch_requests = 1

@@ -2,7 +2,8 @@
 confidence, reasoning, style, topic) into one CSV: every row a valid answer whose reasoning states
 nothing its text does not, no text twice or nearly twice (word 3-gram Jaccard ≥ 0.6), within the
 corpus or against the sets named with --against (Financial PhraseBank's folder, the tweets CSV,
-the headlines, the social posts). Prints what it dropped and the counts by label and style."""
+the headlines, the social posts); with --second-labelling, the rows a blind second labelling of a
+sample disagrees on are dropped too. Prints what it dropped and the counts by label and style."""
 from __future__ import annotations
 
 import argparse
@@ -14,12 +15,21 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: import this checkout, not an installed copy
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from dataset_builder.corpus import CORPUS_COLUMNS, checked_rows, read_part, reference_texts
-from dataset_builder.labelled_csv import write_csv
-from dataset_builder.sharegpt import sentiment_label
+from dataset_builder.corpus import (CORPUS_COLUMNS, checked_rows, read_part, reference_texts,
+                                    second_labelling_disagreements)
+from dataset_builder.labelled_csv import read_csv_rows, write_csv
 from utils.errors import FinsentError, cli_entry
+from utils.labels import sentiment_label
 
 log = logging.getLogger("build_corpus")
+
+
+def second_labels(path: Path) -> list[tuple[str, str]]:
+    rows = read_csv_rows(path, ("text", "label"), "second labelling CSV")
+    bad = [line for line, row in rows if row["label"] not in ("positive", "neutral", "negative")]
+    if bad:
+        raise FinsentError(f"{path}: line {bad[0]}: label must be positive, neutral or negative")
+    return [(row["text"], row["label"]) for _, row in rows]
 
 
 @cli_entry
@@ -29,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, required=True, help="the corpus CSV to write")
     parser.add_argument("--against", action="append", default=[], metavar="NAME=PATH",
                         help="a set the corpus must not repeat (repeatable)")
+    parser.add_argument("--second-labelling", type=Path, metavar="CSV",
+                        help="a blind second labelling (text, label) of a sample: its agreement is printed, "
+                             "the rows it disagrees on are dropped")
     parser.add_argument("--threshold", type=float, default=0.15, help="the label threshold for the counts")
     args = parser.parse_args(argv)
     parts = sorted(args.parts.glob("*.jsonl"))
@@ -42,6 +55,15 @@ def main(argv: list[str] | None = None) -> int:
         against[name] = reference_texts(Path(path))
     rows = [row for part in parts for row in read_part(part)]
     kept, dropped = checked_rows(rows, against)
+    if args.second_labelling:
+        second = {text: label for text, label in second_labels(args.second_labelling)}
+        agreed, disagreed = second_labelling_disagreements(kept, second, args.threshold)
+        compared = agreed + len(disagreed)
+        print(f"second labelling: {agreed} of {compared} rows agree ({agreed / compared:.1%}); "
+              f"the {len(disagreed)} others are dropped")
+        dropped += disagreed
+        disagreed_at = {line.split(": ")[0] for line in disagreed}
+        kept = [row for row in kept if row["where"] not in disagreed_at]
     for line in dropped:
         print(f"dropped {line}")
     write_csv(args.output, CORPUS_COLUMNS, ([str(row[key]) for key in CORPUS_COLUMNS] for row in kept))

@@ -156,7 +156,7 @@ def reference_texts(path: Path) -> list[str]:
 def checked_rows(rows: list[dict], against: dict[str, list[str]]) -> tuple[list[dict], list[str]]:
     """The rows that are valid answers, state nothing their text does not (invented_claims), and
     repeat no earlier row nor any text of `against` (name → texts); and a line for each row dropped."""
-    from dataset_builder.evidence import invented_claims
+    from utils.grounding import invented_claims
 
     kept, dropped = [], []
     for row in rows:
@@ -177,3 +177,20 @@ def checked_rows(rows: list[dict], against: dict[str, list[str]]) -> tuple[list[
     for number, earlier in repeats:
         dropped.append(f"{kept[number]['where']}: repeats {origin.get(earlier, 'the corpus')}: {earlier[:80]!r}")
     return [row for number, row in enumerate(kept) if number not in repeated], dropped
+
+
+def second_labelling_disagreements(rows: list[dict], second: dict[str, str], threshold: float) -> tuple[int, list[str]]:
+    """A blind second labelling (text → label) against the rows' labels: how many of the texts it
+    labelled it agrees on, and a line for each row it disagrees on (dropped from the corpus)."""
+    from utils.labels import sentiment_label
+
+    agreed, dropped = 0, []
+    for row in rows:
+        if (other := second.get(row["text"])) is None:
+            continue
+        first = sentiment_label(float(row["sentiment"]), threshold)
+        if first == other:
+            agreed += 1
+        else:
+            dropped.append(f"{row['where']}: the second labelling says {other}, the first {first}")
+    return agreed, dropped

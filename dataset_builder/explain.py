@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from dataset_builder.labelled_csv import LABELLED_COLUMNS, read_csv_rows
 from dataset_builder.news_articles import article_id
 from utils.errors import FinsentError
+from utils.labels import sentiment_label
 from utils.prompts import system_prompt
 from utils.schema import SentimentResponse
 
@@ -70,8 +71,6 @@ def read_labelled_rows(path: Path) -> list[LabelledRow]:
 
 def explain_messages(row: LabelledRow) -> list[dict[str, str]]:
     """The request for a reasoning about `row`, its label given."""
-    from dataset_builder.sharegpt import sentiment_label  # sharegpt → join → this module: import at use
-
     answer = row.answer
     instructions = EXPLAIN_INSTRUCTIONS.format(sentiment=answer.sentiment, confidence=answer.confidence,
                                                word=sentiment_label(answer.sentiment, 0.0))

@@ -1,19 +1,17 @@
 """`--push-to-hub REPO`: upload the ShareGPT folder as a Hugging Face dataset repository.
 
-The token comes only from HF_TOKEN (environment or `.env`) and never appears in a message.
+The token comes only from HF_TOKEN (environment or `.env`, which the scripts load: finsent.cli) and
+never appears in a message.
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from dotenv import find_dotenv, load_dotenv
-
 from utils.errors import FinsentError
 
 
 def hub_token(repo_id: str) -> str:
-    load_dotenv(find_dotenv(usecwd=True), override=False)  # .env of the working directory
     token = os.environ.get("HF_TOKEN", "").strip()
     if not token:
         raise FinsentError(f"--push-to-hub {repo_id}: no Hugging Face token: set HF_TOKEN in the "

@@ -22,7 +22,7 @@ import openai
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 from tqdm import tqdm
 
-from dataset_builder.label_store import ResultStore
+from dataset_builder.label_store import ResultStore, label_setup
 from dataset_builder.news_articles import NewsArticle, article_messages
 from dataset_builder.providers import (Lane, ProviderAuthError, ProviderPool, describe_error,
                                        is_outage, is_transient, response_format, retry_after_s,
@@ -217,6 +217,7 @@ class Labeller:
         `movable=False`: the article cannot go to another provider (a batch's re-ask), so its
         provider's outages stop the run instead of dropping the provider."""
         messages = self.task.messages(article)
+        setup = label_setup(messages, self.config)
         started = time.monotonic()
         response, reason, attempts = None, None, 0
         while attempts <= self.config.max_reasks:
@@ -239,7 +240,8 @@ class Labeller:
                 messages = [*messages, {"role": "assistant", "content": content or ""},
                             {"role": "user", "content": REASK.format(reason=exc)}]
         self.summary.usage.setdefault(lane.provider.name, ProviderUsage()).add(tally)
-        return article_record(article, lane, response, reason, attempts, tally, time.monotonic() - started, extra)
+        return article_record(article, lane, response, reason, attempts, tally, time.monotonic() - started, setup,
+                              extra)
 
     def retrying(self) -> AsyncRetrying:
         """Transient failures tried again (max_retries), after wait_before_retry."""
@@ -315,12 +317,13 @@ class Labeller:
 
 
 def article_record(article: NewsArticle, lane: Lane, response: dict | None, reason: str | None, attempts: int,
-                   tally: Tally, latency_s: float, extra: dict | None = None) -> dict[str, Any]:
-    """An article's line in the results store: ok with the answer, or failed with the reason."""
+                   tally: Tally, latency_s: float, setup: dict[str, Any], extra: dict | None = None) -> dict[str, Any]:
+    """An article's line in the results store: ok with the answer, or failed with the reason; and
+    what made it (the lane's provider and model, `setup`: label_store.label_setup)."""
     return {
         "id": article.id, "status": "ok" if response else "failed", "reason": reason,
         "article": article.text, "published": article.published, "response": response,
-        "provider": lane.provider.name, "model": lane.model, "attempts": attempts,
+        "provider": lane.provider.name, "model": lane.model, **setup, "attempts": attempts,
         "requests": tally.requests + tally.batch_requests, "latency_s": round(latency_s, 3),
         "prompt_tokens": tally.prompt_tokens + tally.batch_prompt_tokens,
         "completion_tokens": tally.completion_tokens + tally.batch_completion_tokens,

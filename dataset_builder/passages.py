@@ -10,8 +10,9 @@ from statistics import fmean
 
 from dataset_builder.evidence import passage_evidence
 from dataset_builder.labelled_csv import response_json
-from dataset_builder.sharegpt import Example, sentiment_label
+from dataset_builder.sharegpt import Example
 from utils.errors import FinsentError
+from utils.labels import sentiment_label
 from utils.schema import SentimentResponse
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from dataset_builder.evidence import evidence_reasoning
 from dataset_builder.labelled_csv import LabelledText, annotated_sentiment, read_text_file
 from utils.errors import FinsentError
+from utils.phrasebank_files import AGREEMENTS, level_file
 from utils.schema import SentimentResponse
 
 log = logging.getLogger(__name__)
@@ -16,17 +17,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class AgreementLevel:
-    name: str          # file Sentences_<name>.txt (see level_file)
+    name: str          # file Sentences_<name>.txt (see utils.phrasebank_files.level_file)
     confidence: float
 
 
 # Highest agreement first: a sentence is kept at the first level it appears in.
-AGREEMENT_LEVELS = (
-    AgreementLevel("AllAgree", 1.0),
-    AgreementLevel("75Agree", 0.75),
-    AgreementLevel("66Agree", 0.66),
-    AgreementLevel("50Agree", 0.5),
-)
+AGREEMENT_LEVELS = tuple(AgreementLevel(name, confidence)
+                         for name, confidence in zip(AGREEMENTS, (1.0, 0.75, 0.66, 0.5), strict=True))
 PHRASEBANK_SENTIMENT = {"positive": 1.0, "neutral": 0.0, "negative": -1.0}
 
 
@@ -50,20 +47,6 @@ def _resaved_as_utf8(path: Path, encoding: str) -> bool:
     except UnicodeDecodeError:
         return False
     return not raw.isascii()
-
-
-def level_file(folder: Path, level_name: str) -> Path:
-    """The dataset's own `Sentences_<level>.txt`, else the one `*_<level>.txt` in the folder (a
-    sample under another name, such as examples/). Not found: the dataset's name, for the error."""
-    folder = Path(folder)
-    exact = folder / f"Sentences_{level_name}.txt"
-    if exact.is_file():
-        return exact
-    found = sorted(folder.glob(f"*_{level_name}.txt"))
-    if len(found) > 1:
-        raise FinsentError(f"{folder}: several files for agreement level {level_name}: "
-                           f"{', '.join(path.name for path in found)}")
-    return found[0] if found else exact
 
 
 def read_level(folder: Path, level: AgreementLevel, encoding: str) -> list[Sentence]:

@@ -1,28 +1,27 @@
 """LLM providers for step 03: official clients, error classes, client-side rate limits and
-the choice of model for each article (round-robin or weighted)."""
+the choice of model for each article (round-robin or weighted). Which answers are retried, the
+wait a server asks for and where a key comes from are utils.llm_http's, as for eval's backends."""
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import itertools
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import groq
 import openai
-from dotenv import find_dotenv, load_dotenv
 
 from dataset_builder.settings import LabellerConfig, ProviderConfig
 from utils.errors import FinsentError
+from utils.llm_http import api_key, is_transient_status
+from utils.llm_http import retry_after_s as wait_asked
 from utils.schema import json_schema_response_format
 
 # Both SDKs are generated from the same template: the same error classes in two modules.
 _STATUS_ERRORS = (openai.APIStatusError, groq.APIStatusError)
 _CONNECTION_ERRORS = (openai.APIConnectionError, groq.APIConnectionError)  # timeouts included
 _AUTH_STATUSES = {401, 403}
-_TRANSIENT_STATUSES = {408, 409, 429}
 
 
 class ProviderAuthError(FinsentError):
@@ -36,11 +35,6 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, _STATUS_ERRORS):
         return is_transient_status(exc.status_code)
     return False
-
-
-def is_transient_status(code: int) -> bool:
-    """An HTTP status worth another try: a timeout, a conflict, a rate limit, a server error."""
-    return code in _TRANSIENT_STATUSES or code >= 500
 
 
 def is_outage(exc: BaseException) -> bool:
@@ -66,24 +60,9 @@ def describe_error(exc: BaseException) -> str:
 
 
 def retry_after_s(exc: BaseException) -> float | None:
-    """The wait a server asked for (Retry-After / retry-after-ms headers), if any."""
+    """The wait a server asked for in the answer that raised `exc` (utils.llm_http.retry_after_s)."""
     response = getattr(exc, "response", None)
-    if response is None:
-        return None
-    headers = response.headers
-    if milliseconds := headers.get("retry-after-ms"):
-        try:
-            return max(0.0, float(milliseconds) / 1000)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        moment = email.utils.parsedate_to_datetime(value)  # an HTTP date
-        return max(0.0, moment.timestamp() - time.time()) if moment else None
+    return None if response is None else wait_asked(response.headers)
 
 
 class _Bucket:
@@ -136,21 +115,11 @@ class RateLimiter:
             self._tokens.level += estimated - actual
 
 
-def api_key(provider: ProviderConfig) -> str:
-    """The provider's key from the environment or `.env`; its value is never shown."""
-    if not provider.api_key_env:
-        return "not-needed"  # local OpenAI-compatible servers take any key
-    load_dotenv(find_dotenv(usecwd=True), override=False)  # .env of the working directory
-    key = os.environ.get(provider.api_key_env, "").strip()
-    if not key:
-        raise FinsentError(f"provider '{provider.name}': the environment variable "
-                           f"{provider.api_key_env} is not set (set it or put it in .env)")
-    return key
-
-
 def make_client(provider: ProviderConfig) -> Any:
     """The official async client; its own retries are off (ours honour Retry-After)."""
-    options: dict[str, Any] = {"api_key": api_key(provider), "timeout": provider.timeout_s,
+    # no api_key_env: a local OpenAI-compatible server, which takes any key
+    key = api_key(provider.api_key_env, f"provider '{provider.name}'") or "not-needed"
+    options: dict[str, Any] = {"api_key": key, "timeout": provider.timeout_s,
                                "max_retries": 0}
     if provider.base_url:
         options["base_url"] = provider.base_url

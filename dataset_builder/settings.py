@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from utils.labels import DEFAULT_LABEL_THRESHOLD
+
 
 class SplitFractions(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -126,7 +128,7 @@ class DatasetConfig(BaseModel):
     # step 05
     split_fractions: SplitFractions = Field(default_factory=SplitFractions)
     # |sentiment| above this is labelled positive/negative, otherwise neutral
-    label_threshold: float = Field(default=0.15, ge=0, lt=1)
+    label_threshold: float = Field(default=DEFAULT_LABEL_THRESHOLD, ge=0, lt=1)
     # step 05: pseudo-articles of `passage_sentences` (min, max) rows of `passage_source`, drawn
     # within each split (dataset_builder.passages); `passages` is the train split's count, 0: none
     passages: int = Field(default=0, ge=0)

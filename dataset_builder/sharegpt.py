@@ -1,8 +1,9 @@
 """Step 05: the joined rows as ShareGPT conversations in seeded, stratified, leak-free
 train/validation/test splits, plus a dataset card.
 
-A record is `{"conversations": [system, human, gpt], "source": ..., "label": ...}`: exactly
-what the fine-tune stage trains on and eval's `evaluate_labelled.py` reads.
+A record is `{"conversations": [system, human, gpt], "source": ..., "label": ...}`
+(utils.sharegpt_format): exactly what the fine-tune stage trains on and eval's
+`evaluate_labelled.py` reads.
 """
 from __future__ import annotations
 
@@ -19,10 +20,11 @@ from dataset_builder.labelled_csv import read_csv_rows, response_json
 from dataset_builder.text_normalise import text_key
 from utils.errors import FinsentError
 from utils.io import atomic_write_text
+from utils.labels import sentiment_label
 from utils.prompts import system_prompt
 from utils.schema import SentimentResponse
+from utils.sharegpt_format import SPLITS, sharegpt_record, split_file
 
-SPLITS = ("train", "validation", "test")
 LABELS = ("positive", "neutral", "negative")
 
 
@@ -32,14 +34,6 @@ class Example:
     answer: str   # the SentimentResponse as single-line JSON
     source: str
     label: str
-
-
-def sentiment_label(sentiment: float, threshold: float) -> str:
-    if sentiment > threshold:
-        return "positive"
-    if sentiment < -threshold:
-        return "negative"
-    return "neutral"
 
 
 def read_joined(path: Path, threshold: float) -> list[Example]:
@@ -132,13 +126,6 @@ def cap_train_shares(splits: dict[str, list[Example]], shares: dict[str, float],
     return cut
 
 
-def sharegpt_record(example: Example, system: str) -> dict:
-    return {"conversations": [{"from": "system", "value": system},
-                              {"from": "human", "value": example.article},
-                              {"from": "gpt", "value": example.answer}],
-            "source": example.source, "label": example.label}
-
-
 def _table(title: str, rows: list[str], counts: Counter, row_name: str) -> str:
     lines = [f"### {title}", "", f"| {row_name} | " + " | ".join(SPLITS) + " | total |",
              "|---" * (len(SPLITS) + 2) + "|"]
@@ -211,8 +198,9 @@ def write_sharegpt(folder: Path, splits: dict[str, list[Example]], card: str) ->
     system = system_prompt()
     paths = {}
     for split, members in splits.items():
-        paths[split] = Path(folder) / f"{split}.jsonl"
+        paths[split] = split_file(folder, split)
         atomic_write_text(paths[split], "".join(
-            json.dumps(sharegpt_record(example, system), ensure_ascii=False) + "\n" for example in members))
+            json.dumps(sharegpt_record(system, example.article, example.answer, example.source, example.label),
+                       ensure_ascii=False) + "\n" for example in members))
     atomic_write_text(Path(folder) / "README.md", card)
     return paths

@@ -12,7 +12,8 @@ if __package__ in (None, ""):  # run as a file: import this checkout, not an ins
 
 from dataset_builder.labelled_csv import add_graded_sentiment_flag, write_labelled_csv
 from dataset_builder.tweets import process_tweets
-from utils.cli import config_from_args, stage_parser
+from finsent.cli import config_from_args
+from utils.cli import stage_parser
 from utils.errors import cli_entry
 
 log = logging.getLogger("step_01")

@@ -2,7 +2,9 @@
 LLMs (OpenAI, Groq or any OpenAI-compatible server), concurrently and crash-safely.
 
 Every article ends as one record in the results JSONL (the cache: a rerun, or a run after a
-crash, continues where it stopped); the `Article,JSON` CSV is then rebuilt from it.
+crash, continues where it stopped); the `Article,JSON` CSV is then rebuilt from it. A record says
+what made its label (provider, model, prompt hash, few-shot, temperature): a rerun with another
+setup labels the article again, or with --keep-labels keeps the label it has and says so.
 
 --batch (or `batch: true` on a provider) sends the articles through the Batch API at half the
 price: the batch ids are recorded first, so a rerun after a kill resumes the same batches.
@@ -18,9 +20,10 @@ if __package__ in (None, ""):  # run as a file: import this checkout, not an ins
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from dataset_builder.explain import explain_results, explain_task, explained_csv, read_labelled_rows
-from dataset_builder.label_store import ResultStore
+from dataset_builder.label_store import LabelSetup, ResultStore
 from dataset_builder.news_articles import article_messages, read_news, write_news_csv
-from utils.cli import config_from_args, stage_parser
+from finsent.cli import config_from_args
+from utils.cli import stage_parser
 from utils.errors import cli_entry, quiet_client_logs
 from utils.io import check_writable
 
@@ -38,6 +41,9 @@ def parse_args(argv=None):
                              "02 (financial_phrasebank), given its human label, which stays; writes "
                              "<step output>_explained.csv (step 04 prefers it) and caches in "
                              "<step output>_explained.jsonl")
+    parser.add_argument("--keep-labels", action="store_true",
+                        help="keep the labels recorded by another setup (another provider or model, prompt, "
+                             "few-shot or temperature) instead of labelling those articles again")
     parser.add_argument("--dry-run", action="store_true", help="show the first prompt; call nothing")
     parser.add_argument("--retry-failed", action="store_true",
                         help="ask again for articles recorded as failed (ok ones are never redone)")
@@ -69,6 +75,16 @@ def _work(args, config):
     return source, read(source), task, results, output, what
 
 
+def _other_setup_line(count: int, keep: bool) -> str | None:
+    """What became of the records another setup made (None: there are none)."""
+    if not count:
+        return None
+    made = (f"{count} recorded by another setup (another provider or model, prompt, few-shot or "
+            "temperature than this run's)")
+    return (f"kept the labels of {made}: --keep-labels" if keep
+            else f"{made}: labelled again (--keep-labels keeps their labels)")
+
+
 @cli_entry
 def main(argv=None) -> int:
     args = parse_args(argv)
@@ -78,20 +94,24 @@ def main(argv=None) -> int:
     source, items, task, results, output, what = _work(args, config)
     items = items[: args.limit]
     store = ResultStore(results)
+    setup = LabelSetup(config.labeller, task.messages if task else
+                       lambda article: article_messages(article, config.labeller.few_shot))
     if args.batch_status or args.cancel_batch:
         from dataset_builder import batch_labeller  # the SDKs take seconds to import
         act = batch_labeller.cancel_batches if args.cancel_batch else batch_labeller.batch_status
         print("\n".join(act(store, config.labeller)))
         return 0
-    todo = store.pending(items, retry_failed=args.retry_failed)
+    todo = store.pending(items, retry_failed=args.retry_failed, setup=None if args.keep_labels else setup)
     in_batches = {key for batch in store.open_batches() for key in batch["ids"]}
     waiting = sum(item.id in in_batches for item in items)
     print(f"{len(items)} {what} in {source}: {len(items) - len(todo) - waiting} already recorded in "
           f"{results}, {waiting} waiting in open batches, {len(todo)} to label")
+    other_setup = _other_setup_line(len(store.made_otherwise(items, setup)), args.keep_labels)
+    if other_setup:
+        print(other_setup)
     if args.dry_run:
         if todo:
-            messages = task.messages(todo[0]) if task else article_messages(todo[0], config.labeller.few_shot)
-            print("first prompt:\n" + json.dumps(messages, indent=2, ensure_ascii=False))
+            print("first prompt:\n" + json.dumps(setup.messages(todo[0]), indent=2, ensure_ascii=False))
         return 0
     from dataset_builder.batch_labeller import label_in_batches  # the SDKs take seconds to import
     from dataset_builder.labeller import label_articles
@@ -108,6 +128,8 @@ def main(argv=None) -> int:
         rows = write_news_csv(output, store.ok_rows(items))
         print(f"wrote {rows} {'explained rows' if args.explain else 'labelled articles'} to {output}")
     print("\n".join(summary.lines()))
+    if other_setup and args.keep_labels:
+        print(other_setup)
     if summary.failed:
         print(f"{summary.failed} failed: reasons in {results}; --retry-failed asks again for them")
     return 0

@@ -14,7 +14,8 @@ if __package__ in (None, ""):  # run as a file: import this checkout, not an ins
 from dataset_builder.join import (JOINED_COLUMNS, configured_inputs, join_sources, log_summary,
                                   parse_input_flags)
 from dataset_builder.labelled_csv import write_csv
-from utils.cli import config_from_args, stage_parser
+from finsent.cli import config_from_args
+from utils.cli import stage_parser
 from utils.errors import cli_entry
 
 log = logging.getLogger("step_04")

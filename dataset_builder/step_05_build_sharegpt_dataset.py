@@ -16,7 +16,8 @@ if __package__ in (None, ""):  # run as a file: import this checkout, not an ins
 from dataset_builder.hub import push_folder
 from dataset_builder.passages import add_passages
 from dataset_builder.sharegpt import assign_splits, cap_train_shares, dataset_card, read_joined, write_sharegpt
-from utils.cli import config_from_args, stage_parser
+from finsent.cli import config_from_args
+from utils.cli import stage_parser
 from utils.errors import cli_entry
 
 log = logging.getLogger("step_05")

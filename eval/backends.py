@@ -24,8 +24,10 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
+from eval.sentiment_folder import model_folder_name
 from eval.settings import EvalConfig
 from utils.errors import FinsentError
+from utils.llm_http import api_key, is_transient_status
 from utils.prompts import analysis_messages, date_message
 from utils.schema import json_schema_response_format, sentiment_json_schema
 
@@ -73,7 +75,7 @@ class ModelSpec(BaseModel):
     @property
     def folder(self) -> str:
         """Results folder, as the original: the model name with ":" replaced by "_"."""
-        return self.label.replace(":", "_")
+        return model_folder_name(self.label)
 
     def messages(self, text: str, published: str | None = None) -> Messages:
         trained = self.prompt == "trained" or (self.prompt == "auto" and "sentiment" in self.label)
@@ -156,7 +158,7 @@ def _is_transient(exc: BaseException) -> bool:
     if isinstance(exc, (httpx.TimeoutException, httpx.NetworkError, ConnectionError)):
         return True
     status = getattr(exc, "status_code", None) or getattr(getattr(exc, "response", None), "status_code", None)
-    return isinstance(status, int) and (status >= 500 or status == 429)
+    return isinstance(status, int) and is_transient_status(status)
 
 
 def _with_retries(attempts: int):
@@ -218,10 +220,8 @@ class OpenAIBackend:
         import openai
 
         self.spec = spec
-        key_env = spec.api_key_env or "OPENAI_API_KEY"
-        key = os.environ.get(key_env)
-        if not key and spec.api_key_env:
-            raise FinsentError(f"model '{spec.label}': environment variable {key_env} (api_key_env) is not set")
+        # no api_key_env: OPENAI_API_KEY where it is set, else any key (a local server takes it)
+        key = api_key(spec.api_key_env, f"model '{spec.label}' (api_key_env)") or os.environ.get("OPENAI_API_KEY")
         self._clients = [openai.OpenAI(base_url=url, api_key=key or "no-key-needed", max_retries=0,
                                        timeout=config.request_timeout_s) for url in spec.base_urls]
         self._busy = [0] * len(self._clients)

@@ -27,7 +27,8 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from eval.metrics import QUANT_ORDER, model_details, model_family, quantization_level
-from eval.sentiment_files import SentimentData, model_folder_name
+from eval.sentiment_files import SentimentData
+from eval.sentiment_folder import model_folder_name
 from utils.errors import FinsentError
 
 NAN = math.nan

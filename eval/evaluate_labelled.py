@@ -20,12 +20,14 @@ if __package__ in (None, ""):  # run as a file: import this checkout, not an ins
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from eval.backends import make_backend, model_entry_from_cli, parse_model_entry
-from eval.labelled import (DEFAULT_THRESHOLD, FPB_AGREEMENTS, evaluate, load_labelled, prediction_cache_key,
-                          run_predictions, write_outputs)
-from utils.chat_templates import CHAT_TEMPLATES, chat_template
-from utils.cli import config_from_args, stage_parser
+from eval.labelled import evaluate, load_labelled, prediction_cache_key, run_predictions, write_outputs
+from finsent.cli import config_from_args
+from utils.chat_templates import FAMILIES, family_record
+from utils.cli import stage_parser
 from utils.errors import cli_entry
 from utils.io import check_writable
+from utils.labels import DEFAULT_LABEL_THRESHOLD
+from utils.phrasebank_files import AGREEMENTS
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -35,7 +37,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     model = parser.add_mutually_exclusive_group()
     model.add_argument("--model", help="Ollama model name, or a YAML mapping as in models_to_test")
     model.add_argument("--gguf", help="GGUF file to run on the embedded llama.cpp engine")
-    parser.add_argument("--chat-template", choices=sorted(CHAT_TEMPLATES),
+    parser.add_argument("--chat-template", choices=sorted(FAMILIES),
                         help="--gguf: chat format family, for a GGUF that stores no template")
     parser.add_argument("--name", help="model name in the outputs (default: model or GGUF file name)")
     parser.add_argument("--prompt", choices=["few-shot", "trained"], default="few-shot",
@@ -48,7 +50,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--text-column", default="text", help="CSV/JSONL: column with the text")
     parser.add_argument("--label-column", default="label", help="CSV/JSONL: column with the label")
     parser.add_argument("--label-map", help="e.g. bearish=negative,bullish=positive or 0=negative,1=positive,2=neutral")
-    parser.add_argument("--fpb-agreement", choices=FPB_AGREEMENTS, default="50Agree",
+    parser.add_argument("--fpb-agreement", choices=AGREEMENTS, default="50Agree",
                         help="Financial PhraseBank folder: which agreement level's file")
     parser.add_argument("--validation", help="validation file for choosing t (default: step 05's "
                                              "validation.jsonl, else a held-out part of the input)")
@@ -57,8 +59,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--limit", type=int, help="evaluate at most N rows (seeded sample); also caps validation")
     parser.add_argument("--validation-limit", type=int, help="validation rows at most (default: --limit)")
     parser.add_argument("--parallel", type=int, help="requests in flight (default: eval.parallel_requests)")
-    parser.add_argument("--max-tokens", type=int, default=256, help="answer length cap")
-    parser.add_argument("--num-ctx", type=int, default=2048, help="context per request (tokens)")
+    parser.add_argument("--max-tokens", type=int, help="answer length cap (default: eval.num_tokens_to_predict)")
+    parser.add_argument("--num-ctx", type=int, help="context per request, tokens (default: eval.context_window_size)")
     parser.add_argument("--threads", type=int,
                         help="embedded llama.cpp engine: CPU threads (default: every core), to leave some to other work")
     parser.add_argument("--seed", type=int, default=42, help="sampling of rows and of the held-out split")
@@ -81,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     entry = model_entry_from_cli(args.model, args.gguf, name=args.name, prompt=args.prompt,
                                  structured=structured, max_tokens=args.max_tokens, num_ctx=args.num_ctx,
                                  threads=args.threads,
-                                 chat_template=chat_template(args.chat_template) if args.chat_template else None)
+                                 chat_template=family_record(args.chat_template).jinja if args.chat_template else None)
     spec = parse_model_entry(entry, 1, config)
     output = check_writable(args.output, folder=True)  # before the model loads
     data = load_labelled(args.input, text_column=args.text_column, label_column=args.label_column,
@@ -102,8 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     paths = write_outputs(output, predictions, metrics)
     best, base = metrics["at_chosen_threshold"], metrics["at_0.15"]
     # the clause at 0.15 only when t is another: "t = 0.15: ...; t = 0.15: ..." said it twice
-    at_default = (f"t = {DEFAULT_THRESHOLD:.2f}: weighted F1 {base['weighted_f1']:.3f}; "
-                  if abs(metrics["threshold_chosen"] - DEFAULT_THRESHOLD) > 1e-9 else "")
+    at_default = (f"t = {DEFAULT_LABEL_THRESHOLD:.2f}: weighted F1 {base['weighted_f1']:.3f}; "
+                  if abs(metrics["threshold_chosen"] - DEFAULT_LABEL_THRESHOLD) > 1e-9 else "")
     print(f"valid JSON {metrics['valid_json_rate']:.1%}; t = {metrics['threshold_chosen']:.2f}: "
           f"accuracy {best['accuracy']:.3f}, macro-F1 {best['macro_f1']:.3f}, weighted F1 {best['weighted_f1']:.3f}; "
           f"{at_default}MAE {_number(metrics['mae'])}, Spearman {_number(metrics['spearman'])}")

@@ -11,7 +11,8 @@ if __package__ in (None, ""):  # run as a file: import this checkout, not an ins
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from eval.news import build_snapshot, save_snapshot
-from utils.cli import config_from_args, stage_parser
+from finsent.cli import config_from_args
+from utils.cli import stage_parser
 from utils.errors import cli_entry
 from utils.io import check_writable
 

@@ -13,7 +13,7 @@ if __package__ in (None, ""):  # run as a file: import this checkout, not an ins
 from eval.heatmaps import metric_jobs, render_all, summary_job
 from eval.metrics import article_metrics, model_details
 from eval.sentiment_files import load_sentiments, report_parser
-from utils.cli import config_from_args
+from finsent.cli import config_from_args
 from utils.errors import cli_entry
 
 log = logging.getLogger("generate_heatmaps")

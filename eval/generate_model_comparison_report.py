@@ -16,7 +16,7 @@ from eval.comparisons import comparison_sheets, quantization_families
 from eval.excel_style import notes_frame, write_csv, write_workbook
 from eval.metrics import article_metrics
 from eval.sentiment_files import load_sentiments, resolve_pairs, report_parser
-from utils.cli import config_from_args
+from finsent.cli import config_from_args
 from utils.errors import cli_entry
 
 log = logging.getLogger("generate_model_comparison_report")

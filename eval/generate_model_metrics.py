@@ -13,7 +13,7 @@ if __package__ in (None, ""):  # run as a file: import this checkout, not an ins
 from eval.excel_style import notes_frame, write_csv, write_workbook
 from eval.metrics import article_metrics
 from eval.sentiment_files import load_sentiments, report_parser
-from utils.cli import config_from_args
+from finsent.cli import config_from_args
 from utils.errors import cli_entry
 
 log = logging.getLogger("generate_model_metrics")

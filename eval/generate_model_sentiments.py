@@ -13,7 +13,8 @@ if __package__ in (None, ""):  # run as a file: import this checkout, not an ins
 from eval.backends import parse_model_entries
 from eval.news import build_snapshot, load_snapshot, save_snapshot
 from eval.sentiment_runner import run_models, stopped_error, summary_table, write_summary
-from utils.cli import config_from_args, stage_parser
+from finsent.cli import config_from_args
+from utils.cli import stage_parser
 from utils.errors import FinsentError, cli_entry
 from utils.io import check_writable
 
@@ -30,9 +31,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
-    from dotenv import load_dotenv
-
-    load_dotenv()  # API keys for the openai backend may live in .env
     args = parse_args(argv)
     config = config_from_args(args, {"eval.sample_size": args.sample_size}).eval
     specs = parse_model_entries(config.models_to_test, config)

@@ -1,6 +1,7 @@
 """One self-contained HTML report of the eval results (eval.html_report_file): per-model
 summary, every comparison pair with a plain-language verdict, accuracy on labelled data
-(evaluate_labelled outputs found under eval.report_output_csv_folder or given by --labelled),
+(evaluate_labelled outputs found under eval.report_output_csv_folder or given by --labelled)
+with a paired verdict for every two runs on the same rows (eval/paired_accuracy.py),
 the heatmaps inline, and links to the xlsx/csv reports. Opens offline. Run it after the
 other report scripts: it embeds and links what they wrote."""
 from __future__ import annotations
@@ -16,8 +17,9 @@ from eval.comparisons import pair_comparisons
 from eval.heatmaps import FIGURE_TITLES
 from eval.html_report import find_labelled, png_picture, relative_links, render_report
 from eval.metrics import model_details
+from eval.paired_accuracy import report_comparisons
 from eval.sentiment_files import load_sentiments, resolve_pairs, report_parser
-from utils.cli import config_from_args
+from finsent.cli import config_from_args
 from utils.errors import cli_entry
 from utils.io import atomic_write_text
 
@@ -49,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
                                       for name in ("metrics.xlsx", "predictions.csv"))])
     page = render_report(sentiments=config.sentiment_save_folder, details=model_details(data),
                          comparisons=pair_comparisons(data, pairs), notes=data.skipped,
-                         labelled=labelled, heatmaps=heatmaps, heatmaps_folder=heatmaps_folder, links=links)
+                         labelled=labelled, heatmaps=heatmaps, heatmaps_folder=heatmaps_folder, links=links,
+                         accuracy_pairs=report_comparisons(result.folder for result in labelled))
     atomic_write_text(output, page)
     log.info("%d models, %d pairs, %d labelled runs, %d heatmaps", len(data.models), len(pairs),
              len(labelled), len(heatmaps))

@@ -161,6 +161,12 @@ valid JSON: Fisher's exact test. Every p-value is adjusted by Holm's method over
 {% endif %}
 <h2 id="accuracy">Accuracy on labelled data</h2>
 {% if accuracy_table %}{{ accuracy_table|safe }}
+{% for verdict in accuracy_verdicts %}<p class="verdict{{ ' significant' if verdict.significant }}">{{ verdict.text }}</p>
+{% endfor %}
+{% if accuracy_verdicts %}<p class="note">Runs on the same rows, paired by row: weighted-F1 difference with a
+paired bootstrap 95% interval (rows resampled), McNemar's exact test on right/wrong per row, Holm over
+the pairs. The table is eval/compare_labelled.py's labelled_comparison.csv.</p>
+{% endif %}
 {% for result in labelled if result.picture %}<img alt="{{ result.picture.title }}" src="{{ result.picture.data_uri }}">
 {% endfor %}
 {% else %}<p class="note">No evaluate_labelled output found (run eval/evaluate_labelled.py --output FOLDER
@@ -184,8 +190,10 @@ class Verdict:
 
 def render_report(*, sentiments: str | Path, details: pd.DataFrame, comparisons: pd.DataFrame,
                   notes: Sequence[str], labelled: Sequence[LabelledResult], heatmaps: Sequence[Picture],
-                  heatmaps_folder: str | Path, links: Sequence[tuple[str, str]]) -> str:
-    """The whole page as one string."""
+                  heatmaps_folder: str | Path, links: Sequence[tuple[str, str]],
+                  accuracy_pairs: pd.DataFrame | None = None) -> str:
+    """The whole page as one string. `accuracy_pairs`: eval.paired_accuracy's table of the
+    labelled runs on the same rows."""
     rows = comparisons.to_dict("records")
     verdicts = [Verdict(pair_verdict(row, len(rows)),
                         bool(pd.notna(row[CONSISTENCY_P]) and row[CONSISTENCY_P] < ALPHA))
@@ -197,7 +205,14 @@ def render_report(*, sentiments: str | Path, details: pd.DataFrame, comparisons:
         summary_table=html_table(details, SUMMARY_COLUMNS), verdicts=verdicts,
         pairs_table=html_table(comparisons, PAIR_COLUMNS) if rows else "",
         accuracy_table=html_table(accuracy, ACCURACY_FORMATS) if len(accuracy) else "",
-        labelled=labelled, heatmaps=heatmaps, heatmaps_folder=str(heatmaps_folder), links=links)
+        labelled=labelled, accuracy_verdicts=accuracy_verdicts(accuracy_pairs), heatmaps=heatmaps, heatmaps_folder=str(heatmaps_folder), links=links)
+
+
+def accuracy_verdicts(pairs: pd.DataFrame | None) -> list[Verdict]:
+    from eval.paired_accuracy import is_significant
+
+    rows = [] if pairs is None else pairs.to_dict("records")
+    return [Verdict(row["Verdict"], is_significant(row)) for row in rows]
 
 
 def relative_links(report: Path, files: Iterable[Path]) -> list[tuple[str, str]]:

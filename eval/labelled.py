@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import logging
 import random
 import textwrap
@@ -28,20 +27,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from dataset_builder.evidence import invented_claims, is_grounded, template_share
-from dataset_builder.phrasebank import level_file
 from eval.backends import BackendUnavailable, ModelSpec, SentimentBackend
 from utils.errors import FinsentError
+from utils.grounding import invented_claims, is_grounded, template_share
 from utils.io import JsonlAppender, atomic_path, atomic_write_json, not_text_error, read_jsonl
+from utils.labels import DEFAULT_LABEL_THRESHOLD, sentiment_label
+from utils.phrasebank_files import level_file
 from utils.schema import ResponseParseError, parse_sentiment_response
+from utils.sharegpt_format import is_sharegpt, read_split, split_file
 
 log = logging.getLogger(__name__)
 
 LABELS = ("negative", "neutral", "positive")
 LABEL_VALUE = {"negative": -1.0, "neutral": 0.0, "positive": 1.0}
-DEFAULT_THRESHOLD = 0.15
 THRESHOLD_GRID = [round(0.05 * i, 2) for i in range(0, 19)]  # 0.00 … 0.90
-FPB_AGREEMENTS = ("AllAgree", "75Agree", "66Agree", "50Agree")
 
 
 @dataclass(frozen=True)
@@ -98,18 +97,14 @@ def read_phrasebank(path: Path) -> list[LabelledRow]:
 
 def read_sharegpt(path: Path) -> list[LabelledRow]:
     rows = []
-    try:
-        records = read_jsonl(path)
-    except ValueError as exc:
-        raise FinsentError(str(exc)) from exc
-    for number, record in enumerate(records, start=1):
-        where = f"{path}: record {number}"
-        human = [turn.get("value") for turn in record.get("conversations", []) if turn.get("from") == "human"]
-        if not human or not isinstance(human[0], str):
+    for record in read_split(path):
+        where = f"{path}: line {record.line}"
+        text = record.first("user")
+        if text is None:
             raise FinsentError(f"{where}: no human turn in 'conversations'")
-        if "label" not in record:
+        if record.label is None:
             raise FinsentError(f"{where}: no 'label' key")
-        rows.append(LabelledRow(number, human[0], _label(record["label"], {}, where), str(record.get("source", ""))))
+        rows.append(LabelledRow(record.line, text, _label(record.label, {}, where), record.source))
     return rows
 
 
@@ -143,15 +138,6 @@ def read_table(path: Path, text_column: str, label_column: str, label_map: dict[
     return rows
 
 
-def _is_sharegpt(path: Path) -> bool:
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        first = handle.readline()
-    try:
-        return "conversations" in json.loads(first)
-    except (json.JSONDecodeError, TypeError):
-        return False
-
-
 @dataclass
 class LabelledInput:
     test: list[LabelledRow]
@@ -166,14 +152,15 @@ def resolve_input(path: str | Path, fpb_agreement: str = "50Agree") -> tuple[Pat
     if not path.exists():
         raise FinsentError(f"input not found: {path}")
     if path.is_dir():
-        if (path / "test.jsonl").is_file():
-            return path / "test.jsonl", path / "validation.jsonl" if (path / "validation.jsonl").is_file() else None
+        test, validation = split_file(path, "test"), split_file(path, "validation")
+        if test.is_file():
+            return test, validation if validation.is_file() else None
         fpb = level_file(path, fpb_agreement)
         if fpb.is_file():
             return fpb, None
         raise FinsentError(f"{path}: neither step 05's test.jsonl nor Financial PhraseBank's {fpb.name} is in it")
-    sibling = path.with_name("validation.jsonl")
-    if path.name == "test.jsonl" and sibling.is_file():
+    sibling = split_file(path.parent, "validation")
+    if path == split_file(path.parent, "test") and sibling.is_file():
         return path, sibling
     return path, None
 
@@ -182,7 +169,7 @@ def read_rows(path: Path, text_column: str = "text", label_column: str = "label"
               label_map: dict[str, str] | None = None, source: str | None = None) -> list[LabelledRow]:
     if path.suffix.lower() == ".txt":
         rows = read_phrasebank(path)
-    elif path.suffix.lower() == ".jsonl" and _is_sharegpt(path):
+    elif path.suffix.lower() == ".jsonl" and is_sharegpt(path):
         rows = read_sharegpt(path)
     elif path.suffix.lower() in (".csv", ".jsonl"):
         rows = read_table(path, text_column, label_column, label_map or {})
@@ -333,13 +320,8 @@ def run_predictions(backend: SentimentBackend, data: LabelledInput, cache_path: 
 # --- scoring -------------------------------------------------------------------------------
 
 def to_class(sentiment: float | None, threshold: float) -> str:
-    if sentiment is None:
-        return "invalid"
-    if sentiment > threshold:
-        return "positive"
-    if sentiment < -threshold:
-        return "negative"
-    return "neutral"
+    """The answer's class by step 05's rule (utils.labels); "invalid" where it did not parse."""
+    return "invalid" if sentiment is None else sentiment_label(sentiment, threshold)
 
 
 def classification_metrics(predictions: list[Prediction], threshold: float) -> dict[str, Any]:
@@ -371,11 +353,11 @@ def classification_metrics(predictions: list[Prediction], threshold: float) -> d
 
 def choose_threshold(validation: list[Prediction]) -> tuple[float, dict[str, float]]:
     """The t of THRESHOLD_GRID with the best macro-F1 on the validation predictions (ties:
-    the one nearest 0.15); DEFAULT_THRESHOLD when there is no valid validation answer."""
+    the one nearest 0.15); DEFAULT_LABEL_THRESHOLD when there is no valid validation answer."""
     if not any(p.valid for p in validation):
-        return DEFAULT_THRESHOLD, {}
+        return DEFAULT_LABEL_THRESHOLD, {}
     curve = {t: classification_metrics(validation, t)["macro_f1"] for t in THRESHOLD_GRID}
-    best = max(curve, key=lambda t: (curve[t], -abs(t - DEFAULT_THRESHOLD)))
+    best = max(curve, key=lambda t: (curve[t], -abs(t - DEFAULT_LABEL_THRESHOLD)))
     return best, {f"{t:.2f}": round(v, 4) for t, v in curve.items()}
 
 
@@ -395,7 +377,7 @@ def regression_metrics(predictions: list[Prediction]) -> dict[str, float | None]
 
 def reasoning_metrics(predictions: list[Prediction]) -> dict[str, float | None]:
     """Over the valid answers: the share whose reasoning states a fact the text does not hold
-    (annotators, agreement, a percentage: dataset_builder.evidence.invented_claims), the share
+    (annotators, agreement, a percentage: utils.grounding.invented_claims), the share
     that shares at least one content word with the text, and the template share: the largest
     share that are one sentence once quoted spans are blanked (a label prefix, not an
     explanation, when high), with that template."""
@@ -434,7 +416,7 @@ def evaluate(predictions: list[Prediction], spec: ModelSpec, data: LabelledInput
                                 "valid_json_rate": (sum(p.valid for p in validation) / len(validation))
                                 if validation else None, "macro_f1_by_threshold": curve},
         "at_chosen_threshold": classification_metrics(test, threshold),
-        "at_0.15": classification_metrics(test, DEFAULT_THRESHOLD),
+        "at_0.15": classification_metrics(test, DEFAULT_LABEL_THRESHOLD),
         **regression_metrics(test),
         **reasoning_metrics(test),
         "sentiment_distinct_values": len(sentiment_values(test)),
@@ -460,7 +442,7 @@ def prediction_table(predictions: Iterable[Prediction], threshold: float):
         "split": p.split, "row": p.row.row, "source": p.row.source, "label": p.row.label,
         "valid": p.valid, "sentiment": p.sentiment, "confidence": p.confidence,
         "predicted_label": to_class(p.sentiment if p.valid else None, threshold),
-        "predicted_label_t015": to_class(p.sentiment if p.valid else None, DEFAULT_THRESHOLD),
+        "predicted_label_t015": to_class(p.sentiment if p.valid else None, DEFAULT_LABEL_THRESHOLD),
         "error": p.error, "exception": p.exception, "text": p.row.text, "reasoning": p.reasoning,
         "raw": p.raw} for p in predictions], columns=PREDICTION_COLUMNS)
 
@@ -522,8 +504,8 @@ def confusion_figure(metrics: dict[str, Any]):
     # one panel when the threshold chosen on validation is the fixed 0.15; else both, named
     chosen = metrics["threshold_chosen"]
     panels = {"at_chosen_threshold": f"chosen on validation: t = {chosen:.2f}"}
-    if abs(chosen - DEFAULT_THRESHOLD) > 1e-9:
-        panels["at_0.15"] = f"fixed reference: t = {DEFAULT_THRESHOLD:.2f}"
+    if abs(chosen - DEFAULT_LABEL_THRESHOLD) > 1e-9:
+        panels["at_0.15"] = f"fixed reference: t = {DEFAULT_LABEL_THRESHOLD:.2f}"
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
     for ax, (block, name) in zip(axes[0], panels.items()):
         cm = metrics[block]["confusion_matrix"]

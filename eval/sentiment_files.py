@@ -7,10 +7,11 @@ Layout (the original study's, unchanged)::
 
     <sentiment_save_folder>/<model folder>/<TICKER>_<iteration>.json
 
-* model folder = `model_folder_name(model)`: the model's name with ":" replaced by "_"
-  (`"llama3:8b-instruct-q4_K_M"` → `"llama3_8b-instruct-q4_K_M"`). A `models_to_test` entry
-  may be a string or a mapping with a `name` key (else a `model` key).
-* file = `iteration_file_path(folder, model, ticker, i)`; iteration numbers start at 0.
+* model folder = `eval.sentiment_folder.model_folder_name(model)`: the model's name with ":"
+  replaced by "_" (`"llama3:8b-instruct-q4_K_M"` → `"llama3_8b-instruct-q4_K_M"`). A
+  `models_to_test` entry may be a string or a mapping with a `name` key (else a `model` key).
+* file = `eval.sentiment_folder.iteration_file_path(folder, model, ticker, i)`; iteration
+  numbers start at 0.
 
 One file::
 
@@ -75,6 +76,7 @@ from urllib.parse import unquote, urlsplit
 
 import pandas as pd
 
+from eval.sentiment_folder import FILE_NAME, model_folder_name
 from utils.cli import stage_parser
 from utils.errors import FinsentError
 
@@ -84,7 +86,6 @@ ANSWER_COLUMNS = ["model", "ticker", "iteration", "article_key", "sentiment", "c
                   "valid", "time_taken", "url", "published", "reasoning"]
 FILE_COLUMNS = ["model", "ticker", "iteration", "path", "average_sentiment", "time_taken",
                 "n_answers", "n_valid"]
-FILE_NAME = re.compile(r"^(?P<ticker>.+)_(?P<iteration>\d+)\.json$")
 
 
 def report_parser(description: str):
@@ -98,23 +99,6 @@ def report_parser(description: str):
 
 class SentimentFileError(FinsentError):
     """A sentiments file or folder that cannot be used, named in one line."""
-
-
-def model_folder_name(model: str | Mapping[str, Any]) -> str:
-    """Folder of a `models_to_test` entry: its name (or mapping's `name`, else `model`),
-    with ":" replaced by "_" as in the original study."""
-    if isinstance(model, Mapping):
-        name = model.get("name") or model.get("model")
-        if not name:
-            raise FinsentError(f"models_to_test entry {dict(model)!r} has neither 'name' nor 'model'")
-        model = name
-    return str(model).replace(":", "_")
-
-
-def iteration_file_path(folder: str | Path, model: str | Mapping[str, Any], ticker: str,
-                        iteration: int) -> Path:
-    """`<folder>/<model folder>/<TICKER>_<iteration>.json`."""
-    return Path(folder) / model_folder_name(model) / f"{ticker}_{iteration}.json"
 
 
 @dataclass

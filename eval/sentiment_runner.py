@@ -35,7 +35,8 @@ from typing import Any, Callable
 
 from eval.backends import BackendUnavailable, ModelSpec, SentimentBackend, make_backend
 from eval.news import Article, Snapshot, prompt_text
-from eval.sentiment_files import SentimentFileError, iteration_file_path, read_iteration_file
+from eval.sentiment_files import SentimentFileError, read_iteration_file
+from eval.sentiment_folder import iteration_file_path, journal_path
 from eval.settings import EvalConfig
 from utils.errors import FinsentError
 from utils.io import JsonlAppender, atomic_write_json, atomic_write_text, read_jsonl
@@ -163,11 +164,6 @@ class ModelSummary:
                 self.exception_examples.append(f"{answer.article.key}: {answer.exception}")
         elif answer.error:
             self.parse_errors[answer.error.split(":")[0]] += 1
-
-
-def journal_path(folder: str | Path, model_folder: str, ticker: str) -> Path:
-    """The model's answer journal: one JSON line per answer of an unfinished run."""
-    return iteration_file_path(folder, model_folder, ticker, 0).with_name(f"{ticker}.journal.jsonl")
 
 
 def journaled_answers(path: Path, articles: list[Article], iterations: list[int]) -> dict[int, dict[str, Answer]]:

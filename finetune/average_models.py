@@ -18,7 +18,8 @@ from utils.errors import require_extra  # noqa: E402
 require_extra("finetune")  # one line naming the install command, not an ImportError's traceback
 
 from finetune.model_soup import average_models, soup_weights  # noqa: E402
-from utils.cli import config_from_args, stage_parser  # noqa: E402
+from finsent.cli import config_from_args  # noqa: E402
+from utils.cli import stage_parser  # noqa: E402
 from utils.errors import cli_entry  # noqa: E402
 
 

@@ -9,18 +9,12 @@ from pathlib import Path
 import torch
 
 from finetune.recipe import prepare_tokenizer
-from utils.chat_templates import chat_template
+from finetune.tokenizer_check import TOKENIZER_PROBES, first_difference, remedy
+from utils.chat_templates import family_record
 from utils.errors import FinsentError
 from utils.io import atomic_dir, atomic_path
 
 log = logging.getLogger(__name__)
-
-# Texts the saved tokenizer must split exactly as llama.cpp does: numbers, currency, unicode,
-# a tweet, and (added per family) a whole chat-formatted training row with its special tokens.
-TOKENIZER_PROBES = ("Operating profit rose to EUR 13.1 mn from EUR 8.7 mn in 2007 .",
-                    "@united it's been almost 2 weeks... still no word?! Flight AA1234 – 3h late 😡",
-                    "Nokia's Q3 net sales: €1,234.5 million (−3 %), Ääkkönen Oyj")
-
 
 def gguf_to_hf_folder(gguf: Path, output: Path, family: str, dtype: str = "float32") -> str:
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -62,13 +56,12 @@ def check_tokenizer_matches_llama_cpp(tokenizer, gguf: Path, family: str) -> Non
     so the folder is refused before any GPU time is spent on it."""
     import httpx
 
-    from finetune.tokenizer_check import first_difference, remedy
     from utils.engine import EmbeddedEngine, EngineSettings
 
     row = [{"role": "system", "content": "You are a financial sentiment analyst."},
            {"role": "user", "content": TOKENIZER_PROBES[0]},
            {"role": "assistant", "content": '{"reasoning": "Profit rose.", "sentiment": 0.8, "confidence": 0.9}'}]
-    texts = [*TOKENIZER_PROBES, tokenizer.apply_chat_template(row, chat_template=chat_template(family), tokenize=False)]
+    texts = [*TOKENIZER_PROBES, tokenizer.apply_chat_template(row, chat_template=family_record(family).jinja, tokenize=False)]
     with EmbeddedEngine(EngineSettings(gguf_path=gguf, n_parallel=1, n_ctx=1024)) as engine:
         url = f"http://127.0.0.1:{engine.port}/tokenize"
         for text in texts:

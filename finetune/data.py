@@ -1,6 +1,7 @@
 """Step 05's ShareGPT JSONL → token ids and labels, the loss on the assistant answers only.
 
-A record: {"conversations": [{"from": "system"|"human"|"gpt", "value": str}, ...], "source": ..., "label": ...}.
+A record: {"conversations": [{"from": "system"|"human"|"gpt", "value": str}, ...], "source": ..., "label": ...}
+(utils.sharegpt_format).
 Each conversation is rendered with the family's chat template (utils.chat_templates) and cut at
 every assistant turn: the text up to the generation prompt is masked (-100), the answer and
 its end-of-turn marker are learnt. The cut is the one inference sees (prompt tokens, then the
@@ -8,15 +9,13 @@ model's own tokens), so the trained tokens are exactly the ones the model will h
 """
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
-from typing import Any
 
-from utils.chat_templates import chat_template
+from utils.chat_templates import family_record
 from utils.errors import FinsentError
-from utils.io import not_text_error
 from utils.prompts import prompt_text
+from utils.sharegpt_format import ShareGPTRecord, read_split
 
 log = logging.getLogger(__name__)
 
@@ -26,47 +25,26 @@ log = logging.getLogger(__name__)
 # longer: the run then learns from the few rows that fit, in a tokenization llama.cpp never makes).
 MAX_TRUNCATED_SHARE = 0.01
 
-ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
 IGNORE_INDEX = -100
 
 
 def read_sharegpt(path: Path) -> list[list[dict[str, str]]]:
-    """The conversations of a ShareGPT JSONL file as chat messages; any malformed row is a
-    one-line error naming the file and line."""
+    """The conversations of a ShareGPT split file (utils.sharegpt_format) as chat messages; any
+    malformed row is a one-line error naming the file and line."""
     path = Path(path)
     if not path.is_file():
         raise FinsentError(f"dataset not found: {path} (build it with dataset_builder step 05, or set finetune.train_file)")
-    conversations = []
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise not_text_error(path, exc) from None
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise FinsentError(f"{path}: line {number} is not valid JSON: {exc.msg}") from None
-        conversations.append(_messages(record, f"{path}: line {number}"))
+    conversations = [_messages(record, f"{path}: line {record.line}") for record in read_split(path)]
     if not conversations:
         raise FinsentError(f"{path}: no conversations in the file")
     return conversations
 
 
-def _messages(record: Any, where: str) -> list[dict[str, str]]:
-    if not isinstance(record, dict) or not isinstance(record.get("conversations"), list):
-        raise FinsentError(f"{where}: no 'conversations' list (expected step 05's ShareGPT format)")
-    messages = []
-    for turn in record["conversations"]:
-        role = ROLES.get(turn.get("from")) if isinstance(turn, dict) else None
-        if role is None or not isinstance(turn.get("value"), str):
-            raise FinsentError(f"{where}: a turn needs 'from' (system/human/gpt) and a string 'value', got {turn!r:.80}")
-        # the text as the eval stage sends it (utils.prompts.analysis_messages), so both tokenize it alike
-        messages.append({"role": role, "content": prompt_text(turn["value"]) if role == "user" else turn["value"]})
-    if not any(m["role"] == "assistant" for m in messages):
+def _messages(record: ShareGPTRecord, where: str) -> list[dict[str, str]]:
+    if record.first("assistant") is None:
         raise FinsentError(f"{where}: no 'gpt' turn to learn from")
-    return messages
+    # the text as the eval stage sends it (utils.prompts.analysis_messages), so both tokenize it alike
+    return [{"role": role, "content": prompt_text(text) if role == "user" else text} for role, text in record.messages]
 
 
 def _render(tokenizer, template: str, messages: list[dict[str, str]], generation_prompt: bool) -> str:
@@ -76,7 +54,7 @@ def _render(tokenizer, template: str, messages: list[dict[str, str]], generation
 
 def tokenize_conversation(tokenizer, family: str, messages: list[dict[str, str]]) -> dict[str, list[int]]:
     """input_ids and labels (IGNORE_INDEX outside the assistant turns) for one conversation."""
-    template = chat_template(family)
+    template = family_record(family).jinja
     input_ids: list[int] = []
     labels: list[int] = []
     rendered = ""

@@ -17,14 +17,15 @@ from utils.errors import require_extra  # noqa: E402
 
 require_extra("finetune")  # one line naming the install command, not an ImportError's traceback
 
-from finetune.gguf_export import TrainedRun, convert_to_f16, gguf_name, quantize  # noqa: E402
+from finetune.gguf_export import TrainedRun, convert_to_f16, quantize  # noqa: E402
 from finetune.llama_cpp_source import llama_cpp_dir  # noqa: E402
 from finetune.modelfile import write_modelfile  # noqa: E402
+from finetune.run_layout import OutputLayout, gguf_name  # noqa: E402
 from finetune.settings import QUANTS, model_name_from_base  # noqa: E402
 from finetune.tokenizer_check import check_exported_gguf, probe_conversations  # noqa: E402
-from finetune.trainer_setup import OutputLayout  # noqa: E402
-from utils.chat_templates import family_entry  # noqa: E402
-from utils.cli import config_from_args, stage_parser  # noqa: E402
+from finsent.cli import config_from_args  # noqa: E402
+from utils.chat_templates import family_record  # noqa: E402
+from utils.cli import stage_parser  # noqa: E402
 from utils.errors import FinsentError, cli_entry  # noqa: E402
 from utils.io import read_json  # noqa: E402
 
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     read_json(model_dir / "config.json")  # a damaged file named now, not by the converter's traceback
     run = TrainedRun.read(model_dir)
     family = run.family_for(args.family, cfg.family)
-    family_entry(family)
+    family_record(family)
     name = cfg.model_name or model_name_from_base(run.base_model or cfg.base_model)
     log.info("exporting %s as %s (chat family %s, from %s)", model_dir, name, family,
              run.source if run.family else "the config")

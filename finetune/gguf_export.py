@@ -12,14 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from finetune.llama_cpp_source import CONVERTER
+from finetune.run_layout import OutputLayout
+from finetune.settings import QUANTS
 from utils.chat_templates import family_of_chat_template
 from utils.errors import FinsentError
 from utils.io import atomic_path, read_json
 
 log = logging.getLogger(__name__)
 
-FTYPES = {"f16": "LLAMA_FTYPE_MOSTLY_F16", "q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0",
-          "q5_k_m": "LLAMA_FTYPE_MOSTLY_Q5_K_M", "q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M"}
+FTYPES = {quant: f"LLAMA_FTYPE_MOSTLY_{quant.upper()}" for quant in QUANTS}  # llama_cpp's names
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class TrainedRun:
     def read(cls, model_dir: Path) -> "TrainedRun":
         """From train_summary.json beside the merged folder (train.py writes it), else from the
         chat template saved with the folder's tokenizer."""
-        summary = model_dir.parent / "train_summary.json"
+        summary = OutputLayout(model_dir.parent).summary
         if summary.is_file():
             record = read_json(summary)
             return cls(record.get("family"), record.get("base_model"), str(summary))
@@ -56,10 +57,6 @@ def _saved_chat_template(model_dir: Path) -> str | None:
     if tokenizer_config.is_file():
         return json.loads(tokenizer_config.read_text(encoding="utf-8")).get("chat_template")
     return None
-
-
-def gguf_name(model_name: str, quant: str) -> str:
-    return f"{model_name}-{quant}.gguf"
 
 
 def convert_to_f16(model_dir: Path, target: Path, llama_cpp: Path) -> Path:

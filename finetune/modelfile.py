@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from utils.chat_templates import ollama_template, stop_strings
+from utils.chat_templates import family_record
 from utils.errors import FinsentError
 from utils.io import atomic_write_text
 from utils.prompts import system_prompt
@@ -19,9 +19,9 @@ def _triple_quoted(name: str, text: str) -> str:
 def render_modelfile(gguf: str, family: str, temperature: float, num_ctx: int, system: str | None = None) -> str:
     """A Modelfile for `gguf` (a path as Ollama reads it: relative to the Modelfile's folder)."""
     lines = [f"FROM {gguf}",
-             _triple_quoted("TEMPLATE", ollama_template(family)),
+             _triple_quoted("TEMPLATE", family_record(family).ollama),
              _triple_quoted("SYSTEM", system if system is not None else system_prompt())]
-    lines += [f'PARAMETER stop "{stop}"' for stop in stop_strings(family)]
+    lines += [f'PARAMETER stop "{stop}"' for stop in family_record(family).stop]
     lines += [f"PARAMETER temperature {temperature:g}", f"PARAMETER num_ctx {num_ctx}"]
     return "\n".join(lines) + "\n"
 

@@ -18,8 +18,9 @@ from utils.errors import require_extra  # noqa: E402
 require_extra("finetune")  # one line naming the install command, not an ImportError's traceback
 
 from finetune.base_model import gguf_to_hf_folder  # noqa: E402
-from utils.chat_templates import family_entry  # noqa: E402
-from utils.cli import config_from_args, stage_parser  # noqa: E402
+from finsent.cli import config_from_args  # noqa: E402
+from utils.chat_templates import family_record  # noqa: E402
+from utils.cli import stage_parser  # noqa: E402
 from utils.errors import FinsentError, cli_entry  # noqa: E402
 from utils.io import check_writable  # noqa: E402
 
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cfg = config_from_args(args, {"finetune.base_gguf": args.gguf, "finetune.base_model": args.output,
                                   "finetune.family": args.family}).finetune
-    family_entry(cfg.family)
+    family_record(cfg.family)
     output = Path(cfg.base_model)
     if output.exists() and any(output.iterdir()) and not args.overwrite:
         raise FinsentError(f"output folder {output} exists: pass --overwrite to rebuild it")

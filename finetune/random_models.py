@@ -16,6 +16,7 @@ from pathlib import Path
 
 from finetune.base_model import write_sentencepiece_model
 from finetune.recipe import prepare_tokenizer
+from utils.chat_templates import family_record
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,6 @@ class FamilySpec:
     real_config: dict  # the released checkpoint's config.json values that shape memory and speed
     hub_id: str
     extra_special_tokens: tuple[str, ...] = ()
-    end_of_turn: str | None = None  # the eos token the family's chat template ends an answer with
     tokenizer_config: dict = field(default_factory=dict)  # written into tokenizer_config.json
 
 
@@ -36,8 +36,7 @@ SPECS: dict[str, FamilySpec] = {
         "LlamaForCausalLM", "ggml-vocab-llama-bpe.gguf", hub_id="meta-llama/Meta-Llama-3-8B-Instruct",
         real_config={**_LLAMA_LIKE, "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
                      "num_attention_heads": 32, "num_key_value_heads": 8, "vocab_size": 128256,
-                     "max_position_embeddings": 8192, "rope_theta": 500000.0},
-        end_of_turn="<|eot_id|>"),
+                     "max_position_embeddings": 8192, "rope_theta": 500000.0}),
     "mistral": FamilySpec(
         "MistralForCausalLM", "ggml-vocab-llama-spm.gguf", hub_id="mistralai/Mistral-7B-Instruct-v0.3",
         real_config={**_LLAMA_LIKE, "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
@@ -54,15 +53,13 @@ SPECS: dict[str, FamilySpec] = {
                      "num_attention_heads": 32, "num_key_value_heads": 32, "vocab_size": 32064,
                      "max_position_embeddings": 4096, "original_max_position_embeddings": 4096,
                      "rope_theta": 10000.0, "sliding_window": 2047, "resid_pdrop": 0.0, "embd_pdrop": 0.0,
-                     "attention_dropout": 0.0, "pad_token_id": 32000},
-        end_of_turn="<|end|>"),
+                     "attention_dropout": 0.0, "pad_token_id": 32000}),
     "gemma-3": FamilySpec(
         "Gemma3ForCausalLM", "", hub_id="google/gemma-3-270m-it",
         real_config={"hidden_size": 640, "intermediate_size": 2048, "num_hidden_layers": 18,
                      "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 256, "vocab_size": 262144,
                      "max_position_embeddings": 32768, "sliding_window": 512, "rope_theta": 1000000.0,
-                     "query_pre_attn_scalar": 256, "tie_word_embeddings": True},
-        end_of_turn="<end_of_turn>"),
+                     "query_pre_attn_scalar": 256, "tie_word_embeddings": True}),
 }
 
 # Small enough to train two steps on a CPU in seconds; the vocabulary stays real.
@@ -88,8 +85,8 @@ def family_tokenizer(family: str, llama_cpp: Path):
     spec = SPECS[family]
     if spec.extra_special_tokens:
         tokenizer.add_special_tokens({"additional_special_tokens": list(spec.extra_special_tokens)})
-    if spec.end_of_turn:
-        tokenizer.eos_token = spec.end_of_turn
+    # the eos token is the one the family's chat template ends an answer with (Mistral's </s> already)
+    tokenizer.eos_token = family_record(family).end_of_turn
     return prepare_tokenizer(tokenizer, family)
 
 

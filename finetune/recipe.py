@@ -12,11 +12,12 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
 
 from finetune.settings import FinetuneConfig
-from utils.chat_templates import chat_template
+from utils.chat_templates import family_record
 from utils.errors import FinsentError
 
 log = logging.getLogger(__name__)
@@ -136,20 +137,19 @@ def load_base_config(base_model: str):
 
 def prepare_tokenizer(tokenizer, family: str):
     """The family's chat template (saved with the model, so the GGUF carries it) and a pad token."""
-    tokenizer.chat_template = chat_template(family)
+    tokenizer.chat_template = family_record(family).jinja
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
 
 
-def chosen_backend(argv: list[str]) -> str | None:
+def chosen_backend(argv: list[str], config_from_args: Callable[[Any], Any]) -> str | None:
     """The backend train.py will run with these arguments (flag, `--set`, config file), read before
-    train.py parses them; None where they do not parse (train.py then reports them in one line)."""
+    train.py parses them with its `config_from_args` (finsent.cli's: the stage does not load the
+    whole-file config itself); None where they do not parse (train.py then reports them in one line)."""
     import argparse
     import contextlib
     import io
-
-    from utils.cli import config_from_args
 
     parser = argparse.ArgumentParser(add_help=False, exit_on_error=False)
     parser.add_argument("--config")
@@ -163,13 +163,13 @@ def chosen_backend(argv: list[str]) -> str | None:
         return None
 
 
-def import_unsloth_if_chosen(argv: list[str]) -> bool:
+def import_unsloth_if_chosen(argv: list[str], config_from_args: Callable[[Any], Any]) -> bool:
     """Import Unsloth before transformers, peft and trl when this run will train with it on a GPU: it
     patches them at import (and warns that a later import may run slower or use more memory). The hf
     backend is never patched."""
     import importlib.util
 
-    if chosen_backend(argv) != "unsloth" or not torch.cuda.is_available() or importlib.util.find_spec("unsloth") is None:
+    if chosen_backend(argv, config_from_args) != "unsloth" or not torch.cuda.is_available() or importlib.util.find_spec("unsloth") is None:
         return False
     try:
         import unsloth  # noqa: F401

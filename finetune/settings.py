@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
 ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-QUANTS = ("f16", "q8_0", "q5_k_m", "q4_k_m")
+# The GGUF quantizations export makes (llama.cpp's LLAMA_FTYPE_MOSTLY_<QUANT>), largest first.
+Quant = Literal["f16", "q8_0", "q5_k_m", "q4_k_m"]
+QUANTS: tuple[str, ...] = get_args(Quant)
 # Parts of a hub name that say how a checkpoint was packaged, not which model it is.
 _PACKAGING_PARTS = {"meta", "instruct", "it", "chat", "hf", "bnb", "4bit", "unsloth"}
 
@@ -27,7 +29,7 @@ class FinetuneConfig(BaseModel):
     # What to train and on what
     backend: Literal["unsloth", "hf"] = "unsloth"
     base_model: str = "models/gemma-3-270m"  # an HF folder (prepare_base.py makes this one) or a hub id
-    family: str = "gemma-3"  # chat format: a key of utils.chat_templates.CHAT_TEMPLATES
+    family: str = "gemma-3"  # chat format: a key of utils.chat_templates.FAMILIES
     train_file: Path = Path("data/sharegpt/train.jsonl")
     validation_file: Path | None = Path("data/sharegpt/validation.jsonl")
     output_dir: Path = Path("outputs/finetune")
@@ -66,7 +68,7 @@ class FinetuneConfig(BaseModel):
     save_final: bool = True  # write adapter/ and merged/ at the end (false: benchmarks)
 
     # Export: GGUF quantizations and Ollama Modelfiles
-    quants: list[Literal["f16", "q8_0", "q5_k_m", "q4_k_m"]] = Field(default_factory=lambda: list(QUANTS))
+    quants: list[Quant] = Field(default_factory=lambda: list(QUANTS))
     llama_cpp_source: Path | None = None  # llama-cpp-python's sdist (.tar.gz or unpacked); None: find it
     temperature: float = Field(0.2, ge=0)
     num_ctx: int = Field(8192, gt=0)

@@ -19,19 +19,23 @@ import tempfile
 from pathlib import Path
 
 from finetune.data import IGNORE_INDEX, tokenize_conversation
-from utils.chat_templates import end_of_turn
+from utils.chat_templates import family_record
 from utils.errors import FinsentError
 
 log = logging.getLogger(__name__)
 
 SPACE = "\u2581"  # SentencePiece's visible space
 CHECKED_ROWS = 100  # training rows checked before training: about a second
+# Texts the saved tokenizer must split exactly as llama.cpp does: numbers, currency, unicode,
+# a tweet, and (added per family) a whole chat-formatted training row with its special tokens.
+TOKENIZER_PROBES = ("Operating profit rose to EUR 13.1 mn from EUR 8.7 mn in 2007 .",
+                    "@united it's been almost 2 weeks... still no word?! Flight AA1234 – 3h late 😡",
+                    "Nokia's Q3 net sales: €1,234.5 million (−3 %), Ääkkönen Oyj")
 
 
 def probe_conversations() -> list[list[dict[str, str]]]:
     """Rows shaped like step 05's: the real system prompt, text with numbers, currency and unicode,
     and a JSON answer."""
-    from finetune.base_model import TOKENIZER_PROBES
     from utils.prompts import system_prompt
 
     answer = json.dumps({"reasoning": "Profit rose.", "sentiment": 0.8, "confidence": 0.9})
@@ -128,7 +132,7 @@ def _check(tokenizer, family: str, conversations, served_prompt_ids, served_toke
         diff = first_difference(tokenizer, trained, served_prompt_ids(conversation[:-1]))
         if diff is not None:
             raise _mismatch(what, diff, folder, conversation)
-    end = end_of_turn(family)
+    end = family_record(family).end_of_turn
     theirs, ours = served_token_ids(end), [tokenizer.convert_tokens_to_ids(end)]
     if theirs != ours:
         raise FinsentError(f"{what}: llama.cpp reads the end of turn {end} as {theirs}, training as {ours}: served "

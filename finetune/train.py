@@ -24,8 +24,9 @@ from finetune.multigpu import keep_multicast_off  # noqa: E402
 keep_multicast_off()  # before torch.distributed starts NCCL in this process
 
 from finetune.recipe import import_unsloth_if_chosen  # noqa: E402
+from finsent.cli import config_from_args  # noqa: E402
 
-import_unsloth_if_chosen(sys.argv[1:])  # before transformers, peft and trl: Unsloth patches them at import
+import_unsloth_if_chosen(sys.argv[1:], config_from_args)  # before transformers, peft and trl: Unsloth patches them at import
 
 from accelerate import PartialState  # noqa: E402
 from transformers import set_seed  # noqa: E402
@@ -34,11 +35,11 @@ from finetune.data import read_sharegpt, tokenized_dataset  # noqa: E402
 from finetune.llama_cpp_source import llama_cpp_dir  # noqa: E402
 from finetune.recipe import (Device, check_backend, choose_precision, count_params, flops_per_token,  # noqa: E402
                              load_model, peak_flops)
+from finetune.run_layout import OutputLayout  # noqa: E402
 from finetune.tokenizer_check import check_before_training, sample_conversations  # noqa: E402
-from finetune.trainer_setup import (OutputLayout, ThroughputCallback, build_trainer, save_outputs,  # noqa: E402
-                                    write_summary)
-from utils.chat_templates import family_entry  # noqa: E402
-from utils.cli import config_from_args, stage_parser  # noqa: E402
+from finetune.trainer_setup import ThroughputCallback, build_trainer, save_outputs, write_summary  # noqa: E402
+from utils.chat_templates import family_record  # noqa: E402
+from utils.cli import stage_parser  # noqa: E402
 from utils.errors import cli_entry  # noqa: E402
 from utils.io import check_writable  # noqa: E402
 
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         "finetune.epochs": args.epochs, "finetune.learning_rate": args.learning_rate,
         "finetune.max_steps": args.max_steps, "finetune.packing": args.packing,
         "finetune.max_seq_length": args.max_seq_length}).finetune
-    family_entry(cfg.family)
+    family_record(cfg.family)
     device = Device.detect()
     check_backend(cfg, device)
     layout = OutputLayout(cfg.output_dir)

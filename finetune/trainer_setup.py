@@ -1,5 +1,5 @@
-"""TRL's SFTTrainer set up from the config, the throughput/MFU callback, the output folder
-(checkpoints, LoRA adapter, merged 16-bit model, summary) and how runs resume."""
+"""TRL's SFTTrainer set up from the config, the throughput/MFU callback and what a run saves into
+its output folder (finetune.run_layout)."""
 from __future__ import annotations
 
 import json
@@ -7,69 +7,17 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from transformers import TrainerCallback
-from transformers.trainer_utils import get_last_checkpoint
 
 from finetune.recipe import Precision
+from finetune.run_layout import OutputLayout
 from finetune.settings import FinetuneConfig
-from utils.errors import FinsentError
 from utils.io import atomic_dir, atomic_write_json
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class OutputLayout:
-    root: Path
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.root / "checkpoints"
-
-    @property
-    def adapter(self) -> Path:
-        return self.root / "adapter"
-
-    @property
-    def merged(self) -> Path:
-        return self.root / "merged"
-
-    @property
-    def gguf(self) -> Path:
-        return self.root / "gguf"
-
-    @property
-    def throughput_log(self) -> Path:
-        return self.root / "throughput.jsonl"
-
-    @property
-    def summary(self) -> Path:
-        return self.root / "train_summary.json"
-
-    def check(self, resume: bool, overwrite: bool) -> Path | None:
-        """The checkpoint to resume from (or None); read-only, so every process can ask."""
-        if resume and overwrite:
-            raise FinsentError("--resume and --overwrite exclude each other")
-        exists = self.root.exists() and any(self.root.iterdir())
-        if resume:
-            last = get_last_checkpoint(str(self.checkpoints)) if self.checkpoints.is_dir() else None
-            if last is None:
-                raise FinsentError(f"--resume: no checkpoint in {self.checkpoints}")
-            return Path(last)
-        if exists and not overwrite:
-            raise FinsentError(f"output folder {self.root} exists: pass --resume to continue from its last "
-                               "checkpoint or --overwrite to start over")
-        return None
-
-    def clear(self) -> None:
-        """--overwrite: start from an empty folder (main process only)."""
-        if self.root.exists():
-            shutil.rmtree(self.root)
-        self.root.mkdir(parents=True, exist_ok=True)
 
 
 class ThroughputCallback(TrainerCallback):
@@ -180,7 +128,7 @@ def save_outputs(trainer, cfg: FinetuneConfig, tokenizer, precision: Precision, 
         return
     # The adapter (or the full fp32 weights) through the trainer, which gathers them under
     # FSDP/DDP; then the main process merges on the CPU in 16 bits.
-    trained = layout.root / ("full_fp32" if cfg.full_finetune else "adapter")
+    trained = layout.full_weights if cfg.full_finetune else layout.adapter
     trainer.save_model(str(trained))
     trainer.accelerator.wait_for_everyone()
     if trainer.accelerator.is_main_process:

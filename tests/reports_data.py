@@ -8,7 +8,7 @@ from typing import Sequence
 
 from eval.backends import ModelSpec
 from eval.labelled import LabelledInput, LabelledRow, Prediction, evaluate
-from eval.sentiment_files import iteration_file_path
+from eval.sentiment_folder import iteration_file_path
 
 
 def article_key(url: str) -> str:

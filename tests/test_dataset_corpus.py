@@ -13,6 +13,7 @@ import pytest
 from dataset_builder.corpus import CORPUS_COLUMNS, near_duplicates, read_corpus
 from dataset_builder.sharegpt import capped_counts
 from tests.conftest import REPO_ROOT, read_split, run_script
+from utils.labels import sentiment_label
 
 BUILD = "dataset_builder/build_corpus.py"
 STEP_01 = "dataset_builder/step_01_process_tweets.py"
@@ -77,6 +78,23 @@ def test_build_corpus_keeps_valid_new_rows_and_says_why_it_dropped_each_other(tm
     assert "2 of 6 rows" in result.stdout
 
 
+def test_a_blind_second_labelling_reports_its_agreement_and_drops_what_it_disagrees_on(tmp_path):
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    write_part(parts / "a.jsonl", [row("Harrow Bank cuts 300 jobs in its retail arm", -0.4, "Harrow Bank pays for cuts."),
+                                   row("Is $QRTZ a buy before earnings?", 0.0, "A question about QRTZ, no news."),
+                                   row("Lindqvist Oyj wins a EUR 40 mn order", 0.6, "The Lindqvist order adds sales.")])
+    second = tmp_path / "second.csv"
+    second.write_text("text,label\nHarrow Bank cuts 300 jobs in its retail arm,neutral\n"
+                      "Is $QRTZ a buy before earnings?,neutral\n", encoding="utf-8")
+    output = tmp_path / "corpus.csv"
+    result = run_script(BUILD, "--parts", parts, "--output", output, "--second-labelling", second)
+    assert result.returncode == 0, result.stderr
+    assert "second labelling: 1 of 2 rows agree (50.0%); the 1 others are dropped" in result.stdout
+    assert "dropped a.jsonl:1: the second labelling says neutral, the first negative" in result.stdout
+    assert [r.text for r in read_corpus(output)] == ["Is $QRTZ a buy before earnings?", "Lindqvist Oyj wins a EUR 40 mn order"]
+
+
 def test_build_corpus_names_the_line_of_a_malformed_part(tmp_path):
     parts = tmp_path / "parts"
     parts.mkdir()
@@ -99,6 +117,12 @@ def test_the_committed_corpus_is_valid_balanced_and_new():
     assert near_duplicates([r.text for r in rows]) == []
     with open(CORPUS, encoding="utf-8", newline="") as handle:
         assert tuple(csv.DictReader(handle).fieldnames) == CORPUS_COLUMNS
+    # the blind second labelling covers a tenth of it, and what it disagreed on was dropped
+    with open(CORPUS.with_name("second_labelling.csv"), encoding="utf-8", newline="") as handle:
+        second = {r["text"]: r["label"] for r in csv.DictReader(handle)}
+    assert len(second) >= 0.1 * len(rows)
+    by_text = {r.text: r.response.sentiment for r in rows}
+    assert all(sentiment_label(by_text[text], 0.15) == label for text, label in second.items() if text in by_text)
 
 
 def test_capped_counts_cut_a_source_to_its_share_of_what_is_kept():

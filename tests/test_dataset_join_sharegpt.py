@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from dataset_builder.evidence import invented_claims
-from dataset_builder.sharegpt import SPLITS, sentiment_label
 from dataset_builder.text_normalise import text_key
 from tests.conftest import read_split, run_script, script_env
 from utils.engine import free_port
+from utils.grounding import invented_claims
+from utils.labels import sentiment_label
 from utils.prompts import system_prompt
 from utils.schema import SentimentResponse
+from utils.sharegpt_format import SPLITS
 
 STEP_01 = "dataset_builder/step_01_process_tweets.py"
 STEP_02 = "dataset_builder/step_02_process_financial_phrasebank.py"

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from dataset_builder.evidence import (cues, evidence_reasoning, invented_claims, is_grounded, passage_evidence,
-                                      template_share, words)
+from dataset_builder.evidence import cues, evidence_reasoning, passage_evidence
 from dataset_builder.phrasebank import AGREEMENT_LEVELS, PHRASEBANK_SENTIMENT
 from dataset_builder.tweets import TWEET_SENTIMENT
 from tests.conftest import read_split, run_script
+from utils.grounding import invented_claims, is_grounded, template_share, words
 from utils.schema import SentimentResponse
 
 STEP_01 = "dataset_builder/step_01_process_tweets.py"

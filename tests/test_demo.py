@@ -1,4 +1,4 @@
-"""The demo (`make demo`, `python -m utils.demo`) end to end, twice, on a demo-sized slice of the
+"""The demo (`make demo`, `python -m finsent.demo`) end to end, twice, on a demo-sized slice of the
 examples: both runs label, split and score alike (temperature 0 where it labels and scores,
 seeds where it samples), and its step counter counts 1, 2, 3, ... up to its total."""
 from __future__ import annotations
@@ -56,7 +56,7 @@ def small_examples(tmp_path_factory, repo_root) -> tuple[Path, Path]:
 
 def run_demo(folder: Path, config: Path, snapshot: Path) -> str:
     folder.mkdir()
-    result = subprocess.run([sys.executable, "-m", "utils.demo", "--config", str(config), "--iterations", "1",
+    result = subprocess.run([sys.executable, "-m", "finsent.demo", "--config", str(config), "--iterations", "1",
                              "--snapshot", str(snapshot)], cwd=folder, env=script_env(), capture_output=True,
                             text=True, timeout=1800)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -4,8 +4,8 @@ import pytest
 
 from eval.backends import make_backend, parse_model_entries, parse_model_entry
 from eval.settings import EvalConfig
+from finsent.config import load_config
 from tests.ollama_proxy import OllamaProxy
-from utils.config import load_config
 from utils.engine import free_port
 from utils.errors import FinsentError
 from utils.prompts import analysis_messages

@@ -8,7 +8,8 @@ import pytest
 from eval.backends import make_backend, parse_model_entries
 from eval.news import Article, load_snapshot, prompt_text, save_snapshot
 from eval.sentiment_files import load_sentiments, read_iteration_file
-from eval.sentiment_runner import journal_path, run_model, run_models, summary_table, work_units
+from eval.sentiment_folder import journal_path
+from eval.sentiment_runner import run_model, run_models, summary_table, work_units
 from eval.settings import EvalConfig
 from tests.conftest import REPO_ROOT, run_script, script_env
 from tests.fault_server import FaultServer, expected_response

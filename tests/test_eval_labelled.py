@@ -6,7 +6,6 @@ from statistics import fmean
 
 import pytest
 
-from dataset_builder.evidence import invented_claims, is_grounded, reasoning_template, template_share
 from eval.backends import make_backend, parse_model_entry
 from eval.labelled import (LabelledRow, Prediction, choose_threshold, classification_metrics,
                            load_labelled, prediction_cache_key, reasoning_metrics, regression_metrics,
@@ -15,6 +14,7 @@ from eval.settings import EvalConfig
 from tests.conftest import run_script
 from tests.fault_server import FaultServer, expected_response
 from utils.errors import FinsentError
+from utils.grounding import invented_claims, is_grounded, reasoning_template, template_share
 from utils.prompts import system_prompt
 
 
@@ -250,6 +250,26 @@ def test_a_row_whose_text_changed_is_asked_again(tmp_path):
     assert asked == [edited[1][0]]
     assert [p.row.text for p in again if p.split == "test"] == [text for text, _ in edited]
     assert all(p.sentiment == expected_response(p.row.text)["sentiment"] for p in again)
+
+
+def test_the_openai_key_comes_from_dotenv_as_in_every_script_and_the_answer_cap_from_the_config(tmp_path):
+    """`.env` of the working directory is read for evaluate_labelled too (it was for
+    generate_model_sentiments only), and --max-tokens not given is eval.num_tokens_to_predict."""
+    secret = "sk-from-dotenv-5c1e"
+    (tmp_path / ".env").write_text(f"FINSENT_EVAL_KEY={secret}\n", encoding="utf-8")
+    rows = fault_server_rows(0.15, 4)
+    with FaultServer(required_api_key=secret) as server:
+        model = f"{{backend: openai, model: test-model, api_key_env: FINSENT_EVAL_KEY, base_urls: [{server.base_url}]}}"
+        result = run_script("eval/evaluate_labelled.py", "--input", write_csv(tmp_path / "test.csv", rows[2:]),
+                            "--validation", write_csv(tmp_path / "validation.csv", rows[:2]), "--model", model,
+                            "--output", tmp_path / "out", "--no-progress", "--set", "eval.num_tokens_to_predict=77",
+                            cwd=tmp_path)
+        faults = {request.fault for request in server.seen}
+    assert result.returncode == 0, result.stderr
+    assert faults == {None} and secret not in result.stdout + result.stderr
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["valid_json_rate"] == 1.0
+    [cached] = {json.loads(line)["model"] for line in (tmp_path / "out" / "predictions.cache.jsonl").read_text().splitlines()}
+    assert json.loads(cached)["max_tokens"] == 77
 
 
 @pytest.mark.parametrize("labelled_at", [0.15, 0.5])

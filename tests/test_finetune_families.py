@@ -14,13 +14,13 @@ import yaml
 
 from tests.conftest import run_script
 from tests.finetune_fixtures import llama_cpp_vendor, load_family_tokenizer, sharegpt_splits  # noqa: F401
-from utils.chat_templates import CHAT_TEMPLATES, chat_template, ollama_template, stop_strings
+from utils.chat_templates import FAMILIES, family_record
 from utils.errors import FinsentError
 
-FAMILIES = sorted(CHAT_TEMPLATES)
+FAMILY_NAMES = sorted(FAMILIES)
 
 
-@pytest.fixture(scope="module", params=FAMILIES)
+@pytest.fixture(scope="module", params=FAMILY_NAMES)
 def exported(request, tmp_path_factory, llama_cpp_vendor, sharegpt_splits) -> dict:  # noqa: F811
     """One family trained (2 steps) and exported with the config the run was not told about."""
     from finetune.random_models import save_random_model
@@ -52,8 +52,8 @@ def test_export_follows_the_run_and_names_it_after_the_base(exported):
     assert "training ids checked against llama.cpp's tokenizer" in exported["train"].stderr
     modelfile = (gguf / "Modelfile.q4_k_m").read_text(encoding="utf-8")
     assert modelfile.startswith(f"FROM ./{name}-q4_k_m.gguf\n")
-    assert f'TEMPLATE """{ollama_template(family)}"""' in modelfile
-    assert re.findall(r'^PARAMETER stop "(.*)"$', modelfile, flags=re.M) == stop_strings(family)
+    assert f'TEMPLATE """{family_record(family).ollama}"""' in modelfile
+    assert re.findall(r'^PARAMETER stop "(.*)"$', modelfile, flags=re.M) == list(family_record(family).stop)
 
 
 def test_the_served_model_answers_the_trained_prompt_in_the_trained_format(exported):
@@ -69,7 +69,7 @@ def test_the_served_model_answers_the_trained_prompt_in_the_trained_format(expor
         props = httpx.get(engine.base_url.removesuffix("/v1") + "/props", timeout=30).json()
     assert reply["choices"][0]["message"]["role"] == "assistant"
     assert reply["usage"]["completion_tokens"] > 0
-    assert props["chat_template"] == chat_template(exported["family"])  # the training template travelled
+    assert props["chat_template"] == family_record(exported["family"]).jinja  # the training template travelled
 
 
 def test_a_family_that_contradicts_the_run_is_a_one_line_error(exported):

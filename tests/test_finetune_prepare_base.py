@@ -6,7 +6,7 @@ import pytest
 
 from tests.conftest import run_script
 from tests.finetune_fixtures import llama_cpp_vendor, load_family_tokenizer, phrasebank_rows  # noqa: F401
-from utils.chat_templates import chat_template
+from utils.chat_templates import family_record
 from utils.errors import FinsentError
 
 
@@ -23,7 +23,7 @@ def test_gemma_gguf_becomes_a_loadable_hf_folder(tmp_path, shared_data):
 
     model = AutoModelForCausalLM.from_pretrained(output)
     tokenizer = AutoTokenizer.from_pretrained(output)
-    assert tokenizer.chat_template == chat_template("gemma-3")
+    assert tokenizer.chat_template == family_record("gemma-3").jinja
     assert sum(p.numel() for p in model.parameters()) == 268_098_176
     # A pretrained model, not noise: real financial sentences (after the <bos> the tokenizer must
     # add) cost far fewer nats per token than a uniform guess over 262,144 tokens (12.5).

@@ -160,16 +160,17 @@ def test_backend_is_read_before_train_py_imports_transformers(tmp_path):
     as its own parser and config will (flag over --set over the config file), and leaves arguments
     it cannot read to its own one-line error."""
     from finetune.recipe import chosen_backend
+    from finsent.cli import config_from_args
 
     config = tmp_path / "config.yaml"
     config.write_text("finetune:\n  backend: hf\n")
-    assert chosen_backend(["--config", str(config)]) == "hf"
-    assert chosen_backend(["--config", str(config), "--set", "finetune.backend=unsloth"]) == "unsloth"
+    assert chosen_backend(["--config", str(config)], config_from_args) == "hf"
+    assert chosen_backend(["--config", str(config), "--set", "finetune.backend=unsloth"], config_from_args) == "unsloth"
     assert chosen_backend(["--config", str(config), "--set", "finetune.backend=unsloth", "--backend", "hf",
-                           "--max-steps", "2"]) == "hf"
-    assert chosen_backend(["--config", str(tmp_path / "missing.yaml")]) is None
-    assert chosen_backend(["--config", str(config), "--set", "finetune.backend=[1,"]) is None
-    assert chosen_backend(["--backend"]) is None
+                           "--max-steps", "2"], config_from_args) == "hf"
+    assert chosen_backend(["--config", str(tmp_path / "missing.yaml")], config_from_args) is None
+    assert chosen_backend(["--config", str(config), "--set", "finetune.backend=[1,"], config_from_args) is None
+    assert chosen_backend(["--backend"], config_from_args) is None
 
 
 @pytest.mark.gpu

@@ -1,4 +1,4 @@
-"""Step 03 as a script: bad input, dry run, keys from .env, --retry-failed, the CSV."""
+"""Step 03 as a script: bad input, dry run, keys from .env, --retry-failed, labels of another setup, the CSV."""
 from __future__ import annotations
 
 import json
@@ -131,6 +131,55 @@ def test_retry_failed_redoes_only_failed_articles(tmp_path):
     assert len(frame) == 6
     for answer in frame["JSON"]:
         SentimentResponse.model_validate_json(answer)
+
+
+def test_a_rerun_with_another_setup_labels_again_and_keep_labels_keeps_them_saying_so(tmp_path):
+    """A record says what made its label: after a change of temperature, model or few-shot, a rerun
+    labels again (a record of an older results file, which does not say, too); --keep-labels keeps
+    them and says so before and after labelling."""
+    news = write_export(tmp_path / "news" / "a.csv", numbered_articles(4))
+    results = tmp_path / "labels.jsonl"
+
+    def records() -> list[dict]:
+        return [json.loads(line) for line in results.read_text().splitlines()]
+
+    with FaultServer(models=("test-model", "other-model")) as server:
+        def run_with(*args: str, **options):
+            config = write_config(tmp_path / "config.yaml", fast_config(
+                [provider("openai", server, models=[options.pop("model", "test-model")])], **options))
+            done = _run(tmp_path, config, "--input", news, *args)
+            assert done.returncode == 0, done.stderr
+            return done.stdout
+
+        assert "4 to label" in run_with() and len(server.seen) == 4
+        first = records()
+        assert {(r["provider"], r["model"], r["temperature"], r["few_shot"]) for r in first} == \
+            {("openai", "test-model", 0.0, True)}
+        assert len({r["prompt_sha256"] for r in first}) == 4  # the prompt holds the article
+        same = run_with()
+        assert "0 to label" in same and "another setup" not in same and len(server.seen) == 4
+
+        warmer = run_with(temperature=0.5)
+        assert "4 to label" in warmer and len(server.seen) == 8
+        assert "4 recorded by another setup (another provider or model, prompt, few-shot or temperature " \
+               "than this run's): labelled again (--keep-labels keeps their labels)" in warmer
+        assert {r["temperature"] for r in records()} == {0.5}
+
+        kept = run_with("--keep-labels", temperature=0.5, model="other-model", few_shot=False)
+        assert len(server.seen) == 8 and "0 to label" in kept
+        line = "kept the labels of 4 recorded by another setup"
+        assert kept.count(line) == 2 and kept.splitlines()[-1].startswith(line)  # before and in the summary
+        assert {r["model"] for r in records()} == {"test-model"}
+
+        assert "4 to label" in run_with(temperature=0.5, model="other-model") and len(server.seen) == 12
+        assert {r["model"] for r in records()} == {"other-model"}
+        assert {r["prompt_sha256"] for r in records()} == {r["prompt_sha256"] for r in first}
+
+        older = [{k: v for k, v in r.items() if k not in ("prompt_sha256", "few_shot", "temperature")}
+                 for r in records()]
+        results.write_text("".join(json.dumps(r) + "\n" for r in older), encoding="utf-8")
+        assert "4 to label" in run_with(temperature=0.5, model="other-model") and len(server.seen) == 16
+    assert len(pd.read_csv(tmp_path / "news.csv")) == 4
 
 
 @pytest.mark.parametrize("limit", [4])

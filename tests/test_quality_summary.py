@@ -26,7 +26,7 @@ def answers(right: int, rows: int = 100) -> tuple[list[str], list[str]]:
 
 
 def write_eval(work: Path, name: str, right: int, valid_json: float = 1.0, invented: float = 0.0,
-               grounded: float = 0.97) -> None:
+               grounded: float = 0.97, template: float = 0.05) -> None:
     """eval/NAME/metrics.json and predictions.csv as evaluate_labelled.py writes them."""
     truth, guess = answers(right)
     at = {"threshold": 0.15, "accuracy": right / len(truth),
@@ -34,7 +34,7 @@ def write_eval(work: Path, name: str, right: int, valid_json: float = 1.0, inven
     metrics = {"model": name, "prompt": "trained", "structured": False, "input": "test.jsonl", "rows": len(truth),
                "valid_json_rate": valid_json, "threshold_chosen": 0.15, "at_chosen_threshold": at, "at_0.15": at,
                "reasoning_invented_share": invented, "reasoning_grounded_share": grounded,
-               "sentiment_distinct_values": 7, "sentiment_values": {"-1": 30, "0": 40, "0.8": 30}, "seconds": 1.0}
+               "reasoning_template_share": template, "sentiment_distinct_values": 7, "sentiment_values": {"-1": 30, "0": 40, "0.8": 30}, "seconds": 1.0}
     folder = work / "eval" / name
     folder.mkdir(parents=True)
     (folder / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
@@ -201,3 +201,24 @@ def test_a_soup_is_recorded_apart_with_a_runs_figures_and_never_counted_in_the_t
     usage = subprocess.run(["bash", "benchmarks/gpu_quality_pair.sh", "--help"], capture_output=True, text=True,
                            cwd=Path(__file__).resolve().parents[1], timeout=60).stdout
     assert "SOUP" in usage and "average_models.py" in usage
+
+
+def test_the_held_out_sets_template_share_and_the_run_without_fpb_have_targets_of_their_own(tmp_path):
+    """Issue 25's targets: headlines ≥ 0.85, social posts ≥ 0.80 and template share ≤ 0.2 on every
+    set in each seed; trained without FPB, FPB ≥ 0.80."""
+    a, b = good_run(tmp_path / "a"), good_run(tmp_path / "b")
+    for work, headlines, social in ((a, 90, 85), (b, 88, 70)):  # b's social posts: weighted F1 0.70
+        write_eval(work, "headlines", headlines)
+        write_eval(work, "social", social, template=0.31 if work == b else 0.1)
+    without_fpb = tmp_path / "c"
+    write_eval(without_fpb, "q4_k_m", 84)
+    result, summary = run_summary(tmp_path, "--run", f"1={a}", "--run", f"2={b}",
+                                  "--loso", f"financial_phrasebank={without_fpb}")
+    assert result.returncode == 0, result.stderr
+    met = summary["met"]
+    assert met["headlines weighted_f1 (q4_k_m)"] is True and met["social weighted_f1 (q4_k_m)"] is False
+    assert met["reasoning_template_share (largest over the sets)"] is False  # b's social posts: 0.31
+    assert met["trained without FPB → FPB weighted_f1"] is True
+    assert summary["generalisation"]["recipe_social"][1]["weighted_f1"] == round(
+        f1_score(*answers(70), average="weighted"), 4)
+    assert "info social posts (seed 2)" in result.stdout

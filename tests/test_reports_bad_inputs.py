@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from eval.sentiment_files import iteration_file_path
+from eval.sentiment_folder import iteration_file_path
 from tests.conftest import run_script
 from tests.reports_data import write_config, write_model
 

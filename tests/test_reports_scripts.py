@@ -20,7 +20,7 @@ from scipy import stats
 from eval.heatmaps import HEATMAPS, SUMMARY_FILE, CellTexts, build_heatmap, metric_jobs
 from eval.metrics import METRIC_COLUMNS, article_metrics
 from eval.sentiment_files import load_sentiments
-from utils.config import load_config
+from finsent.config import load_config
 from tests.conftest import run_script
 from tests.reports_data import LOWER_CASE_PREFIX, UNCOMMITTED_PREFIX, original_study_layout
 

@@ -5,10 +5,10 @@ import logging
 
 import pytest
 
-from eval.sentiment_files import (SentimentFileError, iteration_file_path, load_sentiments,
-                                  model_folder_name, read_iteration_file, resolve_pairs)
+from eval.sentiment_files import SentimentFileError, load_sentiments, read_iteration_file, resolve_pairs
+from eval.sentiment_folder import iteration_file_path, model_folder_name
+from finsent.config import load_config
 from tests.reports_data import write_model
-from utils.config import load_config
 from utils.errors import FinsentError
 
 

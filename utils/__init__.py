@@ -1,1 +1,1 @@
-"""Shared pieces of every finsent stage: the answer schema, config, I/O and the embedded engine."""
+"""Shared pieces of every finsent stage: the answer schema and label rule, I/O, the embedded engine. Imports no stage."""

@@ -1,4 +1,5 @@
-"""The one argument parser every stage script starts from: `--config PATH` and `--set KEY=VALUE`."""
+"""The one argument parser every stage script starts from: `--config PATH` and `--set KEY=VALUE`
+(read into a config by `finsent.cli.config_from_args`)."""
 from __future__ import annotations
 
 import argparse
@@ -6,7 +7,6 @@ from typing import Any, NoReturn
 
 import yaml
 
-from utils.config import FinsentConfig, load_config
 from utils.errors import FinsentError
 
 
@@ -37,7 +37,7 @@ def yaml_value(text: str, flag: str) -> Any:
         raise FinsentError(f"{flag}: not a YAML value ({reason})") from None
 
 
-def _parse_set(items: list[str]) -> dict[str, Any]:
+def parse_set(items: list[str]) -> dict[str, Any]:
     overrides = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -45,10 +45,3 @@ def _parse_set(items: list[str]) -> dict[str, Any]:
             raise FinsentError(f"--set expects KEY=VALUE, got {item!r}")
         overrides[key.strip()] = yaml_value(value, f"--set {item}")
     return overrides
-
-
-def config_from_args(args: argparse.Namespace, flag_overrides: dict[str, Any] | None = None) -> FinsentConfig:
-    """Config file, then `--set` overrides, then the script's own flags (None = not given)."""
-    overrides = _parse_set(args.overrides)
-    overrides.update({k: v for k, v in (flag_overrides or {}).items() if v is not None})
-    return load_config(args.config, overrides)

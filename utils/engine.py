@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from utils.chat_templates import chat_template
+from utils.chat_templates import family_record
 from utils.errors import FinsentError
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,7 @@ class EngineSettings:
     # A jinja chat template; None: the one stored in the GGUF. The default Gemma base GGUF
     # stores none, so it gets the gemma-3 entry of utils.chat_templates.
     chat_template: str | None = None
+    model_alias: str | None = None  # the model's name in /v1/models (None: the GGUF's path)
 
 
 class EmbeddedEngine:
@@ -90,9 +91,11 @@ class EmbeddedEngine:
         params.cache_prompt = True
         params.verbosity = self.settings.verbosity
         template = self.settings.chat_template or (
-            None if self.settings.gguf_path else chat_template("gemma-3"))
+            None if self.settings.gguf_path else family_record("gemma-3").jinja)
         if template:
             params.chat_template = template
+        if self.settings.model_alias:
+            params.model_alias = {self.settings.model_alias}
         if self.settings.n_threads:
             params.cpuparams.n_threads = self.settings.n_threads
             params.cpuparams_batch.n_threads = self.settings.n_threads

@@ -6,7 +6,7 @@ steps 01–05 → fine-tune (real on a CUDA machine, a one-line skip elsewhere) 
 frozen example news snapshot (2 iterations) and on the labelled test split → metrics,
 comparison report and heatmaps. Ends by listing where every output is.
 
-    python -m utils.demo [--config config.yaml] [--iterations 2] [--snapshot news.json]
+    python -m finsent.demo [--config config.yaml] [--iterations 2] [--snapshot news.json]
 """
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ import sys
 import time
 from pathlib import Path
 
+from finetune.run_layout import OutputLayout
+from finsent.config import load_config
 from utils.cli import OneLineErrorParser
-from utils.config import load_config
 from utils.engine import DEFAULT_MODEL_NAME, EmbeddedEngine, EngineSettings
 from utils.errors import FinsentError, cli_entry
 
@@ -71,9 +72,7 @@ def _cuda_available() -> bool:
 
 def _models_under_test(config) -> list[dict]:
     """The base model free and schema-constrained, and the fine-tune where one was exported."""
-    from finetune.gguf_export import gguf_name
-
-    finetuned_gguf = config.finetune.output_dir / "gguf" / gguf_name(config.finetune.gguf_model_name, "q4_k_m")
+    finetuned_gguf = OutputLayout(config.finetune.output_dir).gguf_file(config.finetune.gguf_model_name, "q4_k_m")
     models = [
         {"name": "gemma3-270m-base", "backend": "llamacpp", "model": DEFAULT_MODEL_NAME, "seed": DEMO_SEED,
          "parallel": DEMO_SLOTS},
@@ -150,7 +149,7 @@ def _print_outputs(config, labelled_dir: Path) -> None:
 
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
-    parser = OneLineErrorParser(prog="python -m utils.demo", description=__doc__,
+    parser = OneLineErrorParser(prog="python -m finsent.demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=None, help="YAML config (default: ./config.yaml)")
     parser.add_argument("--iterations", type=int, default=2, help="eval iterations per model")
