@@ -15,7 +15,8 @@ if __package__ in (None, ""):  # run as a file: import this checkout, not an ins
 
 from eval.excel_style import write_csv, write_workbook
 from eval.paired_accuracy import RESAMPLES, compare_runs, read_run
-from utils.cli import config_from_args, stage_parser
+from finsent.cli import config_from_args
+from utils.cli import stage_parser
 from utils.errors import FinsentError, cli_entry
 
 

@@ -28,7 +28,7 @@ import pandas as pd
 
 from eval.labelled import LABELS
 from utils.errors import FinsentError
-from utils.io import read_json
+from utils.io import not_text_error, read_json
 
 ALPHA = 0.05
 RESAMPLES = 2000
@@ -62,12 +62,15 @@ def read_run(folder: str | Path) -> ScoredRun:
     for needed in (path, metrics_path):
         if not needed.is_file():
             raise FinsentError(f"{needed}: not found (is {folder} an evaluate_labelled --output folder?)")
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in PREDICTION_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise FinsentError(f"{path}: no column {', '.join(repr(c) for c in missing)}")
-        records = [(number, r) for number, r in enumerate(reader, start=2) if r["split"] == "test"]
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            missing = [c for c in PREDICTION_COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise FinsentError(f"{path}: no column {', '.join(repr(c) for c in missing)}")
+            records = [(number, r) for number, r in enumerate(reader, start=2) if r["split"] == "test"]
+    except UnicodeDecodeError as exc:
+        raise not_text_error(path, exc) from None
     if not records:
         raise FinsentError(f"{path}: no test rows")
     keys, truth, guess = [], [], []

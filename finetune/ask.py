@@ -21,8 +21,9 @@ if __package__ in (None, ""):  # run as a file: import this checkout, not an ins
 
 from eval.backends import model_entry_from_cli, parse_model_entry
 from finetune.answer_stream import HFStream, ask, backend_stream, serve, texts_from
-from utils.chat_templates import CHAT_TEMPLATES, chat_template
-from utils.cli import config_from_args, stage_parser
+from utils.chat_templates import FAMILIES, family_record
+from finsent.cli import config_from_args
+from utils.cli import stage_parser
 from utils.engine import EngineSettings
 from utils.errors import FinsentError, cli_entry
 
@@ -34,7 +35,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     model.add_argument("--gguf", help="GGUF file, run on the embedded llama.cpp engine")
     model.add_argument("--hf", help="HF model folder (transformers; needs the fine-tune extras)")
     model.add_argument("--model", help="Ollama model name, or a YAML mapping as in models_to_test")
-    parser.add_argument("--chat-template", choices=sorted(CHAT_TEMPLATES),
+    parser.add_argument("--chat-template", choices=sorted(FAMILIES),
                         help="--gguf: chat format family, for a GGUF that stores no template")
     parser.add_argument("--prompt", choices=["few-shot", "trained"],
                         help="trained: system prompt + bare text (what fine-tunes were trained on; default for "
@@ -57,7 +58,7 @@ def serve_main(argv: list[str]) -> int:
     parser.add_argument("--gguf", help="GGUF file (default: the embedded Gemma 3 270M)")
     parser.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1")
     parser.add_argument("--name", help="the model's name in /v1/models (default: the GGUF file's stem)")
-    parser.add_argument("--chat-template", choices=sorted(CHAT_TEMPLATES),
+    parser.add_argument("--chat-template", choices=sorted(FAMILIES),
                         help="chat format family, for a GGUF that stores no template")
     parser.add_argument("--parallel", type=int, default=4, help="requests decoded together (slots)")
     parser.add_argument("--num-ctx", type=int, default=2048, help="context per slot (tokens)")
@@ -71,7 +72,7 @@ def serve_main(argv: list[str]) -> int:
     settings = EngineSettings(gguf_path=gguf, n_parallel=args.parallel, n_ctx=args.num_ctx * args.parallel,
                               n_threads=args.threads, port=args.port,
                               model_alias=args.name or (gguf.stem if gguf else DEFAULT_MODEL_NAME),
-                              chat_template=chat_template(args.chat_template) if args.chat_template else None)
+                              chat_template=family_record(args.chat_template).jinja if args.chat_template else None)
     serve(settings, ready=lambda line: print(line, flush=True))
     return 0
 
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     structured = args.structured if args.structured is not None else not (args.model or args.gguf or args.hf)
     entry = model_entry_from_cli(args.model, args.gguf, prompt=prompt, structured=structured,
                                  max_tokens=args.max_tokens, threads=args.threads,
-                                 chat_template=chat_template(args.chat_template) if args.chat_template else None)
+                                 chat_template=family_record(args.chat_template).jinja if args.chat_template else None)
     spec = parse_model_entry(entry, 1, config.eval)
     with ExitStack() as stack:
         if args.hf:

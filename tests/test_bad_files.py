@@ -117,6 +117,20 @@ def fetch_news(inp: Path, out: Path) -> Setup:
                  out / "snapshot.json")
 
 
+def compare_labelled(inp: Path, out: Path) -> Setup:
+    for name in ("base", "tuned"):
+        _lines(inp / name / "predictions.csv", "split,row,text,label,predicted_label", "test,2,Shares fell,negative,negative",
+               "test,3,Orders rose,positive,neutral")
+        _lines(inp / name / "metrics.json", json.dumps({"model": name}))
+    return Setup(inp / "base" / "predictions.csv", [inp / "base", inp / "tuned", "--output", out / "comparison.csv"],
+                 out / "comparison.csv")
+
+
+def ask(inp: Path, out: Path) -> Setup:
+    source = _copy(REPO_ROOT / "examples/news_snapshot.json", inp / "model.gguf")  # any file: each case spoils it
+    return Setup(source, ["--gguf", source, "Profit rose 20%."], out / "nothing_written")
+
+
 def train(inp: Path, out: Path) -> Setup:
     record = {"conversations": [{"from": "human", "value": "Shares fell"}, {"from": "gpt", "value": ANSWER}]}
     source = _lines(inp / "train.jsonl", *[json.dumps(record)] * 4)
@@ -157,13 +171,15 @@ SCRIPTS: dict[str, Callable[[Path, Path], Setup]] = {
     "eval/generate_heatmaps.py": _report("--output", "heatmaps"),
     "eval/generate_report.py": generate_report,
     "eval/fetch_news.py": fetch_news,
+    "eval/compare_labelled.py": compare_labelled,
+    "finetune/ask.py": ask,
     "finetune/train.py": train,
     "finetune/export_gguf.py": export_gguf,
     "finetune/prepare_base.py": prepare_base,
     "finetune/average_models.py": average_models,
 }
-# The fine-tune scripts import torch first (seconds each on a busy machine).
-SLOW = {script for script in SCRIPTS if script.startswith("finetune/")}
+# The fine-tune scripts import torch first (seconds each on a busy machine); ask.py does not.
+SLOW = {script for script in SCRIPTS if script.startswith("finetune/")} - {"finetune/ask.py"}
 
 
 def test_every_script_is_covered():
@@ -211,6 +227,8 @@ def _params():
             marks = [pytest.mark.slow] if script in SLOW else []
             if case != "unwritable" and script == "eval/fetch_news.py":
                 continue  # it reads a URL, no local file
+            if case == "unwritable" and script == "finetune/ask.py":
+                continue  # it writes nothing
             yield pytest.param(script, case, marks=marks, id=f"{Path(script).stem}-{case}")
 
 
