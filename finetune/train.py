@@ -40,7 +40,7 @@ from finetune.tokenizer_check import check_before_training, sample_conversations
 from finetune.trainer_setup import ThroughputCallback, build_trainer, save_outputs, write_summary  # noqa: E402
 from utils.chat_templates import family_record  # noqa: E402
 from utils.cli import stage_parser  # noqa: E402
-from utils.errors import cli_entry  # noqa: E402
+from utils.errors import Interrupted, cli_entry  # noqa: E402
 from utils.io import check_writable  # noqa: E402
 
 log = logging.getLogger("finetune.train")
@@ -109,7 +109,10 @@ def main(argv: list[str] | None = None) -> int:
                                     peak * state.num_processes if peak else None, layout.throughput_log)
     trainer = build_trainer(cfg, model, tokenizer, train_set, validation_set, precision, layout, throughput,
                             use_cpu=not device.cuda)
-    train_metrics = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None).metrics
+    try:
+        train_metrics = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None).metrics
+    except KeyboardInterrupt:
+        raise Interrupted(layout.resume_hint()) from None
     figures = throughput.summary(trainer.accelerator)
     eval_metrics = trainer.evaluate() if validation_set is not None else {}
     if cfg.save_final:

@@ -15,6 +15,7 @@ import pytest
 
 from tests.conftest import REPO_ROOT, script_env
 from tests.fault_server import FaultServer
+from tests.finetune_fixtures import llama_cpp_vendor, sharegpt_splits, tiny_llama  # noqa: F401
 from tests.labeller_support import fast_config, numbered_articles, provider, write_config, write_export
 
 STEP_03 = REPO_ROOT / "dataset_builder" / "step_03_label_articles.py"
@@ -40,9 +41,14 @@ def interrupt_when(command: list[str], cwd: Path, ready: Callable[[], bool],
 
 
 def assert_quiet_interrupt(result: subprocess.CompletedProcess) -> None:
+    assert_quiet_interrupt_with(result, INTERRUPTED)
+    assert result.stderr.strip().splitlines()[-1] == INTERRUPTED
+
+
+def assert_quiet_interrupt_with(result: subprocess.CompletedProcess, start: str) -> None:
     assert result.returncode == 130, result.stderr[-3000:]
     lines = result.stderr.strip().splitlines()
-    assert lines[-1] == INTERRUPTED, result.stderr[-3000:]
+    assert lines[-1].startswith(start), result.stderr[-3000:]
     noise = [line for line in lines if "Traceback" in line or " ERROR " in line or "never retrieved" in line
              or "CancelledError" in line or "KeyboardInterrupt" in line]
     assert noise == [], result.stderr[-3000:]
@@ -83,3 +89,19 @@ def test_evaluate_labelled_ctrl_c_is_one_line_and_keeps_the_predictions(tmp_path
         result = interrupt_when(command, tmp_path, lambda: _lines(cache) >= 3)
     assert_quiet_interrupt(result)
     assert _lines(cache) >= 3
+
+
+@pytest.mark.slow
+def test_train_ctrl_c_names_the_checkpoint_resume_continues_from(tmp_path, tiny_llama, sharegpt_splits):  # noqa: F811
+    output = tmp_path / "run"
+    checkpoints = output / "checkpoints"
+    command = [sys.executable, str(REPO_ROOT / "finetune" / "train.py"), "--backend", "hf", "--family", "llama-3",
+               "--base-model", str(tiny_llama), "--train", str(sharegpt_splits["train"]), "--validation",
+               str(sharegpt_splits["validation"]), "--output-dir", str(output), "--max-steps", "1000",
+               "--max-seq-length", "256", "--set", "finetune.batch_size=4", "--set", "finetune.save_steps=2",
+               "--set", "finetune.eval_steps=1000", "--set", "finetune.gradient_accumulation_steps=1"]
+    saved = lambda: any((path / "trainer_state.json").is_file() for path in checkpoints.glob("checkpoint-*"))  # noqa: E731
+    result = interrupt_when(command, tmp_path, saved, timeout=600)
+    assert_quiet_interrupt_with(result, "interrupted: rerun with --resume to continue from ")
+    last = Path(result.stderr.strip().splitlines()[-1].rsplit(" ", 1)[-1])
+    assert last.parent == checkpoints and (last / "trainer_state.json").is_file()
