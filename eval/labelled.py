@@ -12,10 +12,15 @@ A model's sentiment s becomes a class with a threshold t: positive if s > t, neg
 s < -t, else neutral. t is chosen on a validation split (macro-F1) and reported; t = 0.15 is
 reported as well. An invalid answer counts as wrong in accuracy and F1 (its predicted class
 is "invalid"), so a model cannot look better by failing to answer.
+
+Asked with `top_logprobs`, each valid answer also gets the sentiment read from the model's
+token probabilities (`eval.expected_sentiment`), scored the same way in an `expected_sentiment`
+block beside the generated number's.
 """
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import logging
 import random
@@ -28,6 +33,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from eval.backends import BackendUnavailable, ModelSpec, SentimentBackend
+from eval.expected_sentiment import expected_sentiment
 from utils.errors import FinsentError
 from utils.grounding import invented_claims, is_grounded, template_share
 from utils.io import JsonlAppender, atomic_path, atomic_write_json, not_text_error, read_jsonl
@@ -240,29 +246,48 @@ class Prediction:
     exception: str | None = None
     raw: str | None = None
     seconds: float = 0.0
+    # Asked with logprobs: whether the backend gave them (None: not asked), and for a valid
+    # answer the sentiment's expected value and the probability of the number as written.
+    logprobs: bool | None = None
+    expected_sentiment: float | None = None
+    sentiment_certainty: float | None = None
 
     def record(self, model: str) -> dict[str, Any]:
-        return {"model": model, "split": self.split, "row": self.row.row, "text_sha1": self.row.text_sha1,
-                "valid": self.valid,
-                "sentiment": self.sentiment, "confidence": self.confidence, "reasoning": self.reasoning,
-                "error": self.error, "exception": self.exception, "raw": self.raw, "seconds": self.seconds}
+        record = {"model": model, "split": self.split, "row": self.row.row, "text_sha1": self.row.text_sha1,
+                  "valid": self.valid,
+                  "sentiment": self.sentiment, "confidence": self.confidence, "reasoning": self.reasoning,
+                  "error": self.error, "exception": self.exception, "raw": self.raw, "seconds": self.seconds}
+        if self.logprobs is not None:
+            record.update(logprobs=self.logprobs, expected_sentiment=self.expected_sentiment,
+                          sentiment_certainty=self.sentiment_certainty)
+        return record
 
 
-def predict(backend: SentimentBackend, split: str, row: LabelledRow) -> Prediction:
+def predict(backend: SentimentBackend, split: str, row: LabelledRow, top_logprobs: int | None = None) -> Prediction:
     started = time.monotonic()
-    raw = None
+    raw, tokens = None, None
+    asked = {} if top_logprobs is None else {"logprobs": False}
     try:
-        raw = backend.complete(backend.spec.messages(row.text))
+        messages = backend.spec.messages(row.text)
+        if top_logprobs is None:
+            raw = backend.complete(messages)
+        else:
+            raw, tokens = backend.complete_with_logprobs(messages, top_logprobs)
+            asked["logprobs"] = tokens is not None
         answer = parse_sentiment_response(raw)
+        expected = expected_sentiment(tokens)
+        if expected is not None:
+            asked.update(expected_sentiment=expected.value, sentiment_certainty=expected.certainty)
         return Prediction(split, row, True, answer.sentiment, answer.confidence, answer.reasoning,
-                          raw=raw, seconds=time.monotonic() - started)
+                          raw=raw, seconds=time.monotonic() - started, **asked)
     except BackendUnavailable:
         raise
     except ResponseParseError as exc:
-        return Prediction(split, row, False, error=str(exc), raw=raw, seconds=time.monotonic() - started)
+        return Prediction(split, row, False, error=str(exc), raw=raw, seconds=time.monotonic() - started, **asked)
     except Exception as exc:  # counted in the metrics, never lost
         return Prediction(split, row, False, error="request failed", raw=raw,
-                          exception=f"{exc.__class__.__name__}: {exc}", seconds=time.monotonic() - started)
+                          exception=f"{exc.__class__.__name__}: {exc}", seconds=time.monotonic() - started,
+                          **asked)
 
 
 def prediction_cache_key(spec: ModelSpec) -> str:
@@ -273,11 +298,12 @@ def prediction_cache_key(spec: ModelSpec) -> str:
 
 
 def run_predictions(backend: SentimentBackend, data: LabelledInput, cache_path: Path, model_key: str,
-                    parallel: int, progress: bool = True) -> list[Prediction]:
+                    parallel: int, progress: bool = True, top_logprobs: int | None = None) -> list[Prediction]:
     """Predictions for validation and test rows. Each is appended to `cache_path` as it
     arrives, so an interrupted run continues where it stopped (same model key only). An answer
     is reused only for the text it answered: a row whose text changed since (an edited input
-    file, another file at the same --output) is asked again."""
+    file, another file at the same --output) is asked again. With `top_logprobs`, the
+    answers are asked with their token logprobs, and a cached answer asked without is asked again."""
     from tqdm import tqdm
 
     try:  # a line without its newline (kill -9) is torn even when it parses: it is asked again
@@ -293,17 +319,19 @@ def run_predictions(backend: SentimentBackend, data: LabelledInput, cache_path: 
     todo = []
     for split, row in jobs:
         record = cached.get((split, row.row, row.text_sha1))
-        if record is None:
+        if record is None or (top_logprobs is not None and "logprobs" not in record):
             todo.append((split, row))
             continue
+        asked = {} if top_logprobs is None else {key: record[key] for key in (
+            "logprobs", "expected_sentiment", "sentiment_certainty")}
         results[(split, row.row)] = Prediction(split, row, record["valid"], record["sentiment"],
                                                record["confidence"], record["reasoning"], record["error"],
-                                               record["exception"], record["raw"], record["seconds"])
+                                               record["exception"], record["raw"], record["seconds"], **asked)
     if todo:
         backend.check()
         with JsonlAppender(cache_path) as cache, ThreadPoolExecutor(max_workers=parallel) as pool, \
                 tqdm(total=len(todo), desc=backend.spec.folder, unit="row", disable=not progress) as bar:
-            futures = [pool.submit(predict, backend, split, row) for split, row in todo]
+            futures = [pool.submit(predict, backend, split, row, top_logprobs) for split, row in todo]
             try:
                 for future in futures:
                     prediction = future.result()
@@ -400,12 +428,42 @@ def sentiment_values(predictions: list[Prediction]) -> dict[str, int]:
     return {f"{value:g}": counts[value] for value in sorted(counts)}
 
 
+def expected_sentiment_metrics(validation: list[Prediction], test: list[Prediction],
+                               generated_curve: dict[str, float]) -> dict[str, Any]:
+    """The scores of the sentiment read from the probabilities, as the generated number's
+    (threshold chosen on validation, and 0.15; MAE, Spearman), and whether it wins on
+    validation (its best macro-F1 above the generated number's). A valid answer without one
+    (its number not found among the tokens) keeps its generated number; counted."""
+    if not any(p.logprobs for p in validation + test):
+        return {"available": False, "reason": "the backend gave no token logprobs"}
+
+    def read(predictions: list[Prediction]) -> list[Prediction]:
+        return [dataclasses.replace(p, sentiment=p.expected_sentiment) if p.valid and p.expected_sentiment is not None
+                else p for p in predictions]
+
+    threshold, curve = choose_threshold(read(validation))
+    certainties = [p.sentiment_certainty for p in test if p.valid and p.sentiment_certainty is not None]
+    best_expected, best_generated = max(curve.values(), default=None), max(generated_curve.values(), default=None)
+    return {"available": True, "rows": len(certainties),
+            "valid_rows_without_value": sum(p.valid for p in test) - len(certainties),
+            "mean_certainty": round(sum(certainties) / len(certainties), 4) if certainties else None,
+            "threshold_chosen": threshold, "macro_f1_by_threshold": curve,
+            "at_chosen_threshold": classification_metrics(read(test), threshold),
+            "at_0.15": classification_metrics(read(test), DEFAULT_LABEL_THRESHOLD),
+            **regression_metrics(read(test)),
+            "validation_macro_f1": {"generated": best_generated, "expected": best_expected},
+            "wins_on_validation": None if best_expected is None or best_generated is None
+            else best_expected > best_generated}
+
+
 def evaluate(predictions: list[Prediction], spec: ModelSpec, data: LabelledInput, seconds: float) -> dict[str, Any]:
     validation = [p for p in predictions if p.split == "validation"]
     test = [p for p in predictions if p.split == "test"]
     threshold, curve = choose_threshold(validation)
     valid = sum(p.valid for p in test)
     exceptions = Counter(p.exception.split(":")[0] for p in test + validation if p.exception)
+    expected = ({"expected_sentiment": expected_sentiment_metrics(validation, test, curve)}
+                if any(p.logprobs is not None for p in predictions) else {})
     return {
         "model": spec.folder, "backend": spec.backend, "gguf": spec.gguf, "prompt": spec.prompt,
         "structured": spec.structured, "input": data.description, "rows": len(test),
@@ -425,6 +483,7 @@ def evaluate(predictions: list[Prediction], spec: ModelSpec, data: LabelledInput
         "invalid_reasons": dict(Counter(p.error.split(":")[0] for p in test if p.error).most_common(5)),
         "seconds": round(seconds, 2),
         "rows_per_s": len(predictions) / seconds if seconds else None,
+        **expected,
     }
 
 
@@ -438,13 +497,18 @@ PREDICTION_COLUMNS = ["split", "row", "source", "label", "valid", "sentiment", "
 def prediction_table(predictions: Iterable[Prediction], threshold: float):
     import pandas as pd
 
+    predictions = list(predictions)
+    # the expected sentiment's columns after the generated one's, when it was asked for
+    expected = ["expected_sentiment", "sentiment_certainty"] if any(p.logprobs is not None for p in predictions) else []
+    columns = PREDICTION_COLUMNS[:6] + expected + PREDICTION_COLUMNS[6:]
     return pd.DataFrame([{
         "split": p.split, "row": p.row.row, "source": p.row.source, "label": p.row.label,
         "valid": p.valid, "sentiment": p.sentiment, "confidence": p.confidence,
+        "expected_sentiment": p.expected_sentiment, "sentiment_certainty": p.sentiment_certainty,
         "predicted_label": to_class(p.sentiment if p.valid else None, threshold),
         "predicted_label_t015": to_class(p.sentiment if p.valid else None, DEFAULT_LABEL_THRESHOLD),
         "error": p.error, "exception": p.exception, "text": p.row.text, "reasoning": p.reasoning,
-        "raw": p.raw} for p in predictions], columns=PREDICTION_COLUMNS)
+        "raw": p.raw} for p in predictions], columns=columns)
 
 
 def _metric_rows(metrics: dict[str, Any]) -> list[tuple[str, Any]]:
@@ -455,6 +519,12 @@ def _metric_rows(metrics: dict[str, Any]) -> list[tuple[str, Any]]:
     for block in ("at_chosen_threshold", "at_0.15"):
         for key in ("accuracy", "macro_f1", "weighted_f1"):
             rows.append((f"{block}.{key}", metrics[block][key]))
+    expected = metrics.get("expected_sentiment", {})
+    if expected.get("available"):
+        rows += [(f"expected_sentiment.{k}", expected[k]) for k in ("threshold_chosen", "mae", "spearman",
+                                                                   "wins_on_validation")]
+        rows += [(f"expected_sentiment.{block}.weighted_f1", expected[block]["weighted_f1"])
+                 for block in ("at_chosen_threshold", "at_0.15")]
     return rows
 
 
