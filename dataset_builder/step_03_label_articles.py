@@ -26,6 +26,7 @@ from finsent.cli import config_from_args
 from utils.cli import stage_parser
 from utils.errors import cli_entry, quiet_client_logs
 from utils.io import check_writable
+from utils.llm_http import api_key
 
 
 def parse_args(argv=None):
@@ -91,6 +92,9 @@ def main(argv=None) -> int:
     config = config_from_args(args, {} if args.explain else {
         "dataset.news_dir": args.input, "dataset.step_03_csv": args.output,
         "dataset.step_03_results": args.results}).dataset
+    if not args.dry_run:  # a missing key fails before the articles are read or anything is written
+        for provider in config.labeller.providers:
+            api_key(provider.api_key_env, f"provider '{provider.name}'")
     source, items, task, results, output, what = _work(args, config)
     items = items[: args.limit]
     store = ResultStore(results)

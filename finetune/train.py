@@ -15,35 +15,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: import this checkout, not an installed copy
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from utils.errors import require_extra  # noqa: E402
-
-require_extra("finetune")  # one line naming the install command, not an ImportError's traceback
-
-from finetune.multigpu import keep_multicast_off  # noqa: E402
-
-keep_multicast_off()  # before torch.distributed starts NCCL in this process
-
-from finetune.recipe import import_unsloth_if_chosen  # noqa: E402
-from finsent.cli import config_from_args  # noqa: E402
-
-import_unsloth_if_chosen(sys.argv[1:], config_from_args)  # before transformers, peft and trl: Unsloth patches them at import
-
-from accelerate import PartialState  # noqa: E402
-from transformers import set_seed  # noqa: E402
-
-from finetune.data import read_sharegpt, tokenized_dataset  # noqa: E402
-from finetune.llama_cpp_source import llama_cpp_dir  # noqa: E402
-from finetune.recipe import (Device, check_backend, choose_precision, count_params, flops_per_token,  # noqa: E402
-                             load_model, peak_flops)
-from finetune.run_layout import OutputLayout  # noqa: E402
-from finetune.tokenizer_check import check_before_training, sample_conversations  # noqa: E402
-from finetune.trainer_setup import ThroughputCallback, build_trainer, save_outputs, write_summary  # noqa: E402
-from utils.chat_templates import family_record  # noqa: E402
-from utils.cli import stage_parser  # noqa: E402
-from utils.errors import Interrupted, cli_entry  # noqa: E402
-from utils.io import check_writable  # noqa: E402
-
-log = logging.getLogger("finetune.train")
+from utils.cli import help_before_imports, stage_parser  # noqa: E402
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -63,6 +35,39 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--resume", action="store_true", help="continue from the output folder's last checkpoint")
     parser.add_argument("--overwrite", action="store_true", help="delete an existing output folder and start over")
     return parser.parse_args(argv)
+
+
+help_before_imports(parse_args)  # --help answers without the fine-tune extras
+
+from utils.errors import require_extra  # noqa: E402
+
+require_extra("finetune")  # one line naming the install command, not an ImportError's traceback
+
+from finetune.multigpu import keep_multicast_off  # noqa: E402
+
+keep_multicast_off()  # before torch.distributed starts NCCL in this process
+
+from finetune.recipe import exit_if_unsloth_without_cuda, import_unsloth_if_chosen  # noqa: E402
+from finsent.cli import config_from_args  # noqa: E402
+
+exit_if_unsloth_without_cuda(sys.argv[1:], config_from_args)
+import_unsloth_if_chosen(sys.argv[1:], config_from_args)  # before transformers, peft and trl: Unsloth patches them at import
+
+from accelerate import PartialState  # noqa: E402
+from transformers import set_seed  # noqa: E402
+
+from finetune.data import read_sharegpt, tokenized_dataset  # noqa: E402
+from finetune.llama_cpp_source import llama_cpp_dir  # noqa: E402
+from finetune.recipe import (Device, check_backend, choose_precision, count_params, flops_per_token,  # noqa: E402
+                             load_model, peak_flops)
+from finetune.run_layout import OutputLayout  # noqa: E402
+from finetune.tokenizer_check import check_before_training, sample_conversations  # noqa: E402
+from finetune.trainer_setup import ThroughputCallback, build_trainer, save_outputs, write_summary  # noqa: E402
+from utils.chat_templates import family_record  # noqa: E402
+from utils.errors import Interrupted, cli_entry  # noqa: E402
+from utils.io import check_writable  # noqa: E402
+
+log = logging.getLogger("finetune.train")
 
 
 def main(argv: list[str] | None = None) -> int:

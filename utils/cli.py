@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any, NoReturn
+import sys
+from typing import Any, Callable, NoReturn
 
 import yaml
 
@@ -25,6 +26,13 @@ def stage_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override any config key by its dotted name, e.g. --set eval.sample_size=2")
     return parser
+
+
+def help_before_imports(parse_args: Callable[[list[str]], Any]) -> None:
+    """At the top of a script whose imports take seconds or need the fine-tune extras: --help is
+    answered (and the script exits) from its parser alone, before those imports."""
+    if {"-h", "--help"} & set(sys.argv[1:]):
+        parse_args(sys.argv[1:])
 
 
 def yaml_value(text: str, flag: str) -> Any:
