@@ -73,7 +73,7 @@ quality() {  # quality() RUN STAGE: gpu_quality.sh --stage STAGE for run A … D
   local -a args=(--stage "$stage")
   [ "$run" != S ] || env+=(SEED="$A_SEED+$B_SEED" DATA_DESC="average of A and B (${A_DESC:-$A_DATA})")
   case $run in
-    A|B) env+=(EXPECTED=${EXPECTED:-1}) ;;&
+    A) env+=(EXPECTED=${EXPECTED:-1}) ;;&
     A) args+=(--eval-extra "$A_DATA/test.jsonl" --eval-extra-args "--source tweets --limit $TWEETS_ROWS --validation-limit 60") ;;
     C) env+=(SKIP_BASE=1 SAMPLE_SIZE=0 QUANTS=q4_k_m SCORE_DATA="$A_DATA" SCORE_SOURCE=financial_phrasebank) ;;
     D) env+=(SKIP_BASE=1 SAMPLE_SIZE=0 QUANTS=q4_k_m SCORE_DATA="$A_DATA" SCORE_SOURCE=tweets

@@ -494,6 +494,23 @@ PREDICTION_COLUMNS = ["split", "row", "source", "label", "valid", "sentiment", "
                       "reasoning", "raw"]
 
 
+def read_prediction_records(folder: str | Path, columns: Iterable[str]) -> list[tuple[int, dict[str, str]]]:
+    """(line number, row) of an evaluate_labelled --output folder's predictions.csv; a missing file
+    or one of `columns` missing is a one-line error naming it."""
+    path = Path(folder) / "predictions.csv"
+    if not path.is_file():
+        raise FinsentError(f"{path}: not found (is {folder} an evaluate_labelled --output folder?)")
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            missing = [column for column in columns if column not in (reader.fieldnames or [])]
+            if missing:
+                raise FinsentError(f"{path}: no column {', '.join(repr(column) for column in missing)}")
+            return list(enumerate(reader, start=2))
+    except UnicodeDecodeError as exc:
+        raise not_text_error(path, exc) from None
+
+
 def prediction_table(predictions: Iterable[Prediction], threshold: float):
     import pandas as pd
 

@@ -17,7 +17,6 @@ in its metrics.json); an invalid answer is wrong. Runs on different rows are not
 """
 from __future__ import annotations
 
-import csv
 import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -26,9 +25,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from eval.labelled import LABELS
+from eval.labelled import LABELS, read_prediction_records
 from utils.errors import FinsentError
-from utils.io import not_text_error, read_json
+from utils.io import read_json
 
 ALPHA = 0.05
 RESAMPLES = 2000
@@ -59,18 +58,9 @@ def read_run(folder: str | Path) -> ScoredRun:
     """The test rows of an evaluate_labelled output folder (predictions.csv and metrics.json)."""
     folder = Path(folder)
     path, metrics_path = folder / "predictions.csv", folder / "metrics.json"
-    for needed in (path, metrics_path):
-        if not needed.is_file():
-            raise FinsentError(f"{needed}: not found (is {folder} an evaluate_labelled --output folder?)")
-    try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            missing = [c for c in PREDICTION_COLUMNS if c not in (reader.fieldnames or [])]
-            if missing:
-                raise FinsentError(f"{path}: no column {', '.join(repr(c) for c in missing)}")
-            records = [(number, r) for number, r in enumerate(reader, start=2) if r["split"] == "test"]
-    except UnicodeDecodeError as exc:
-        raise not_text_error(path, exc) from None
+    records = [(number, r) for number, r in read_prediction_records(folder, PREDICTION_COLUMNS) if r["split"] == "test"]
+    if not metrics_path.is_file():
+        raise FinsentError(f"{metrics_path}: not found (is {folder} an evaluate_labelled --output folder?)")
     if not records:
         raise FinsentError(f"{path}: no test rows")
     keys, truth, guess = [], [], []

@@ -82,18 +82,22 @@ def test_each_alternative_is_the_number_it_would_have_written(written, alternati
     assert alternative_value(written, alternative, generated) == value
 
 
+def openai_backend(url: str):
+    spec = parse_model_entry({"backend": "openai", "model": "test-model", "base_urls": [url]}, 1,
+                             EvalConfig())
+    return spec, make_backend(spec, EvalConfig())
+
+
 def test_a_backend_without_logprobs_reports_the_expected_sentiment_absent_and_cached_answers_are_asked_again(tmp_path):
     """The fault server (OpenAI-compatible) gives no logprobs: the block says so, no error. A cache
     written without logprobs is asked again once with them, then reused; without the option the
     outputs have no expected sentiment."""
     rows = fault_server_rows(0.15, 4)
-    data = load_labelled(write_csv(tmp_path / "test.csv", rows[:2]),
-                         validation=write_csv(tmp_path / "validation.csv", rows[2:]))
     cache = tmp_path / "predictions.cache.jsonl"
     with FaultServer() as server:
-        spec = parse_model_entry({"backend": "openai", "model": "test-model", "base_urls": [server.base_url]}, 1,
-                                 EvalConfig())
-        backend = make_backend(spec, EvalConfig())
+        spec, backend = openai_backend(server.base_url)
+        data = load_labelled(write_csv(tmp_path / "test.csv", rows[:2]),
+                             validation=write_csv(tmp_path / "validation.csv", rows[2:]))
         plain = run_predictions(backend, data, cache, "m", parallel=2, progress=False)
         server.seen.clear()
         asked = run_predictions(backend, data, cache, "m", parallel=2, progress=False, top_logprobs=5)
