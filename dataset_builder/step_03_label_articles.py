@@ -12,7 +12,6 @@ price: the batch ids are recorded first, so a rerun after a kill resumes the sam
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -115,7 +114,8 @@ def main(argv=None) -> int:
         print(other_setup)
     if args.dry_run:
         if todo:
-            print("first prompt:\n" + json.dumps(setup.messages(todo[0]), indent=2, ensure_ascii=False))
+            print("first prompt:\n" + "".join(f"--- {m['role']} ---\n{m['content']}\n"
+                                              for m in setup.messages(todo[0])), end="")
         return 0
     from dataset_builder.batch_labeller import label_in_batches  # the SDKs take seconds to import
     from dataset_builder.labeller import label_articles

@@ -22,7 +22,8 @@ if __package__ in (None, ""):  # run as a file: import this checkout, not an ins
 
 from eval.backends import make_backend, model_entry_from_cli, parse_model_entry
 from eval.expected_sentiment import TOP_LOGPROBS
-from eval.labelled import evaluate, load_labelled, prediction_cache_key, run_predictions, write_outputs
+from eval.labelled import (evaluate, load_labelled, prediction_cache_key, run_predictions, time_of_the_asking,
+                           write_outputs)
 from finsent.cli import config_from_args
 from utils.chat_templates import FAMILIES, family_record
 from utils.cli import stage_parser
@@ -117,7 +118,9 @@ def main(argv: list[str] | None = None) -> int:
                                       not args.no_progress, TOP_LOGPROBS if args.expected_sentiment else None)
     finally:
         backend.close()
-    metrics = evaluate(predictions, spec, data, time.monotonic() - started)
+    seconds = time.monotonic() - started
+    metrics = evaluate(predictions, spec, data, seconds)
+    time_of_the_asking(metrics, predictions, seconds, output / "metrics.json")
     paths = write_outputs(output, predictions, metrics)
     best, base = metrics["at_chosen_threshold"], metrics["at_0.15"]
     # the clause at 0.15 only when t is another: "t = 0.15: ...; t = 0.15: ..." said it twice

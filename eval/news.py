@@ -232,6 +232,16 @@ def load_snapshot(path: str | Path) -> Snapshot:
     return snapshot
 
 
+def snapshot_headlines(path: str | Path) -> dict[str, str]:
+    """Article key → headline of the news snapshot at `path`, for the figures' labels; {} where it
+    is absent or unreadable (the labels then come from the URLs' words)."""
+    try:
+        return {article.key: article.title for article in load_snapshot(path).articles}
+    except FinsentError as exc:
+        log.info("article labels from their URLs (%s)", exc)
+        return {}
+
+
 def prompt_text(article: Article, max_chars: int) -> str:
     """What a model reads: the headline and the article, cut to `max_chars`."""
     text = f"{article.title}\n\n{article.text}" if article.title else article.text

@@ -19,8 +19,18 @@ class OneLineErrorParser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
+class OwnDefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends a flag's own default once: not '(default: None)' to a flag whose help already says
+    where its value comes from (a config key), nor a second default where the help names one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False, [], argparse.SUPPRESS) or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def stage_parser(description: str) -> argparse.ArgumentParser:
-    parser = OneLineErrorParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = OneLineErrorParser(description=description, formatter_class=OwnDefaultsHelpFormatter)
     parser.add_argument("--config", default=None,
                         help="YAML config (default: ./config.yaml if present, else built-in defaults)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
