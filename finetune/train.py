@@ -56,7 +56,7 @@ import_unsloth_if_chosen(sys.argv[1:], config_from_args)  # before transformers,
 from accelerate import PartialState  # noqa: E402
 from transformers import set_seed  # noqa: E402
 
-from finetune.data import read_sharegpt, tokenized_dataset  # noqa: E402
+from finetune.data import read_sharegpt, read_validation, tokenized_dataset  # noqa: E402
 from finetune.llama_cpp_source import llama_cpp_dir  # noqa: E402
 from finetune.recipe import (Device, check_backend, choose_precision, count_params, flops_per_token,  # noqa: E402
                              load_model, peak_flops)
@@ -86,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     resume_from = layout.check(resume=args.resume, overwrite=args.overwrite)
     check_writable(layout.root, folder=True)  # before the data is read and the model loaded
     conversations = {"train": read_sharegpt(cfg.train_file),
-                     "validation": read_sharegpt(cfg.validation_file) if cfg.validation_file else None}
+                     "validation": read_validation(cfg.validation_file, cfg.eval_limit, device.cuda)
+                     if cfg.validation_file else None}
     if resume_from:
         log.info("resuming from %s", resume_from)
     state = PartialState()
