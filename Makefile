@@ -7,7 +7,8 @@ DEMO_EXTRAS := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo '[finetune]
 THREADS ?=
 # pip without --quiet: its lines (and the spinner of a wheel being built) show where it is.
 PIP := $(PY) -m pip install --progress-bar on
-BUILD_NOTE := @echo "finsent: installing with the fine-tune extras; a first install builds llama-cpp-python from source: about 10 min on 2 quiet cores, far longer on a busy machine (pip shows 'Building wheel for llama-cpp-python' meanwhile)"
+BUILD_NOTE := @echo "finsent: installing with the fine-tune extras; a first install compiles llama-cpp-python" \
+	"from source: about 10 min on 2 quiet cores, far longer on a busy machine (pip shows 'Building wheel')"
 
 .PHONY: install test demo clean
 

@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
 
     data = load_sentiments(config.sentiment_save_folder, config.models_to_test, args.strict)
     folder = Path(config.heatmaps_folder)
-    jobs = metric_jobs(article_metrics(data), data.models, folder, data.article_titles(headlines=snapshot_headlines(config.news_snapshot)))
+    titles = data.article_titles(headlines=snapshot_headlines(config.news_snapshot))
+    jobs = metric_jobs(article_metrics(data), data.models, folder, titles)
     jobs.append(summary_job(model_details(data), folder))
     paths = render_all(jobs, config.heatmap_workers or None)
     log.info("%d heatmaps of %d models → %s", len(paths), len(data.models), folder)

@@ -119,8 +119,8 @@ def fetch_news(inp: Path, out: Path) -> Setup:
 
 def compare_labelled(inp: Path, out: Path) -> Setup:
     for name in ("base", "tuned"):
-        _lines(inp / name / "predictions.csv", "split,row,text,label,predicted_label", "test,2,Shares fell,negative,negative",
-               "test,3,Orders rose,positive,neutral")
+        _lines(inp / name / "predictions.csv", "split,row,text,label,predicted_label",
+               "test,2,Shares fell,negative,negative", "test,3,Orders rose,positive,neutral")
         _lines(inp / name / "metrics.json", json.dumps({"model": name}))
     return Setup(inp / "base" / "predictions.csv", [inp / "base", inp / "tuned", "--output", out / "comparison.csv"],
                  out / "comparison.csv")

@@ -100,7 +100,9 @@ def test_train_ctrl_c_names_the_checkpoint_resume_continues_from(tmp_path, tiny_
                str(sharegpt_splits["validation"]), "--output-dir", str(output), "--max-steps", "1000",
                "--max-seq-length", "256", "--set", "finetune.batch_size=4", "--set", "finetune.save_steps=2",
                "--set", "finetune.eval_steps=1000", "--set", "finetune.gradient_accumulation_steps=1"]
-    saved = lambda: any((path / "trainer_state.json").is_file() for path in checkpoints.glob("checkpoint-*"))  # noqa: E731
+    def saved() -> bool:
+        return any((path / "trainer_state.json").is_file() for path in checkpoints.glob("checkpoint-*"))
+
     result = interrupt_when(command, tmp_path, saved, timeout=600)
     assert_quiet_interrupt_with(result, "interrupted: rerun with --resume to continue from ")
     last = Path(result.stderr.strip().splitlines()[-1].rsplit(" ", 1)[-1])

@@ -320,8 +320,8 @@ def test_answers_are_reused_across_parallel_and_threads_but_not_across_prompts(t
 
 def test_a_rerun_from_the_cache_keeps_the_timing_of_the_run_that_asked(tmp_path):
     labelled = tmp_path / "labelled.csv"
-    labelled.write_text("text,label\n" + "".join(f"Company {n} reports quarter {n},{'positive' if n % 2 else 'negative'}\n"
-                                                 for n in range(10)), encoding="utf-8")
+    rows = [f"Company {n} reports quarter {n},{'positive' if n % 2 else 'negative'}\n" for n in range(10)]
+    labelled.write_text("text,label\n" + "".join(rows), encoding="utf-8")
     out = tmp_path / "eval"
     with FaultServer(latency_s=0.2) as server:
         model = json.dumps({"backend": "openai", "model": "test-model", "base_urls": [server.base_url]})

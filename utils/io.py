@@ -161,6 +161,22 @@ def read_json(path: str | Path) -> Any:
         raise FinsentError(f"{path}: not valid JSON ({exc})") from None
 
 
+def json_lines(path: str | Path) -> Iterator[tuple[int, Any]]:
+    """(line number, value) of each non-blank line of a JSON-lines file people or scripts wrote;
+    a file that is not UTF-8 or a line that is not JSON is a one-line FinsentError naming it."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise not_text_error(path, exc) from None
+    for number, line in enumerate(text.split("\n"), start=1):  # not splitlines: JSON may hold a raw U+2028
+        if not line.strip():
+            continue
+        try:
+            yield number, json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise FinsentError(f"{path}: line {number} is not valid JSON: {exc.msg}") from None
+
+
 def read_jsonl(path: str | Path, complete_lines_only: bool = False) -> list[dict[str, Any]]:
     """Records of a JSONL file written by JsonlAppender; a torn last line is dropped with a
     warning, a corrupt line elsewhere is an error naming file and line.

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from utils.errors import FinsentError
-from utils.io import not_text_error
+from utils.io import json_lines
 
 SPLITS = ("train", "validation", "test")
 # A turn's speaker ("from") as a chat role; "user"/"assistant" are accepted as other tools write them.
@@ -58,21 +58,7 @@ def is_sharegpt(path: str | Path) -> bool:
 
 def read_split(path: str | Path) -> list[ShareGPTRecord]:
     """Every record of a split file; a malformed line is a one-line error naming the file and line."""
-    path = Path(path)
-    records = []
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise not_text_error(path, exc) from None
-    for number, line in enumerate(text.split("\n"), start=1):  # not splitlines: JSON may hold a raw U+2028
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise FinsentError(f"{path}: line {number} is not valid JSON: {exc.msg}") from None
-        records.append(_record(record, number, f"{path}: line {number}"))
-    return records
+    return [_record(record, number, f"{path}: line {number}") for number, record in json_lines(path)]
 
 
 def _record(record: Any, number: int, where: str) -> ShareGPTRecord:
