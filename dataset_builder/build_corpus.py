@@ -6,7 +6,6 @@ the headlines, the social posts); with --second-labelling, the rows a blind seco
 sample disagrees on are dropped too. Prints what it dropped and the counts by label and style."""
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from collections import Counter
@@ -18,6 +17,8 @@ if __package__ in (None, ""):  # run as a file: import this checkout, not an ins
 from dataset_builder.corpus import (CORPUS_COLUMNS, checked_rows, read_part, reference_texts,
                                     second_labelling_disagreements)
 from dataset_builder.labelled_csv import read_csv_rows, write_csv
+from finsent.cli import config_from_args
+from utils.cli import stage_parser
 from utils.errors import FinsentError, cli_entry
 from utils.labels import sentiment_label
 
@@ -34,7 +35,7 @@ def second_labels(path: Path) -> list[tuple[str, str]]:
 
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = stage_parser(__doc__)  # --config and --set checked as every stage checks them
     parser.add_argument("--parts", type=Path, required=True, help="folder of the written *.jsonl parts")
     parser.add_argument("--output", type=Path, required=True, help="the corpus CSV to write")
     parser.add_argument("--against", action="append", default=[], metavar="NAME=PATH",
@@ -44,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
                              "the rows it disagrees on are dropped")
     parser.add_argument("--threshold", type=float, default=0.15, help="the label threshold for the counts")
     args = parser.parse_args(argv)
+    config_from_args(args)
     parts = sorted(args.parts.glob("*.jsonl"))
     if not parts:
         raise FinsentError(f"--parts: no *.jsonl file in {args.parts}")

@@ -23,7 +23,9 @@ SCRIPTS = sorted(
     if 'if __name__ == "__main__"' in path.read_text(encoding="utf-8")
 )
 OWN_PACKAGES = ("utils", "dataset_builder", "eval", "finetune")
-REQUIRED_FLAGS = {"eval/evaluate_labelled.py": ["--input", "in.csv", "--output", "out"],
+REQUIRED_FLAGS = {"dataset_builder/build_corpus.py": ["--parts", "parts", "--output", "out.csv"],
+                  "eval/compare_labelled.py": ["run_a", "run_b"],
+                  "eval/evaluate_labelled.py": ["--input", "in.csv", "--output", "out"],
                   "finetune/average_models.py": ["--model", "a", "--model", "b", "--output", "out"]}
 
 

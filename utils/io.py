@@ -51,15 +51,18 @@ def _writing(target: Path) -> Iterator[None]:
 
 def check_writable(target: str | Path, folder: bool = False) -> Path:
     """Before hours of work whose result goes to `target` (a file, or with `folder` a folder):
-    create its folder and a file in it, so that a path that cannot be written is a one-line
-    FinsentError now rather than after the work."""
+    a path that cannot be written is a one-line FinsentError now rather than after the work. A
+    file is created (and removed) in the nearest folder of the path that exists; nothing is left."""
     target = Path(target)
-    where = target if folder else target.parent
     with _writing(target):
-        where.mkdir(parents=True, exist_ok=True)
         if not folder and target.is_dir():
             raise IsADirectoryError(21, "is a folder")
-        with tempfile.TemporaryFile(dir=where):
+        existing = target if folder else target.parent
+        while not existing.exists():
+            existing = existing.parent
+        if not existing.is_dir():
+            raise NotADirectoryError(20, f"{existing} is not a folder")
+        with tempfile.TemporaryFile(dir=existing):
             pass
     return target
 
