@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from dataset_builder.labelled_csv import read_csv_rows
 from dataset_builder.text_normalise import text_key
 from utils.errors import FinsentError
+from utils.io import json_lines
 from utils.schema import SentimentResponse
 
 CORPUS_COLUMNS = ("text", "sentiment", "confidence", "reasoning", "style", "topic")
@@ -112,20 +113,15 @@ def near_duplicates(texts: list[str], against: Iterable[str] = (),
 
 def read_part(path: Path) -> list[dict]:
     """One written part: a JSON object a line with CORPUS_COLUMNS; a bad line is an error naming it."""
-    import json
-
     rows = []
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise FinsentError(f"{path}: line {number}: malformed JSON: {exc.msg}") from None
-        missing = [key for key in CORPUS_COLUMNS if key not in row]
+    for number, row in json_lines(path):
+        missing = ([key for key in CORPUS_COLUMNS if key not in row] if isinstance(row, dict)
+                   else list(CORPUS_COLUMNS))
         if missing:
             raise FinsentError(f"{path}: line {number}: missing key(s) {', '.join(missing)}")
         rows.append({key: row[key] for key in CORPUS_COLUMNS} | {"where": f"{path.name}:{number}"})
+    if not rows:
+        raise FinsentError(f"{path}: empty (expected one JSON object a line)")
     return rows
 
 

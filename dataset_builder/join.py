@@ -114,6 +114,11 @@ def join_sources(inputs: dict[str, Path]) -> tuple[list[tuple[str, str, str]], d
             rows.append((article, answer, source))
             summary.kept += 1
             summary.explained += is_explained
+    if not rows:  # a header-only CSV that step 05 would refuse: say why here
+        reasons = "; ".join(f"{summary.path}: {n} × {reason}" for summary in summaries.values()
+                            for reason, n in summary.dropped.most_common(1))
+        raise FinsentError(f"no row to join: every row of {', '.join(map(str, present.values()))} was dropped"
+                           + (f" ({reasons})" if reasons else " (no data rows)"))
     return rows, summaries
 
 

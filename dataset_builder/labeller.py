@@ -132,6 +132,9 @@ class Labeller:
             workers = [asyncio.create_task(self._worker(queue, finished))
                        for _ in range(min(self.config.max_in_flight, len(articles)))]
             labelling = asyncio.gather(*workers)
+            # Its exception is read below, unless a Ctrl-C cancels this task first: mark it read, or
+            # asyncio logs "exception was never retrieved" for it at exit.
+            labelling.add_done_callback(lambda done: done.cancelled() or done.exception())
             try:
                 await asyncio.wait([labelling, writer], return_when=asyncio.FIRST_COMPLETED)
             finally:

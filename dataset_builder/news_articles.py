@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Iterable
 
 from utils.errors import FinsentError
-from utils.io import atomic_path
+from utils.io import atomic_path, not_text_error
 from utils.prompts import analysis_messages, date_message
 from utils.schema import SentimentResponse
 
@@ -65,7 +65,7 @@ def _read_export(path: Path) -> list[dict[str, str]]:
                                    f"(a newsdata.io export has title and description)")
             return list(reader)
     except UnicodeDecodeError as exc:
-        raise FinsentError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from exc
+        raise not_text_error(path, exc) from exc
     except csv.Error as exc:
         raise FinsentError(f"{path}: not a valid CSV: {exc}") from exc
 

@@ -119,7 +119,7 @@ def make_client(provider: ProviderConfig) -> Any:
     """The official async client; its own retries are off (ours honour Retry-After)."""
     # no api_key_env: a local OpenAI-compatible server, which takes any key
     key = api_key(provider.api_key_env, f"provider '{provider.name}'") or "not-needed"
-    options: dict[str, Any] = {"api_key": key, "timeout": provider.timeout_s,
+    options: dict[str, Any] = {"api_key": key, "timeout": provider.request_timeout_s,
                                "max_retries": 0}
     if provider.base_url:
         options["base_url"] = provider.base_url

@@ -51,7 +51,9 @@ class ProviderConfig(BaseModel):
     models: list[ModelChoice] = Field(min_length=1)
     requests_per_minute: float | None = Field(default=None, gt=0)  # None: no client-side limit
     tokens_per_minute: float | None = Field(default=None, gt=0)
-    timeout_s: float = Field(default=60.0, gt=0)
+    # None: 60 s for a hosted API, 600 s for an openai_compatible server (often a local CPU one,
+    # where a busy machine takes minutes per answer and 60 s would fail the answers it is giving).
+    timeout_s: float | None = Field(default=None, gt=0)
     # json_schema: constrained to SentimentResponse; json_object: any JSON; none: free text.
     response_format: Literal["json_schema", "json_object", "none"] = "json_object"
     # US$ per million tokens, for the cost estimate in the final summary.
@@ -62,6 +64,10 @@ class ProviderConfig(BaseModel):
     # fraction of the prices above that batch tokens cost.
     batch: bool = False
     batch_discount: float = Field(default=0.5, ge=0, le=1)
+
+    @property
+    def request_timeout_s(self) -> float:
+        return self.timeout_s or (600.0 if self.kind == "openai_compatible" else 60.0)
 
 
 def _default_providers() -> list[ProviderConfig]:

@@ -12,7 +12,6 @@ price: the batch ids are recorded first, so a rerun after a kill resumes the sam
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -25,6 +24,8 @@ from dataset_builder.news_articles import article_messages, read_news, write_new
 from finsent.cli import config_from_args
 from utils.cli import stage_parser
 from utils.errors import cli_entry, quiet_client_logs
+from utils.io import check_writable
+from utils.llm_http import api_key
 
 
 def parse_args(argv=None):
@@ -63,10 +64,15 @@ def _work(args, config):
     if args.explain:  # rows of step 01/02, their label given: only a reasoning is asked for
         source = Path(args.input or {"tweets": config.step_01_csv,
                                      "financial_phrasebank": config.step_02_csv}[args.explain])
-        return (source, read_labelled_rows(source), explain_task(), Path(args.results or explain_results(source)),
-                Path(args.output or explained_csv(source)), "rows to explain")
-    return (config.news_dir, read_news(config.news_dir), None, config.step_03_results, config.step_03_csv,
-            "articles")
+        read, task, what = read_labelled_rows, explain_task(), "rows to explain"
+        results, output = Path(args.results or explain_results(source)), Path(args.output or explained_csv(source))
+    else:
+        source, read, task, what = config.news_dir, read_news, None, "articles"
+        results, output = Path(config.step_03_results), Path(config.step_03_csv)
+    if not (args.dry_run or args.batch_status):  # a path that cannot be written fails before any work
+        check_writable(results)
+        check_writable(output)
+    return source, read(source), task, results, output, what
 
 
 def _other_setup_line(count: int, keep: bool) -> str | None:
@@ -85,6 +91,9 @@ def main(argv=None) -> int:
     config = config_from_args(args, {} if args.explain else {
         "dataset.news_dir": args.input, "dataset.step_03_csv": args.output,
         "dataset.step_03_results": args.results}).dataset
+    if not args.dry_run:  # a missing key fails before the articles are read or anything is written
+        for provider in config.labeller.providers:
+            api_key(provider.api_key_env, f"provider '{provider.name}'")
     source, items, task, results, output, what = _work(args, config)
     items = items[: args.limit]
     store = ResultStore(results)
@@ -105,7 +114,8 @@ def main(argv=None) -> int:
         print(other_setup)
     if args.dry_run:
         if todo:
-            print("first prompt:\n" + json.dumps(setup.messages(todo[0]), indent=2, ensure_ascii=False))
+            print("first prompt:\n" + "".join(f"--- {m['role']} ---\n{m['content']}\n"
+                                              for m in setup.messages(todo[0])), end="")
         return 0
     from dataset_builder.batch_labeller import label_all  # the SDKs take seconds to import
     quiet_client_logs(args.verbose)  # cli_entry quieted them; --verbose brings the request lines back

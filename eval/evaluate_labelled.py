@@ -22,11 +22,13 @@ if __package__ in (None, ""):  # run as a file: import this checkout, not an ins
 
 from eval.backends import make_backend, model_entry_from_cli, parse_model_entry
 from eval.expected_sentiment import TOP_LOGPROBS
-from eval.labelled import evaluate, load_labelled, prediction_cache_key, run_predictions, write_outputs
+from eval.labelled import (evaluate, load_labelled, prediction_cache_key, run_predictions, time_of_the_asking,
+                           write_outputs)
 from finsent.cli import config_from_args
 from utils.chat_templates import FAMILIES, family_record
 from utils.cli import stage_parser
 from utils.errors import cli_entry
+from utils.io import check_writable
 from utils.labels import DEFAULT_LABEL_THRESHOLD
 from utils.phrasebank_files import AGREEMENTS
 
@@ -101,13 +103,13 @@ def main(argv: list[str] | None = None) -> int:
                                  threads=args.threads,
                                  chat_template=family_record(args.chat_template).jinja if args.chat_template else None)
     spec = parse_model_entry(entry, 1, config)
+    output = check_writable(args.output, folder=True)  # before the model loads
     data = load_labelled(args.input, text_column=args.text_column, label_column=args.label_column,
                          label_map=args.label_map, source=args.source, fpb_agreement=args.fpb_agreement,
                          validation=args.validation, validation_fraction=args.validation_fraction,
                          limit=args.limit, validation_limit=args.validation_limit, seed=args.seed)
     print(f"{spec.folder} ({spec.backend}, {spec.prompt}, {spec.mode}): {len(data.test)} test rows from "
           f"{data.description}, {len(data.validation)} validation rows ({data.validation_description})")
-    output = Path(args.output)
     backend = make_backend(spec, config)
     started = time.monotonic()
     try:
@@ -116,7 +118,9 @@ def main(argv: list[str] | None = None) -> int:
                                       not args.no_progress, TOP_LOGPROBS if args.expected_sentiment else None)
     finally:
         backend.close()
-    metrics = evaluate(predictions, spec, data, time.monotonic() - started)
+    seconds = time.monotonic() - started
+    metrics = evaluate(predictions, spec, data, seconds)
+    time_of_the_asking(metrics, predictions, seconds, output / "metrics.json")
     paths = write_outputs(output, predictions, metrics)
     best, base = metrics["at_chosen_threshold"], metrics["at_0.15"]
     # the clause at 0.15 only when t is another: "t = 0.15: ...; t = 0.15: ..." said it twice

@@ -14,6 +14,7 @@ from eval.news import build_snapshot, save_snapshot
 from finsent.cli import config_from_args
 from utils.cli import stage_parser
 from utils.errors import cli_entry
+from utils.io import check_writable
 
 log = logging.getLogger("fetch_news")
 
@@ -34,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     config = config_from_args(args, {"eval.ticker_symbol": args.ticker, "eval.news_snapshot": args.output,
                                      "eval.news_feed_url": args.feed_url, "eval.max_news_age": args.max_age,
                                      "eval.max_news_items": args.max_items}).eval
+    check_writable(config.news_snapshot)  # before the fetching
     snapshot = build_snapshot(config)
     save_snapshot(snapshot, config.news_snapshot)
     print(f"{len(snapshot.articles)} articles ({len(snapshot.skipped)} skipped) about {snapshot.ticker} "

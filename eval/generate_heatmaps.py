@@ -12,6 +12,7 @@ if __package__ in (None, ""):  # run as a file: import this checkout, not an ins
 
 from eval.heatmaps import metric_jobs, render_all, summary_job
 from eval.metrics import article_metrics, model_details
+from eval.news import snapshot_headlines
 from eval.sentiment_files import load_sentiments, report_parser
 from finsent.cli import config_from_args
 from utils.errors import cli_entry
@@ -31,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
 
     data = load_sentiments(config.sentiment_save_folder, config.models_to_test, args.strict)
     folder = Path(config.heatmaps_folder)
-    jobs = metric_jobs(article_metrics(data), data.models, folder, data.article_titles())
+    titles = data.article_titles(headlines=snapshot_headlines(config.news_snapshot))
+    jobs = metric_jobs(article_metrics(data), data.models, folder, titles)
     jobs.append(summary_job(model_details(data), folder))
     paths = render_all(jobs, config.heatmap_workers or None)
     log.info("%d heatmaps of %d models → %s", len(paths), len(data.models), folder)

@@ -16,6 +16,7 @@ from eval.sentiment_runner import run_models, stopped_error, summary_table, writ
 from finsent.cli import config_from_args
 from utils.cli import stage_parser
 from utils.errors import FinsentError, cli_entry
+from utils.io import check_writable
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -35,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     specs = parse_model_entries(config.models_to_test, config)
     if not specs:
         raise FinsentError("models_to_test is empty: name at least one model in the config")
+    check_writable(config.sentiment_save_folder, folder=True)  # before hours of answers
+    check_writable(config.generation_summary_file)
     snapshot_path = Path(args.snapshot or config.news_snapshot)
     if args.snapshot or snapshot_path.exists():
         snapshot = load_snapshot(snapshot_path)

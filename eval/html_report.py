@@ -141,7 +141,7 @@ TEMPLATE = jinja2.Environment(autoescape=True, trim_blocks=True, lstrip_blocks=T
  .note { color: #555; } img { max-width: 100%; border: 1px solid #eee; margin: .5em 0 1.5em; }
 </style></head><body>
 <h1>finsent eval report</h1>
-<p>{{ models|length }} models read from <code>{{ sentiments }}</code>, written {{ written }}.</p>
+<p>{{ models|length }} model{{ "" if models|length == 1 else "s" }} read from <code>{{ sentiments }}</code>, written {{ written }}.</p>
 {% for line in notes %}<p class="note">{{ line }}</p>
 {% endfor %}
 <h2 id="summary">Per-model summary</h2>

@@ -36,7 +36,7 @@ from eval.backends import BackendUnavailable, ModelSpec, SentimentBackend
 from eval.expected_sentiment import expected_sentiment
 from utils.errors import FinsentError
 from utils.grounding import invented_claims, is_grounded, template_share
-from utils.io import JsonlAppender, atomic_path, atomic_write_json, read_jsonl
+from utils.io import JsonlAppender, atomic_path, atomic_write_json, not_text_error, read_json, read_jsonl
 from utils.labelled_runs import read_prediction_records  # noqa: F401 (eval's reader, benchmarks' too)
 from utils.labels import DEFAULT_LABEL_THRESHOLD, LABELS, sentiment_label, to_class
 from utils.phrasebank_files import level_file
@@ -122,8 +122,11 @@ def read_table(path: Path, text_column: str, label_column: str, label_map: dict[
             raise FinsentError(str(exc)) from exc
         first_row = 1
     else:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            records = list(csv.DictReader(handle))
+        try:
+            with open(path, newline="", encoding="utf-8-sig") as handle:
+                records = list(csv.DictReader(handle))
+        except UnicodeDecodeError as exc:
+            raise not_text_error(path, exc) from None
         first_row = 2  # the header is line 1
     if not records:
         raise FinsentError(f"{path}: no rows")
@@ -248,6 +251,7 @@ class Prediction:
     logprobs: bool | None = None
     expected_sentiment: float | None = None
     sentiment_certainty: float | None = None
+    from_cache: bool = False  # answered by an earlier run (not part of the record)
 
     def record(self, model: str) -> dict[str, Any]:
         record = {"model": model, "split": self.split, "row": self.row.row, "text_sha1": self.row.text_sha1,
@@ -323,7 +327,8 @@ def run_predictions(backend: SentimentBackend, data: LabelledInput, cache_path: 
             "logprobs", "expected_sentiment", "sentiment_certainty")}
         results[(split, row.row)] = Prediction(split, row, record["valid"], record["sentiment"],
                                                record["confidence"], record["reasoning"], record["error"],
-                                               record["exception"], record["raw"], record["seconds"], **asked)
+                                               record["exception"], record["raw"], record["seconds"], **asked,
+                                               from_cache=True)
     if todo:
         backend.check()
         with JsonlAppender(cache_path) as cache, ThreadPoolExecutor(max_workers=parallel) as pool, \
@@ -390,6 +395,8 @@ def regression_metrics(predictions: list[Prediction]) -> dict[str, float | None]
         return {"mae": None, "spearman": None, "spearman_p": None}
     guess, truth = zip(*pairs)
     mae = sum(abs(g - t) for g, t in pairs) / len(pairs)
+    if len(set(guess)) < 2 or len(set(truth)) < 2:  # one constant side: no rank correlation (scipy would warn)
+        return {"mae": mae, "spearman": None, "spearman_p": None}
     rho, p_value = spearmanr(guess, truth)
     nan = rho != rho
     return {"mae": mae, "spearman": None if nan else float(rho), "spearman_p": None if nan else float(p_value)}
@@ -477,6 +484,18 @@ def evaluate(predictions: list[Prediction], spec: ModelSpec, data: LabelledInput
         "rows_per_s": len(predictions) / seconds if seconds else None,
         **expected,
     }
+
+
+def time_of_the_asking(metrics: dict[str, Any], predictions: list[Prediction], seconds: float,
+                       previous_metrics: Path) -> None:
+    """`seconds` and `rows_per_s` of the answers this run asked: a rerun answered wholly from the
+    cache keeps the figures of the run that asked them (its metrics.json), not the cache's reading time."""
+    asked = sum(not p.from_cache for p in predictions)
+    if asked == 0 and previous_metrics.is_file():
+        previous = read_json(previous_metrics)
+        metrics["seconds"], metrics["rows_per_s"] = previous.get("seconds"), previous.get("rows_per_s")
+    else:
+        metrics["seconds"], metrics["rows_per_s"] = round(seconds, 2), asked / seconds if seconds else None
 
 
 # --- writing -------------------------------------------------------------------------------

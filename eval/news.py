@@ -29,7 +29,7 @@ from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponen
 
 from eval.settings import EvalConfig
 from utils.errors import FinsentError
-from utils.io import atomic_write_json
+from utils.io import atomic_write_json, not_text_error
 
 log = logging.getLogger(__name__)
 
@@ -220,6 +220,8 @@ def load_snapshot(path: str | Path) -> Snapshot:
         raise FinsentError(f"news snapshot not found: {path} (run eval/fetch_news.py)") from exc
     except json.JSONDecodeError as exc:
         raise FinsentError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno}") from exc
+    except UnicodeDecodeError as exc:
+        raise not_text_error(path, exc) from None
     try:
         snapshot = Snapshot.model_validate(data)
     except ValidationError as exc:
@@ -228,6 +230,16 @@ def load_snapshot(path: str | Path) -> Snapshot:
     if not snapshot.articles:
         raise FinsentError(f"{path}: the snapshot has no articles")
     return snapshot
+
+
+def snapshot_headlines(path: str | Path) -> dict[str, str]:
+    """Article key → headline of the news snapshot at `path`, for the figures' labels; {} where it
+    is absent or unreadable (the labels then come from the URLs' words)."""
+    try:
+        return {article.key: article.title for article in load_snapshot(path).articles}
+    except FinsentError as exc:
+        log.info("article labels from their URLs (%s)", exc)
+        return {}
 
 
 def prompt_text(article: Article, max_chars: int) -> str:

@@ -118,10 +118,14 @@ class SentimentData:
         """The valid answers only."""
         return self.answers[self.answers["valid"]]
 
-    def article_titles(self, width: int = 26) -> dict[str, str]:
-        """Article key → a short title read from its URL (empty where the URL says nothing)."""
+    def article_titles(self, width: int = 26, headlines: dict[str, str] | None = None) -> dict[str, str]:
+        """Article key → a short title: its headline where `headlines` (key → the news snapshot's
+        title) has one, written as published ('EU regulators …'), else words read from its URL
+        (whose case is lost: 'Eu regulators …'); empty where neither says anything."""
         urls = self.answers.drop_duplicates("article_key").set_index("article_key")["url"]
-        return {key: short_title(url, width) if isinstance(url, str) else "" for key, url in urls.items()}
+        headlines = headlines or {}
+        return {key: shorten(headlines[key], width) if headlines.get(key)
+                else short_title(url, width) if isinstance(url, str) else "" for key, url in urls.items()}
 
 
 def short_title(url: str, width: int = 26) -> str:
@@ -133,10 +137,14 @@ def short_title(url: str, width: int = 26) -> str:
     words = " ".join(re.split(r"[-_+\s]+", slug)).strip(" :,.")
     if not re.search(r"[A-Za-z]{3}", words):  # an id, not words
         return ""
-    short = textwrap.shorten(words, width, placeholder="…")
-    if short == "…":  # one word longer than width
-        short = words[:width - 1] + "…"
+    short = shorten(words, width)
     return short[0].upper() + short[1:]
+
+
+def shorten(words: str, width: int) -> str:
+    """`words` cut to `width` characters at a word, '…' marking the cut."""
+    short = textwrap.shorten(words, width, placeholder="…")
+    return words[:width - 1] + "…" if short == "…" else short  # one word longer than width
 
 
 def read_iteration_file(path: str | Path) -> dict[str, Any]:
@@ -334,7 +342,8 @@ def resolve_pairs(pairs: Iterable[Sequence[str]], models: Sequence[str], strict:
             resolved.append((folders[0], folders[1]))
     if unmatched:
         line = (f"{len(unmatched)} comparison_pairs entr{'y' if len(unmatched) == 1 else 'ies'} "
-                f"name a model with no folder among the {len(models)} read: {', '.join(unmatched)}")
+                f"name{'s' if len(unmatched) == 1 else ''} a model with no folder among the {len(models)} read: "
+                f"{', '.join(unmatched)}")
         if strict:
             raise FinsentError(f"{line} (--strict)")
         log.warning("skipped: %s (--strict makes this an error)", line)

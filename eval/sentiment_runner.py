@@ -140,6 +140,10 @@ class ModelSummary:
     exception_examples: list[str] = field(default_factory=list)
     parse_errors: Counter = field(default_factory=Counter)
     stopped: str | None = None  # why the run of this model stopped early
+    # The snapshot's answers in this model's iteration files after the run, whichever run asked
+    # them: what the mode lines report, so a resumed or cached run prints an uninterrupted one's.
+    answers_in_files: int = 0
+    valid_in_files: int = 0
 
     @property
     def valid_rate(self) -> float | None:
@@ -287,15 +291,27 @@ def run_models(specs: list[ModelSpec], snapshot: Snapshot, config: EvalConfig, f
             summaries.append(run_model(spec, backend, snapshot, config, force, progress))
         finally:
             backend.close()
+        count_files(summaries[-1], snapshot, config)
     return summaries
 
 
+def count_files(summary: ModelSummary, snapshot: Snapshot, config: EvalConfig) -> None:
+    """The answers to the snapshot's articles in the model's complete iteration files."""
+    keys = {article.key for article in snapshot.articles}
+    for i in range(config.sample_size):
+        path = iteration_file_path(config.sentiment_save_folder, summary.folder, snapshot.ticker, i)
+        if is_complete(path, keys):
+            answers = [answer for key, answer in read_iteration_file(path)["sentiments"].items() if key in keys]
+            summary.answers_in_files += len(answers)
+            summary.valid_in_files += sum(bool(answer["valid"]) for answer in answers)
+
+
 def mode_rates(summaries: list[ModelSummary]) -> dict[str, dict[str, Any]]:
-    """Valid-JSON rate of structured vs free answers, side by side."""
+    """Valid-JSON rate of structured vs free answers in the iteration files, side by side."""
     rates: dict[str, dict[str, Any]] = {}
     for mode in ("structured", "free"):
-        answers = sum(s.answers for s in summaries if s.mode == mode)
-        valid = sum(s.valid for s in summaries if s.mode == mode)
+        answers = sum(s.answers_in_files for s in summaries if s.mode == mode)
+        valid = sum(s.valid_in_files for s in summaries if s.mode == mode)
         rates[mode] = {"answers": answers, "valid": valid,
                        "valid_json_rate": valid / answers if answers else None}
     return rates

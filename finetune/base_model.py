@@ -3,6 +3,7 @@ state dict (a model loaded from GGUF keeps a quantizer that save_pretrained refu
 from __future__ import annotations
 
 import logging
+import struct
 from pathlib import Path
 
 import torch
@@ -25,7 +26,7 @@ def gguf_to_hf_folder(gguf: Path, output: Path, family: str, dtype: str = "float
     try:
         loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, struct.error) as exc:  # struct.error: a file cut short
         raise FinsentError(f"transformers cannot read {gguf}: {str(exc).splitlines()[0]}") from None
     # transformers' GGUF tokenizer forgets the GGUF's add_bos_token; Gemma without <bos> is noise.
     tokenizer.add_bos_token = bool(_gguf_value(gguf, "tokenizer.ggml.add_bos_token", False))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from finetune.settings import CPU_EVAL_LIMIT
 from utils.chat_templates import family_record
 from utils.errors import FinsentError
 from utils.prompts import prompt_text
@@ -38,6 +39,16 @@ def read_sharegpt(path: Path) -> list[list[dict[str, str]]]:
     if not conversations:
         raise FinsentError(f"{path}: no conversations in the file")
     return conversations
+
+
+def read_validation(path: Path, limit: int | None, cuda: bool) -> list[list[dict[str, str]]]:
+    """The first `limit` validation conversations (finetune.eval_limit; None: all of them on a GPU,
+    CPU_EVAL_LIMIT on a CPU, where validating a whole split takes hours)."""
+    conversations = read_sharegpt(path)
+    limit = limit or (None if cuda else CPU_EVAL_LIMIT)
+    if limit and len(conversations) > limit:
+        log.info("validation: the first %d of %d rows of %s (finetune.eval_limit)", limit, len(conversations), path)
+    return conversations[:limit]
 
 
 def _messages(record: ShareGPTRecord, where: str) -> list[dict[str, str]]:

@@ -6,6 +6,7 @@ The chat family and the default name come from the run that trained the model (t
 """
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 from pathlib import Path
@@ -13,25 +14,11 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: import this checkout, not an installed copy
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from utils.errors import require_extra  # noqa: E402
-
-require_extra("finetune")  # one line naming the install command, not an ImportError's traceback
-
-from finetune.gguf_export import TrainedRun, convert_to_f16, quantize  # noqa: E402
-from finetune.llama_cpp_source import llama_cpp_dir  # noqa: E402
-from finetune.modelfile import write_modelfile  # noqa: E402
-from finetune.run_layout import OutputLayout, gguf_name  # noqa: E402
-from finetune.settings import QUANTS, model_name_from_base  # noqa: E402
-from finetune.tokenizer_check import check_exported_gguf, probe_conversations  # noqa: E402
-from finsent.cli import config_from_args  # noqa: E402
-from utils.chat_templates import family_record  # noqa: E402
-from utils.cli import stage_parser  # noqa: E402
-from utils.errors import FinsentError, cli_entry  # noqa: E402
-
-log = logging.getLogger("finetune.export_gguf")
+from finetune.settings import QUANTS  # noqa: E402
+from utils.cli import help_before_imports, stage_parser  # noqa: E402
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = stage_parser(__doc__.strip().splitlines()[0])
     parser.add_argument("--model", help="merged HF model folder (default: <finetune.output_dir>/merged)")
     parser.add_argument("--output-dir", help="finetune.output_dir: the GGUFs go to its gguf/ folder")
@@ -41,7 +28,31 @@ def main(argv: list[str] | None = None) -> int:
                                        "name + -finsent)")
     parser.add_argument("--family", help="chat format (default: the one the model was trained with)")
     parser.add_argument("--llama-cpp-source", help="llama-cpp-python sdist or a folder with convert_hf_to_gguf.py")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+help_before_imports(parse_args)  # --help answers without the fine-tune extras
+
+from utils.errors import require_extra  # noqa: E402
+
+require_extra("finetune")  # one line naming the install command, not an ImportError's traceback
+
+from finetune.gguf_export import TrainedRun, convert_to_f16, quantize  # noqa: E402
+from finetune.llama_cpp_source import llama_cpp_dir  # noqa: E402
+from finetune.modelfile import write_modelfile  # noqa: E402
+from finetune.run_layout import OutputLayout, gguf_name  # noqa: E402
+from finetune.settings import model_name_from_base  # noqa: E402
+from finetune.tokenizer_check import check_exported_gguf, probe_conversations  # noqa: E402
+from finsent.cli import config_from_args  # noqa: E402
+from utils.chat_templates import family_record  # noqa: E402
+from utils.errors import FinsentError, cli_entry  # noqa: E402
+from utils.io import read_json  # noqa: E402
+
+log = logging.getLogger("finetune.export_gguf")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     cfg = config_from_args(args, {
         "finetune.output_dir": args.output_dir, "finetune.model_name": args.name,
         "finetune.quants": args.quants.split(",") if args.quants else None,
@@ -50,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     model_dir = Path(args.model) if args.model else layout.merged
     if not (model_dir / "config.json").is_file():
         raise FinsentError(f"no merged model in {model_dir} (train first, or pass --model DIR)")
+    read_json(model_dir / "config.json")  # a damaged file named now, not by the converter's traceback
     run = TrainedRun.read(model_dir)
     family = run.family_for(args.family, cfg.family)
     family_record(family)

@@ -13,16 +13,17 @@ from __future__ import annotations
 
 import logging
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from tqdm import tqdm
 
 from utils.errors import FinsentError
-from utils.io import atomic_dir, atomic_write_json, read_json
+from utils.io import atomic_dir, atomic_write_json, check_writable, read_json
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,16 @@ FLOAT_DTYPES = {"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"}  # safetensor
 # The config values that fix every tensor's shape: fine-tunes of one base agree on all of them.
 ARCHITECTURE_KEYS = ("model_type", "architectures", "hidden_size", "intermediate_size", "num_hidden_layers",
                      "num_attention_heads", "num_key_value_heads", "head_dim", "vocab_size", "tie_word_embeddings")
+
+
+@contextmanager
+def open_safetensors(path: Path):
+    """safe_open, with a damaged or cut-short file a one-line error naming it."""
+    try:
+        with safe_open(path, framework="pt") as handle:
+            yield handle
+    except SafetensorError as exc:
+        raise FinsentError(f"{path}: not a readable safetensors file ({exc})") from None
 
 
 @dataclass(frozen=True)
@@ -59,7 +70,7 @@ class ModelFolder:
         if (path / SHARD_INDEX).is_file():
             shards = read_json(path / SHARD_INDEX).get("weight_map") or {}
         elif (path / SINGLE_FILE).is_file():
-            with safe_open(path / SINGLE_FILE, framework="pt") as handle:
+            with open_safetensors(path / SINGLE_FILE) as handle:
                 shards = {name: SINGLE_FILE for name in handle.keys()}
         else:
             raise FinsentError(f"{path}: no {SINGLE_FILE} or {SHARD_INDEX} (a merged full fine-tune saves one)")
@@ -71,7 +82,7 @@ class ModelFolder:
         """Names, shapes and dtypes from the safetensors headers (no tensor is read)."""
         infos = {}
         for file_name in sorted(set(self.shards.values())):
-            with safe_open(self.path / file_name, framework="pt") as handle:
+            with open_safetensors(self.path / file_name) as handle:
                 for name in handle.keys():
                     view = handle.get_slice(name)
                     infos[name] = TensorInfo(tuple(view.get_shape()), view.get_dtype())
@@ -125,7 +136,7 @@ def average_tensor(name: str, models: list[ModelFolder], weights: list[float]) -
     tensors (integer buffers) must be equal."""
     tensors = []
     for model in models:
-        with safe_open(model.path / model.shards[name], framework="pt") as handle:
+        with open_safetensors(model.path / model.shards[name]) as handle:
             tensors.append(handle.get_tensor(name))
     first = tensors[0]
     if not first.is_floating_point():
@@ -160,7 +171,7 @@ def write_soup(models: list[ModelFolder], weights: list[float], tensors: dict[st
         by_file.setdefault(first.shards[name], []).append(name)
     with tqdm(total=len(tensors), desc="averaging", unit="tensor", disable=not progress) as bar:
         for file_name, names in sorted(by_file.items()):
-            with safe_open(first.path / file_name, framework="pt") as handle:
+            with open_safetensors(first.path / file_name) as handle:
                 metadata = handle.metadata()
             shard = {}
             for name in names:
@@ -183,6 +194,7 @@ def average_models(model_dirs: list[Path], output: Path, weights: list[float] | 
     for model_dir in model_dirs:
         if model_dir.resolve() == output.resolve():
             raise FinsentError(f"--output {output} is one of the folders being averaged: name another folder")
+    check_writable(output.parent, folder=True)  # before the models are read
     models = [ModelFolder.read(model_dir) for model_dir in model_dirs]
     tensors = check_compatible(models)
     log.info("averaging %d tensors of %d models (weights %s) into %s", len(tensors), len(models),

@@ -67,6 +67,16 @@ class OutputLayout:
                                "checkpoint or --overwrite to start over")
         return None
 
+    def resume_hint(self) -> str:
+        """After a Ctrl-C: the checkpoint a rerun with --resume continues from (the saved ones are
+        whole: the Trainer writes each in full before the next step)."""
+        from transformers.trainer_utils import get_last_checkpoint
+
+        last = get_last_checkpoint(str(self.checkpoints)) if self.checkpoints.is_dir() else None
+        if last is None:
+            return f"no checkpoint saved yet in {self.checkpoints}: rerun with --overwrite to start over"
+        return f"rerun with --resume to continue from {last}"
+
     def clear(self) -> None:
         """--overwrite: start from an empty folder (main process only)."""
         if self.root.exists():

@@ -11,6 +11,7 @@ ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "d
 # The GGUF quantizations export makes (llama.cpp's LLAMA_FTYPE_MOSTLY_<QUANT>), largest first.
 Quant = Literal["f16", "q8_0", "q5_k_m", "q4_k_m"]
 QUANTS: tuple[str, ...] = get_args(Quant)
+CPU_EVAL_LIMIT = 32
 # Parts of a hub name that say how a checkpoint was packaged, not which model it is.
 _PACKAGING_PARTS = {"meta", "instruct", "it", "chat", "hf", "bnb", "4bit", "unsloth"}
 
@@ -62,6 +63,9 @@ class FinetuneConfig(BaseModel):
     # Logging, evaluation, checkpoints
     logging_steps: int = Field(10, gt=0)
     eval_steps: int = Field(100, gt=0)
+    # Validation rows at most (the first ones); None: every row on a GPU, CPU_EVAL_LIMIT on a CPU,
+    # where a full validation split takes hours (a smoke run is then minutes).
+    eval_limit: int | None = Field(None, gt=0)
     save_steps: int = Field(100, ge=0)  # 0: no checkpoints
     save_total_limit: int = Field(3, gt=0)
     report_to: str = "none"  # "tensorboard", "wandb", ... as transformers accepts

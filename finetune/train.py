@@ -15,34 +15,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: import this checkout, not an installed copy
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from utils.errors import require_extra  # noqa: E402
-
-require_extra("finetune")  # one line naming the install command, not an ImportError's traceback
-
-from finetune.multigpu import keep_multicast_off  # noqa: E402
-
-keep_multicast_off()  # before torch.distributed starts NCCL in this process
-
-from finetune.recipe import import_unsloth_if_chosen  # noqa: E402
-from finsent.cli import config_from_args  # noqa: E402
-
-import_unsloth_if_chosen(sys.argv[1:], config_from_args)  # before transformers, peft and trl: Unsloth patches them at import
-
-from accelerate import PartialState  # noqa: E402
-from transformers import set_seed  # noqa: E402
-
-from finetune.data import read_sharegpt, tokenized_dataset  # noqa: E402
-from finetune.llama_cpp_source import llama_cpp_dir  # noqa: E402
-from finetune.recipe import (Device, check_backend, choose_precision, count_params, flops_per_token,  # noqa: E402
-                             load_model, peak_flops)
-from finetune.run_layout import OutputLayout  # noqa: E402
-from finetune.tokenizer_check import check_before_training, sample_conversations  # noqa: E402
-from finetune.trainer_setup import ThroughputCallback, build_trainer, save_outputs, write_summary  # noqa: E402
-from utils.chat_templates import family_record  # noqa: E402
-from utils.cli import stage_parser  # noqa: E402
-from utils.errors import cli_entry  # noqa: E402
-
-log = logging.getLogger("finetune.train")
+from utils.cli import help_before_imports, stage_parser  # noqa: E402
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -64,6 +37,39 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+help_before_imports(parse_args)  # --help answers without the fine-tune extras
+
+from utils.errors import require_extra  # noqa: E402
+
+require_extra("finetune")  # one line naming the install command, not an ImportError's traceback
+
+from finetune.multigpu import keep_multicast_off  # noqa: E402
+
+keep_multicast_off()  # before torch.distributed starts NCCL in this process
+
+from finetune.recipe import exit_if_unsloth_without_cuda, import_unsloth_if_chosen  # noqa: E402
+from finsent.cli import config_from_args  # noqa: E402
+
+exit_if_unsloth_without_cuda(sys.argv[1:], config_from_args)
+import_unsloth_if_chosen(sys.argv[1:], config_from_args)  # before transformers, peft and trl: Unsloth patches them at import
+
+from accelerate import PartialState  # noqa: E402
+from transformers import set_seed  # noqa: E402
+
+from finetune.data import read_sharegpt, read_validation, tokenized_dataset  # noqa: E402
+from finetune.llama_cpp_source import llama_cpp_dir  # noqa: E402
+from finetune.recipe import (Device, check_backend, choose_precision, count_params, flops_per_token,  # noqa: E402
+                             load_model, peak_flops)
+from finetune.run_layout import OutputLayout  # noqa: E402
+from finetune.tokenizer_check import check_before_training, sample_conversations  # noqa: E402
+from finetune.trainer_setup import ThroughputCallback, build_trainer, save_outputs, write_summary  # noqa: E402
+from utils.chat_templates import family_record  # noqa: E402
+from utils.errors import Interrupted, cli_entry  # noqa: E402
+from utils.io import check_writable  # noqa: E402
+
+log = logging.getLogger("finetune.train")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cfg = config_from_args(args, {
@@ -74,12 +80,14 @@ def main(argv: list[str] | None = None) -> int:
         "finetune.max_steps": args.max_steps, "finetune.packing": args.packing,
         "finetune.max_seq_length": args.max_seq_length}).finetune
     family_record(cfg.family)
-    conversations = {"train": read_sharegpt(cfg.train_file),
-                     "validation": read_sharegpt(cfg.validation_file) if cfg.validation_file else None}
     device = Device.detect()
     check_backend(cfg, device)
     layout = OutputLayout(cfg.output_dir)
     resume_from = layout.check(resume=args.resume, overwrite=args.overwrite)
+    check_writable(layout.root, folder=True)  # before the data is read and the model loaded
+    conversations = {"train": read_sharegpt(cfg.train_file),
+                     "validation": read_validation(cfg.validation_file, cfg.eval_limit, device.cuda)
+                     if cfg.validation_file else None}
     if resume_from:
         log.info("resuming from %s", resume_from)
     state = PartialState()
@@ -107,7 +115,10 @@ def main(argv: list[str] | None = None) -> int:
                                     peak * state.num_processes if peak else None, layout.throughput_log)
     trainer = build_trainer(cfg, model, tokenizer, train_set, validation_set, precision, layout, throughput,
                             use_cpu=not device.cuda)
-    train_metrics = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None).metrics
+    try:
+        train_metrics = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None).metrics
+    except KeyboardInterrupt:
+        raise Interrupted(layout.resume_hint()) from None
     figures = throughput.summary(trainer.accelerator)
     eval_metrics = trainer.evaluate() if validation_set is not None else {}
     if cfg.save_final:

@@ -17,6 +17,7 @@ from dataset_builder.settings import DatasetConfig
 from eval.settings import EvalConfig
 from finetune.settings import FinetuneConfig
 from utils.errors import FinsentError
+from utils.io import not_text_error
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,13 @@ def _source(error: ValidationError, path: Path, overrides: dict[str, Any]) -> st
     return "command line" if from_overrides else str(path)
 
 
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """What is wrong and where: 'line 3, column 9: mapping values are not allowed here'."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark else problem
+
+
 def set_dotted(data: dict[str, Any], dotted_key: str, value: Any) -> None:
     """`set_dotted(d, "eval.sample_size", 2)` sets d["eval"]["sample_size"]."""
     *parents, leaf = dotted_key.split(".")
@@ -86,7 +94,9 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         try:
             loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as exc:
-            raise FinsentError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from exc
+            raise FinsentError(f"{path}: not valid YAML: {yaml_problem(exc)}") from None
+        except UnicodeDecodeError as exc:
+            raise not_text_error(path, exc) from None
         if loaded is not None and not isinstance(loaded, dict):
             raise FinsentError(f"{path}: the top level must be a mapping of keys")
         raw = loaded or {}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 import time
@@ -35,6 +36,16 @@ DEMO_SEED = 42
 # its batch (two greedy runs on 4 slots labelled 10 of 12 articles differently), so the demo
 # gives up batching for answers that repeat.
 DEMO_SLOTS = 1
+# Free, the base model never closes its JSON and writes to the cap: 96 tokens still hold a valid
+# answer (~50-100), and the demo's minutes go to the answers that show something.
+FREE_MAX_TOKENS = 96
+
+
+def busy_machine_threads() -> int:
+    """llama.cpp's threads by default: half the cores. On all of them, a machine that other work
+    keeps busy spends most of the time waiting for the slowest thread (a 2-core machine at load
+    4-16 took over an hour)."""
+    return max(1, (os.cpu_count() or 2) // 2)
 
 
 def _flow(value: object) -> str:
@@ -70,30 +81,30 @@ def _cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def _models_under_test(config) -> list[dict]:
+def _models_under_test(config, threads: int) -> list[dict]:
     """The base model free and schema-constrained, and the fine-tune where one was exported."""
     finetuned_gguf = OutputLayout(config.finetune.output_dir).gguf_file(config.finetune.gguf_model_name, "q4_k_m")
+    each = {"backend": "llamacpp", "seed": DEMO_SEED, "parallel": DEMO_SLOTS, "threads": threads}
     models = [
-        {"name": "gemma3-270m-base", "backend": "llamacpp", "model": DEFAULT_MODEL_NAME, "seed": DEMO_SEED,
-         "parallel": DEMO_SLOTS},
-        {"name": "gemma3-270m-base-structured", "backend": "llamacpp", "model": DEFAULT_MODEL_NAME,
-         "structured": True, "seed": DEMO_SEED, "parallel": DEMO_SLOTS},
+        {"name": "gemma3-270m-base", "model": DEFAULT_MODEL_NAME, "max_tokens": FREE_MAX_TOKENS, **each},
+        {"name": "gemma3-270m-base-structured", "model": DEFAULT_MODEL_NAME, "structured": True, **each},
     ]
     if finetuned_gguf.is_file():
-        models.append({"name": f"{config.finetune.gguf_model_name}-q4_k_m", "backend": "llamacpp",
-                       "gguf": str(finetuned_gguf), "prompt": "trained", "seed": DEMO_SEED,
-                       "parallel": DEMO_SLOTS})
+        models.append({"name": f"{config.finetune.gguf_model_name}-q4_k_m", "gguf": str(finetuned_gguf),
+                       "prompt": "trained", **each})
     return models
 
 
-def run(config_path: str | None, iterations: int, snapshot: Path = EXAMPLE_SNAPSHOT) -> None:
+def run(config_path: str | None, iterations: int, snapshot: Path = EXAMPLE_SNAPSHOT,
+        threads: int | None = None) -> None:
+    threads = threads or busy_machine_threads()
     config = load_config(config_path)
     cuda = _cuda_available()
     demo = Demo(config_path, total_steps=13 if cuda else 12)  # without CUDA, one skip line for two steps
     demo.step("step 01: airline tweets → labelled CSV", "dataset_builder/step_01_process_tweets.py")
     demo.step("step 02: Financial PhraseBank → labelled CSV",
               "dataset_builder/step_02_process_financial_phrasebank.py")
-    with EmbeddedEngine(EngineSettings(n_parallel=DEMO_SLOTS)) as engine:
+    with EmbeddedEngine(EngineSettings(n_parallel=DEMO_SLOTS, n_threads=threads)) as engine:
         labeller = {"name": "embedded", "kind": "openai_compatible", "base_url": engine.base_url,
                     "models": [DEFAULT_MODEL_NAME], "response_format": "json_schema",
                     "timeout_s": 600}
@@ -110,7 +121,7 @@ def run(config_path: str | None, iterations: int, snapshot: Path = EXAMPLE_SNAPS
     else:
         demo.note("fine-tune and export: skipped", "no CUDA GPU here: run `python finetune/train.py --config "
                   "config.yaml` on a GPU machine (docs/gpu.md: Colab T4, one H100, several GPUs)")
-    models = _flow(_models_under_test(config))
+    models = _flow(_models_under_test(config, threads))
     demo.step(f"eval: every model × {iterations} iterations on the frozen example news snapshot",
               "eval/generate_model_sentiments.py", "--snapshot", str(snapshot),
               "--sample-size", str(iterations), "--set", f"eval.models_to_test={models}",
@@ -119,6 +130,7 @@ def run(config_path: str | None, iterations: int, snapshot: Path = EXAMPLE_SNAPS
     demo.step("eval: accuracy of the base model on the labelled test split", "eval/evaluate_labelled.py",
               "--input", str(config.dataset.step_05_dir / "test.jsonl"), "--output", str(labelled_dir),
               "--structured", "--max-tokens", str(DEMO_MAX_TOKENS), "--parallel", str(DEMO_SLOTS),
+              "--threads", str(threads),
               "--set", "eval.default_temperature=0", "--set", f"eval.seed={DEMO_SEED}")
     pairs = _flow([["gemma3-270m-base", "gemma3-270m-base-structured"]])
     report_overrides = ["--set", f"eval.models_to_test={models}", "--set", f"eval.comparison_pairs={pairs}"]
@@ -154,8 +166,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default=None, help="YAML config (default: ./config.yaml)")
     parser.add_argument("--iterations", type=int, default=2, help="eval iterations per model")
     parser.add_argument("--snapshot", type=Path, default=EXAMPLE_SNAPSHOT, help="frozen news snapshot to judge")
+    parser.add_argument("--threads", type=int, help="llama.cpp CPU threads (make demo THREADS=N; default: half "
+                                                    f"the cores, here {busy_machine_threads()}: a busy machine "
+                                                    "runs slower on all of them)")
     args = parser.parse_args(argv)
-    run(args.config, args.iterations, args.snapshot)
+    if args.threads is not None and args.threads < 1:
+        raise FinsentError(f"--threads {args.threads}: at least 1")
+    run(args.config, args.iterations, args.snapshot, args.threads)
     return 0
 
 

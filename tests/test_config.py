@@ -74,6 +74,17 @@ def test_key_given_twice_is_an_error(tmp_path: Path):
         load_config(path)
 
 
+def test_malformed_yaml_names_line_and_column(tmp_path: Path):
+    path = tmp_path / "config.yaml"
+    path.write_text("eval:\n  sample_size: 2\n  ticker_symbol: MSFT: again\n")
+    with pytest.raises(FinsentError) as raised:
+        load_config(path)
+    assert str(raised.value) == f"{path}: not valid YAML: line 3, column 22: mapping values are not allowed here"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\xff\x00")
+    with pytest.raises(FinsentError, match=r"config.yaml: not UTF-8 text \(byte 0: invalid start byte\)"):
+        load_config(path)
+
+
 # --- one definition per key: config.yaml and the scripts' flags against the pydantic fields --------
 
 # What to evaluate is the user's choice, not a default: config.yaml names the embedded models, the

@@ -101,7 +101,7 @@ def test_build_corpus_names_the_line_of_a_malformed_part(tmp_path):
     (parts / "x.jsonl").write_text(json.dumps(row("A text", 0.5, "Why.")) + "\n{not json\n", encoding="utf-8")
     result = run_script(BUILD, "--parts", parts, "--output", tmp_path / "c.csv")
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1].startswith(f"error: {parts / 'x.jsonl'}: line 2: malformed JSON")
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: {parts / 'x.jsonl'}: line 2 is not valid JSON")
     assert not (tmp_path / "c.csv").exists()
 
 

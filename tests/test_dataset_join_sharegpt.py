@@ -127,6 +127,15 @@ def test_step_04_sanitises_and_drops_invalid_rows_per_source(real_steps, tmp_pat
         assert reason in summary["news"]
 
 
+def test_step_04_that_drops_every_row_is_an_error_and_writes_nothing(tmp_path):
+    news = write_csv(tmp_path / "news.csv", ["Article", "JSON"], [["Shares fell", "{not json"], ["", "{}"]])
+    output = tmp_path / "joined.csv"
+    result = run_script(STEP_04, "--input", f"news={news}", "--output", output)
+    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1] == (
+        f"error: no row to join: every row of {news} was dropped ({news}: 1 × malformed JSON)")
+    assert not output.exists()
+
+
 def test_step_04_joins_the_outputs_that_exist_and_names_the_missing(real_steps, tmp_path):
     output = tmp_path / "joined.csv"
     stderr = run_ok(STEP_04, "--set", f"dataset.step_01_csv={real_steps['tweets']}",

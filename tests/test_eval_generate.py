@@ -9,7 +9,7 @@ from eval.backends import make_backend, parse_model_entries
 from eval.news import Article, load_snapshot, prompt_text, save_snapshot
 from eval.sentiment_files import load_sentiments, read_iteration_file
 from eval.sentiment_folder import journal_path
-from eval.sentiment_runner import run_model, run_models, summary_table, work_units
+from eval.sentiment_runner import mode_rates, run_model, run_models, summary_table, work_units
 from eval.settings import EvalConfig
 from tests.conftest import REPO_ROOT, run_script, script_env
 from tests.fault_server import FaultServer, expected_response
@@ -313,3 +313,15 @@ def test_a_torn_last_journal_line_is_asked_again(tmp_path, torn):
         == [0.1, 0.2, 0.3]
     assert files[1][second.key]["sentiment"] == expected_response(wanted)["sentiment"]
     assert not journal.exists()
+
+
+def test_a_rerun_answered_from_the_files_reports_the_mode_figures_of_the_first_run(tmp_path):
+    snapshot = small_snapshot(3)
+    with FaultServer() as server:
+        config = EvalConfig(sentiment_save_folder=str(tmp_path / "s"), sample_size=2, models_to_test=[
+            {"backend": "openai", "model": "test-model", "base_urls": [server.base_url], "prompt": "trained"}])
+        specs = parse_model_entries(config.models_to_test, config)
+        first = run_models(specs, snapshot, config, progress=False)
+        rerun = run_models(specs, snapshot, config, progress=False)
+    assert (first[0].answers, rerun[0].answers) == (6, 0)  # the rerun asked nothing ...
+    assert mode_rates(rerun) == mode_rates(first) and mode_rates(first)["free"]["answers"] == 6  # ... and says the same

@@ -317,3 +317,21 @@ def test_answers_are_reused_across_parallel_and_threads_but_not_across_prompts(t
         asked_again = len(server.seen)
     assert reused == 0
     assert asked_again == len(rows)
+
+
+def test_a_rerun_from_the_cache_keeps_the_timing_of_the_run_that_asked(tmp_path):
+    labelled = tmp_path / "labelled.csv"
+    rows = [f"Company {n} reports quarter {n},{'positive' if n % 2 else 'negative'}\n" for n in range(10)]
+    labelled.write_text("text,label\n" + "".join(rows), encoding="utf-8")
+    out = tmp_path / "eval"
+    with FaultServer(latency_s=0.2) as server:
+        model = json.dumps({"backend": "openai", "model": "test-model", "base_urls": [server.base_url]})
+        runs = []
+        for _ in range(2):
+            result = run_script("eval/evaluate_labelled.py", "--input", labelled, "--output", out, "--model", model,
+                                "--no-progress", "--parallel", "1")
+            assert result.returncode == 0, result.stderr[-2000:]
+            runs.append(json.loads((out / "metrics.json").read_text(encoding="utf-8")))
+    first, cached = runs
+    assert first["seconds"] >= 10 * 0.2 and first["rows_per_s"] == pytest.approx(10 / first["seconds"], rel=0.05)
+    assert (cached["seconds"], cached["rows_per_s"]) == (first["seconds"], first["rows_per_s"])

@@ -203,3 +203,17 @@ def test_packing_fills_sequences_with_several_rows(tmp_path, tiny_llama, sharegp
     # A step of 4 packed 512-token sequences carries more tokens than any 4 unpacked rows.
     assert summary["tokens"] > sum(lengths[-4:])
     assert not (output / "merged").exists() and not list(output.glob("checkpoints/checkpoint-*"))
+
+
+def test_validation_is_capped_on_a_cpu_unless_eval_limit_says_otherwise(tmp_path, shared_data):
+    from finetune.data import read_sharegpt, read_validation
+    from finetune.settings import CPU_EVAL_LIMIT
+    from tests.finetune_fixtures import phrasebank_rows
+
+    path = write_sharegpt(tmp_path / "validation.jsonl", phrasebank_rows(shared_data, CPU_EVAL_LIMIT + 8))
+    everything = read_sharegpt(path)
+    assert len(everything) == CPU_EVAL_LIMIT + 8
+    assert read_validation(path, None, cuda=False) == everything[:CPU_EVAL_LIMIT]  # the smoke run's minutes
+    assert read_validation(path, None, cuda=True) == everything
+    assert read_validation(path, 5, cuda=True) == everything[:5]
+    assert read_validation(path, 1000, cuda=False) == everything

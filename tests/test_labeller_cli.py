@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -63,10 +64,11 @@ def test_dry_run_shows_the_first_prompt_and_calls_nothing(tmp_path, repo_root):
     done = _run(tmp_path, config, "--input", repo_root / "examples" / "news", "--dry-run", "--limit", "3")
     assert done.returncode == 0, done.stderr
     assert "3 articles" in done.stdout and "3 to label" in done.stdout
-    prompt = json.loads(done.stdout.split("first prompt:\n", 1)[1])
-    assert [m["role"] for m in prompt] == ["system", "user"]
-    assert "The text was published on 2024-05-15" in prompt[1]["content"]  # {date_msg} filled
-    assert "Software firm wins five-year government cloud contract" in prompt[1]["content"]
+    # as it reads: each message under its role, its newlines as lines (not one escaped JSON line)
+    _, system, user = re.split(r"^--- (?:system|user) ---$", done.stdout.split("first prompt:\n", 1)[1], flags=re.M)
+    assert "financial sentiment analyst" in system and "\\n" not in user and len(user.splitlines()) > 10
+    assert "The text was published on 2024-05-15" in user  # {date_msg} filled
+    assert "Software firm wins five-year government cloud contract" in user
     assert not (tmp_path / "labels.jsonl").exists() and not (tmp_path / "news.csv").exists()
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any, NoReturn
+import sys
+from typing import Any, Callable, NoReturn
 
 import yaml
 
@@ -18,13 +19,30 @@ class OneLineErrorParser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
+class OwnDefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends a flag's own default once: not '(default: None)' to a flag whose help already says
+    where its value comes from (a config key), nor a second default where the help names one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False, [], argparse.SUPPRESS) or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def stage_parser(description: str) -> argparse.ArgumentParser:
-    parser = OneLineErrorParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = OneLineErrorParser(description=description, formatter_class=OwnDefaultsHelpFormatter)
     parser.add_argument("--config", default=None,
                         help="YAML config (default: ./config.yaml if present, else built-in defaults)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override any config key by its dotted name, e.g. --set eval.sample_size=2")
     return parser
+
+
+def help_before_imports(parse_args: Callable[[list[str]], Any]) -> None:
+    """At the top of a script whose imports take seconds or need the fine-tune extras: --help is
+    answered (and the script exits) from its parser alone, before those imports."""
+    if {"-h", "--help"} & set(sys.argv[1:]):
+        parse_args(sys.argv[1:])
 
 
 def yaml_value(text: str, flag: str) -> Any:

@@ -16,6 +16,13 @@ class FinsentError(Exception):
     """A problem with the user's input or environment, reported in one line."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, re-raised with what a rerun continues from (cli_entry prints it after `interrupted:`)."""
+
+
+INTERRUPTED = "what was written so far is kept; rerun to continue"
+
+
 def quiet_client_logs(verbose: bool = False) -> None:
     """The HTTP clients log one INFO line per request (hundreds per run, breaking the progress
     bar; the embedded engine's health polls too): keep them at WARNING unless `verbose`."""
@@ -25,7 +32,8 @@ def quiet_client_logs(verbose: bool = False) -> None:
 
 
 def cli_entry(main: Callable[..., int | None]) -> Callable[..., int]:
-    """Wrap a script's main(): FinsentError (and Ctrl-C) become one line on stderr, exit ≠ 0."""
+    """Wrap a script's main(): FinsentError, a file that cannot be read or written (an OSError
+    naming it) and Ctrl-C become one line on stderr, exit ≠ 0."""
 
     @wraps(main)
     def wrapper(*args, **kwargs) -> int:
@@ -36,11 +44,25 @@ def cli_entry(main: Callable[..., int | None]) -> Callable[..., int]:
         except FinsentError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        except KeyboardInterrupt:
-            print("interrupted: what was written so far is kept; rerun to continue", file=sys.stderr)
+        except OSError as exc:
+            if exc.filename is None:  # not about a file the user named: a bug, shown whole
+                raise
+            print(f"error: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt as exc:
+            _close_progress_bars()
+            print(f"interrupted: {exc if isinstance(exc, Interrupted) else INTERRUPTED}", file=sys.stderr)
             return 130
 
     return wrapper
+
+
+def _close_progress_bars() -> None:
+    """Close the bars a Ctrl-C left open now, so that their last redraw comes before the
+    `interrupted:` line, not after it on the same line."""
+    tqdm = sys.modules.get("tqdm")
+    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", None) or []):
+        bar.close()
 
 
 def require_extra(extra: str) -> None:

@@ -23,8 +23,9 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     input never destroys what an earlier run wrote.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    with _writing(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -33,9 +34,42 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
             os.fsync(handle.fileno())
         # mkstemp makes the file owner-only; give it the mode a plain open() would have.
         os.chmod(tmp, 0o666 & ~_current_umask())
-        os.replace(tmp, target)
+        with _writing(target):
+            os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def _writing(target: Path) -> Iterator[None]:
+    """An OSError while creating `target` (or its folder) becomes one line naming `target`."""
+    try:
+        yield
+    except OSError as exc:
+        raise FinsentError(f"cannot write {target}: {exc.strerror or exc}") from None
+
+
+def check_writable(target: str | Path, folder: bool = False) -> Path:
+    """Before hours of work whose result goes to `target` (a file, or with `folder` a folder):
+    a path that cannot be written is a one-line FinsentError now rather than after the work. A
+    file is created (and removed) in the nearest folder of the path that exists; nothing is left."""
+    target = Path(target)
+    with _writing(target):
+        if not folder and target.is_dir():
+            raise IsADirectoryError(21, "is a folder")
+        existing = target if folder else target.parent
+        while not existing.exists():
+            existing = existing.parent
+        if not existing.is_dir():
+            raise NotADirectoryError(20, f"{existing} is not a folder")
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    return target
+
+
+def not_text_error(path: str | Path, exc: UnicodeDecodeError) -> FinsentError:
+    """The one line for a file that is not UTF-8 text (a binary file, or another encoding)."""
+    return FinsentError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})")
 
 
 @contextmanager
@@ -44,8 +78,9 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     existing `target` is swapped out, then deleted). On error the temp folder is removed and
     `target` is left as it was. Callers decide beforehand whether replacing `target` is allowed."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    with _writing(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_current_umask())  # mkdtemp makes it owner-only
@@ -81,9 +116,10 @@ class JsonlAppender:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        _terminate_torn_tail(self.path)
-        self._handle = open(self.path, "a", encoding="utf-8")
+        with _writing(self.path):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _terminate_torn_tail(self.path)
+            self._handle = open(self.path, "a", encoding="utf-8")
 
     def append(self, record: dict[str, Any]) -> None:
         self.append_many([record])
@@ -126,6 +162,22 @@ def read_json(path: str | Path) -> Any:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise FinsentError(f"{path}: not valid JSON ({exc})") from None
+
+
+def json_lines(path: str | Path) -> Iterator[tuple[int, Any]]:
+    """(line number, value) of each non-blank line of a JSON-lines file people or scripts wrote;
+    a file that is not UTF-8 or a line that is not JSON is a one-line FinsentError naming it."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise not_text_error(path, exc) from None
+    for number, line in enumerate(text.split("\n"), start=1):  # not splitlines: JSON may hold a raw U+2028
+        if not line.strip():
+            continue
+        try:
+            yield number, json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise FinsentError(f"{path}: line {number} is not valid JSON: {exc.msg}") from None
 
 
 def read_jsonl(path: str | Path, complete_lines_only: bool = False) -> list[dict[str, Any]]:

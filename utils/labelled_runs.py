@@ -12,7 +12,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from utils.errors import FinsentError
-from utils.io import read_json
+from utils.io import not_text_error, read_json
 from utils.labels import LABELS
 
 INVALID = len(LABELS)  # the code of a prediction that is no class (an invalid answer)
@@ -25,12 +25,15 @@ def read_prediction_records(folder: str | Path, columns: Iterable[str]) -> list[
     path = Path(folder) / "predictions.csv"
     if not path.is_file():
         raise FinsentError(f"{path}: not found (is {folder} an evaluate_labelled --output folder?)")
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        missing = [column for column in columns if column not in (reader.fieldnames or [])]
-        if missing:
-            raise FinsentError(f"{path}: no column {', '.join(repr(column) for column in missing)}")
-        return list(enumerate(reader, start=2))
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            missing = [column for column in columns if column not in (reader.fieldnames or [])]
+            if missing:
+                raise FinsentError(f"{path}: no column {', '.join(repr(column) for column in missing)}")
+            return list(enumerate(reader, start=2))
+    except UnicodeDecodeError as exc:
+        raise not_text_error(path, exc) from None
 
 
 @dataclass

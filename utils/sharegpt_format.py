@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from utils.errors import FinsentError
+from utils.io import json_lines
 
 SPLITS = ("train", "validation", "test")
 # A turn's speaker ("from") as a chat role; "user"/"assistant" are accepted as other tools write them.
@@ -47,7 +48,7 @@ def sharegpt_record(system: str, text: str, answer: str, source: str, label: str
 
 def is_sharegpt(path: str | Path) -> bool:
     """Whether the file's first line is a ShareGPT record (a JSONL of another kind is not)."""
-    with open(path, encoding="utf-8") as handle:
+    with open(path, encoding="utf-8", errors="replace") as handle:  # a binary file is not one: its reader says why
         first = handle.readline()
     try:
         return "conversations" in json.loads(first)
@@ -57,18 +58,7 @@ def is_sharegpt(path: str | Path) -> bool:
 
 def read_split(path: str | Path) -> list[ShareGPTRecord]:
     """Every record of a split file; a malformed line is a one-line error naming the file and line."""
-    path = Path(path)
-    records = []
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise FinsentError(f"{path}: line {number} is not valid JSON: {exc.msg}") from None
-            records.append(_record(record, number, f"{path}: line {number}"))
-    return records
+    return [_record(record, number, f"{path}: line {number}") for number, record in json_lines(path)]
 
 
 def _record(record: Any, number: int, where: str) -> ShareGPTRecord:
