@@ -218,21 +218,15 @@ EOF
       --prompt trained --no-structured --expected-sentiment $SCORE_ARGS 2>&1 | tail -5 || true
     echo "eval_expected_s $(since "$t")" > "$WORK/times/eval_expected"
   fi
-  if [ -n "$HEADLINES" ]; then
-    t=$(date +%s); stamp "evaluate q4_k_m on $HEADLINES (80% scored, 20% choose the threshold)"
+  score_written_set() {  # score_written_set NAME FILE: a labelled CSV written for the project, held out
+    [ -n "$2" ] || return 0
+    local t; t=$(date +%s); stamp "evaluate q4_k_m on $2 (80% scored, 20% choose the threshold)"
     use_model q4_k_m
-    evaluate headlines "${model_flags[@]}" --input "$HEADLINES" \
-      --prompt trained --no-structured 2>&1 | tail -4
-    echo "eval_headlines_s $(since "$t")" > "$WORK/times/eval_headlines"
-  fi
-
-  if [ -n "$SOCIAL" ]; then
-    t=$(date +%s); stamp "evaluate q4_k_m on $SOCIAL (80% scored, 20% choose the threshold)"
-    use_model q4_k_m
-    evaluate social "${model_flags[@]}" --input "$SOCIAL" \
-      --prompt trained --no-structured 2>&1 | tail -4
-    echo "eval_social_s $(since "$t")" > "$WORK/times/eval_social"
-  fi
+    evaluate "$1" "${model_flags[@]}" --input "$2" --prompt trained --no-structured 2>&1 | tail -4
+    echo "eval_$1_s $(since "$t")" > "$WORK/times/eval_$1"
+  }
+  score_written_set headlines "$HEADLINES"
+  score_written_set social "$SOCIAL"
 
   if [ -n "$extra" ]; then
     stamp "evaluate q4_k_m on $extra (a plain CSV/JSONL: 80% scored, the other 20% choose the threshold)"
