@@ -354,7 +354,10 @@ def test_step_05_passages_are_drawn_within_a_split_and_answer_the_mean(joined, s
             assert quoted and all(part.rstrip(" …").lower() in text.lower()
                                   for quote in quoted for part in quote.split(" … ")), answer.reasoning
             assert not invented_claims(answer.reasoning, text)
-            assert answer.reasoning.endswith(f"it is {passage['label']}.")
+            # it ends with what the evidence means for the shares, the label's side of it
+            effect = {"positive": "supports the share price", "negative": "weighs on the share price",
+                      "neutral": ("little reason to move", "leaves the price where it was")}[passage["label"]]
+            assert answer.reasoning.rstrip(".").endswith(effect), answer.reasoning
     assert "financial_phrasebank_passages" in (folder / "README.md").read_text(encoding="utf-8")
 
 
