@@ -59,7 +59,7 @@ def read_split(path: Path) -> list[dict]:
 
 
 def as_messages(record: dict) -> list[dict[str, str]]:
-    from finetune.data import ROLES
+    from utils.sharegpt_format import ROLES
 
     return [{"role": ROLES[t["from"]], "content": t["value"]} for t in record["conversations"]]
 

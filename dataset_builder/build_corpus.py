@@ -63,9 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         compared = agreed + len(disagreed)
         print(f"second labelling: {agreed} of {compared} rows agree ({agreed / compared:.1%}); "
               f"the {len(disagreed)} others are dropped")
-        dropped += disagreed
-        disagreed_at = {line.split(": ")[0] for line in disagreed}
-        kept = [row for row in kept if row["where"] not in disagreed_at]
+        dropped += disagreed.values()
+        kept = [row for row in kept if row["where"] not in disagreed]
     for line in dropped:
         print(f"dropped {line}")
     write_csv(args.output, CORPUS_COLUMNS, ([str(row[key]) for key in CORPUS_COLUMNS] for row in kept))

@@ -168,12 +168,13 @@ def checked_rows(rows: list[dict], against: dict[str, list[str]]) -> tuple[list[
     return [row for number, row in enumerate(kept) if number not in repeated], dropped
 
 
-def second_labelling_disagreements(rows: list[dict], second: dict[str, str], threshold: float) -> tuple[int, list[str]]:
+def second_labelling_disagreements(rows: list[dict], second: dict[str, str],
+                                   threshold: float) -> tuple[int, dict[str, str]]:
     """A blind second labelling (text → label) against the rows' labels: how many of the texts it
-    labelled it agrees on, and a line for each row it disagrees on (dropped from the corpus)."""
+    labelled it agrees on, and {row's `where`: why} for each row it disagrees on (dropped)."""
     from utils.labels import sentiment_label
 
-    agreed, dropped = 0, []
+    agreed, dropped = 0, {}
     for row in rows:
         if (other := second.get(row["text"])) is None:
             continue
@@ -181,5 +182,5 @@ def second_labelling_disagreements(rows: list[dict], second: dict[str, str], thr
         if first == other:
             agreed += 1
         else:
-            dropped.append(f"{row['where']}: the second labelling says {other}, the first {first}")
+            dropped[row["where"]] = f"{row['where']}: the second labelling says {other}, the first {first}"
     return agreed, dropped
