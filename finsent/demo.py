@@ -133,7 +133,9 @@ def run(config_path: str | None, iterations: int, snapshot: Path = EXAMPLE_SNAPS
               "--threads", str(threads),
               "--set", "eval.default_temperature=0", "--set", f"eval.seed={DEMO_SEED}")
     pairs = _flow([["gemma3-270m-base", "gemma3-270m-base-structured"]])
-    report_overrides = ["--set", f"eval.models_to_test={models}", "--set", f"eval.comparison_pairs={pairs}"]
+    # the snapshot's headlines label the heatmaps' and the page's articles (else their URL slugs)
+    report_overrides = ["--set", f"eval.models_to_test={models}", "--set", f"eval.comparison_pairs={pairs}",
+                        "--set", f"eval.news_snapshot={snapshot}"]
     demo.step("reports: per-article metrics", "eval/generate_model_metrics.py", *report_overrides)
     demo.step("reports: statistical comparisons", "eval/generate_model_comparison_report.py", *report_overrides)
     demo.step("reports: heatmaps", "eval/generate_heatmaps.py", *report_overrides)
