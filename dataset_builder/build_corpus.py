@@ -16,10 +16,11 @@ if __package__ in (None, ""):  # run as a file: import this checkout, not an ins
 
 from dataset_builder.corpus import (CORPUS_COLUMNS, checked_rows, read_part, reference_texts,
                                     second_labelling_disagreements)
-from dataset_builder.labelled_csv import read_csv_rows, write_csv
+from dataset_builder.labelled_csv import write_csv
 from finsent.cli import config_from_args
 from utils.cli import stage_parser
 from utils.errors import FinsentError, cli_entry
+from utils.io import read_csv_rows
 from utils.labels import sentiment_label
 
 log = logging.getLogger("build_corpus")

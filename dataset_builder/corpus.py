@@ -14,10 +14,10 @@ from typing import Iterable
 
 from pydantic import ValidationError
 
-from dataset_builder.labelled_csv import read_csv_rows
+from dataset_builder.phrasebank import AGREEMENT_LEVELS, read_sentences
 from dataset_builder.text_normalise import text_key
 from utils.errors import FinsentError
-from utils.io import json_lines
+from utils.io import json_lines, read_csv_rows
 from utils.schema import SentimentResponse
 
 CORPUS_COLUMNS = ("text", "sentiment", "confidence", "reasoning", "style", "topic")
@@ -127,19 +127,27 @@ def read_part(path: Path) -> list[dict]:
 
 def reference_texts(path: Path) -> list[str]:
     """The texts of a set the corpus must not repeat: Financial PhraseBank's `sentence@label`
-    files (a folder or one file, ISO-8859-1) or a CSV/JSONL with a `text` (or `Article`) field."""
-    import csv
-    import json
-
+    files (a folder or one file, ISO-8859-1) or a CSV/JSONL with a `text` (or `Article`) field.
+    A file that cannot be read, holds no texts or is not of its form is one line naming it."""
     path = Path(path)
     if path.is_dir():
-        return [text for file in sorted(path.glob("Sentences_*.txt")) for text in reference_texts(file)]
-    if path.suffix == ".txt":
-        return [line.rpartition("@")[0] for line in path.read_text(encoding="iso-8859-1").splitlines() if "@" in line]
+        files = sorted(path.glob("Sentences_*.txt"))
+        if not files:
+            raise FinsentError(f"{path}: no Financial PhraseBank file (Sentences_*.txt) in the folder")
+        return [text for file in files for text in reference_texts(file)]
+    if path.suffix == ".txt":  # the level only tags the sentences; the texts are what is compared
+        return [sentence.text for sentence in read_sentences(path, AGREEMENT_LEVELS[-1], "iso-8859-1")]
     if path.suffix == ".jsonl":
-        return [json.loads(line).get("text", "") for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    with open(path, encoding="utf-8-sig", newline="") as handle:
-        return [row.get("text") or row.get("Article") or "" for row in csv.DictReader(handle)]
+        texts = []
+        for number, record in json_lines(path):
+            text = (record.get("text") or record.get("Article")) if isinstance(record, dict) else None
+            if not isinstance(text, str):
+                raise FinsentError(f"{path}: line {number}: no 'text' (or 'Article') string")
+            texts.append(text)
+        if not texts:
+            raise FinsentError(f"{path}: empty (expected one JSON object a line with a 'text')")
+        return texts
+    return [row["text"] for _, row in read_csv_rows(path, ("text",), "--against file", aliases={"Article": "text"})]
 
 
 def checked_rows(rows: list[dict], against: dict[str, list[str]]) -> tuple[list[dict], list[str]]:

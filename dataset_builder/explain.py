@@ -15,9 +15,10 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from dataset_builder.labelled_csv import LABELLED_COLUMNS, read_csv_rows
+from dataset_builder.labelled_csv import LABELLED_COLUMNS
 from dataset_builder.news_articles import article_id
 from utils.errors import FinsentError
+from utils.io import read_csv_rows
 from utils.labels import sentiment_label
 from utils.prompts import system_prompt
 from utils.schema import SentimentResponse

@@ -17,9 +17,10 @@ from pydantic import ValidationError
 
 from dataset_builder.corpus import is_corpus_csv, read_corpus
 from dataset_builder.explain import explained_csv
-from dataset_builder.labelled_csv import LABELLED_COLUMNS, read_csv_rows, response_json
+from dataset_builder.labelled_csv import LABELLED_COLUMNS, response_json
 from dataset_builder.text_normalise import sanitise_text
 from utils.errors import FinsentError
+from utils.io import read_csv_rows
 from utils.schema import SentimentResponse
 
 log = logging.getLogger(__name__)

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dataset_builder.evidence import evidence_reasoning
-from dataset_builder.labelled_csv import LabelledText, annotated_sentiment, read_text_file
+from dataset_builder.labelled_csv import LabelledText, annotated_sentiment
 from utils.errors import FinsentError
+from utils.io import read_text_file
 from utils.phrasebank_files import AGREEMENTS, level_file
 from utils.schema import SentimentResponse
 
@@ -50,7 +51,12 @@ def _resaved_as_utf8(path: Path, encoding: str) -> bool:
 
 
 def read_level(folder: Path, level: AgreementLevel, encoding: str) -> list[Sentence]:
-    path = level_file(folder, level.name)
+    return read_sentences(level_file(folder, level.name), level, encoding)
+
+
+def read_sentences(path: Path, level: AgreementLevel, encoding: str) -> list[Sentence]:
+    """The `sentence@label` lines of one Financial PhraseBank file; a file that is empty, not
+    `encoding` text or has a line of another form is one line naming it."""
     text = read_text_file(path, encoding, "Financial PhraseBank file")
     if "\x00" in text:
         raise FinsentError(f"{path}: contains NUL bytes: not {encoding} text (UTF-16?)")

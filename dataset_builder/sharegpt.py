@@ -16,10 +16,10 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from dataset_builder.join import JOINED_COLUMNS, invalid_reason
-from dataset_builder.labelled_csv import read_csv_rows, response_json
+from dataset_builder.labelled_csv import response_json
 from dataset_builder.text_normalise import text_key
 from utils.errors import FinsentError
-from utils.io import atomic_write_text
+from utils.io import atomic_write_text, read_csv_rows
 from utils.labels import sentiment_label
 from utils.prompts import system_prompt
 from utils.schema import SentimentResponse

@@ -24,6 +24,7 @@ from dataset_builder.synthesis import corpus_rows, cost_estimate, grid_cells, sy
 from finsent.cli import config_from_args
 from utils.cli import stage_parser
 from utils.errors import FinsentError, cli_entry, quiet_client_logs
+from utils.io import check_writable
 
 
 def parse_args(argv=None):
@@ -54,6 +55,9 @@ def main(argv=None) -> int:
         if not path.exists():
             raise FinsentError(f"--against {path}: not found")
         against += reference_texts(path)
+    if not args.dry_run:  # before minutes of requests whose texts go there
+        check_writable(config.synthesis.results)
+        check_writable(config.synthesis.output_csv)
     cells = grid_cells(config.synthesis, args.count, config.label_threshold)
     store = ResultStore(config.synthesis.results)
     todo = store.pending(cells, retry_failed=args.retry_failed)

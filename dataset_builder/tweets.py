@@ -4,7 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from dataset_builder.evidence import evidence_reasoning
-from dataset_builder.labelled_csv import LabelledText, annotated_sentiment, read_csv_rows
+from dataset_builder.labelled_csv import LabelledText, annotated_sentiment
+from utils.io import read_csv_rows
 from utils.errors import FinsentError
 from utils.schema import SentimentResponse
 

@@ -20,7 +20,7 @@ from finetune.settings import FinetuneConfig, model_name_from_base
 from utils.chat_templates import family_record
 from utils.errors import FinsentError
 from utils.hub import upload_folder
-from utils.io import atomic_write_text, read_json
+from utils.io import atomic_write_text, read_csv_rows, read_json
 from utils.labelled_runs import read_metrics, read_run, weighted_f1_interval
 from utils.prompts import system_prompt
 
@@ -74,21 +74,34 @@ def figures_table(labelled: list[Path]) -> str:
     return "\n".join(lines)
 
 
-def consistency_table(model_details: Path | None, name: str) -> str:
-    """The eval stage's consistency figures of this model's quants (model_details.csv), if it ran."""
-    if model_details is None or not model_details.is_file():
-        return ""
-    import pandas as pd
+DETAILS_COLUMNS = ("Model Name", "Valid JSON Rate", "Mean Per-Article Variance", "Sentiment Variance")
 
-    table = pd.read_csv(model_details)
-    rows = table[table["Model Name"].astype(str).str.lower().str.startswith(name.lower())]
-    if rows.empty:
+
+def consistency_table(model_details: Path | None, name: str) -> str:
+    """The eval stage's consistency figures of this model's quants (model_details.csv, as
+    eval/generate_model_comparison_report.py writes it), if it ran; a file that is not that
+    table is one line naming it."""
+    if model_details is None:
+        return ""
+    rows = []
+    for line, row in read_csv_rows(model_details, DETAILS_COLUMNS, "model details CSV"):
+        if row["Model Name"].lower().startswith(name.lower()):
+            rows.append((row["Model Name"], *(_number(row, column, f"{model_details}: line {line}")
+                                              for column in DETAILS_COLUMNS[1:])))
+    if not rows:
         return ""
     lines = ["", "Consistency on the eval stage's news snapshot (`eval/generate_model_metrics.py`):", "",
              "| model | valid JSON | mean per-article variance | sentiment variance |", "| --- | ---: | ---: | ---: |"]
-    lines += [f"| {r['Model Name']} | {r['Valid JSON Rate']:.1%} | {r['Mean Per-Article Variance']:.4f} | "
-              f"{r['Sentiment Variance']:.4f} |" for _, r in rows.iterrows()]
+    lines += [f"| {model} | {valid:.1%} | {per_article:.4f} | {variance:.4f} |"
+              for model, valid, per_article, variance in rows]
     return "\n".join(lines)
+
+
+def _number(row: dict[str, str], column: str, where: str) -> float:
+    try:
+        return float(row[column])
+    except ValueError:
+        raise FinsentError(f"{where}: {column} {row[column]!r} is not a number") from None
 
 
 def model_card(repo_id: str, name: str, cfg: FinetuneConfig, summary: dict[str, Any], files: list[RepoFile],

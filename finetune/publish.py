@@ -38,7 +38,9 @@ def main(argv: list[str] | None = None) -> int:
                                      "finetune.hub_private": False if args.public else None})
     repo_id, run_dir = args.push_to_hub, Path(config.finetune.output_dir)
     check_repo_id(repo_id)
-    details = Path(args.model_details or Path(config.eval.report_output_csv_folder) / "model_details.csv")
+    # The eval stage's table where it ran (none: no consistency figures); one named must be read.
+    details = Path(config.eval.report_output_csv_folder) / "model_details.csv"
+    details = Path(args.model_details) if args.model_details else details if details.exists() else None
 
     card, files = write_card(run_dir, repo_id, config.finetune, [Path(f) for f in args.labelled], details)
     for file in files:

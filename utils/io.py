@@ -1,6 +1,10 @@
-"""Crash-safe file writing: atomic replace for whole files, append + fsync for records."""
+"""Crash-safe file writing (atomic replace for whole files, append + fsync for records), and
+reading the files people give: a file that is missing, empty, not text or not well formed is one
+line naming it."""
 from __future__ import annotations
 
+import csv
+import io
 import json
 import logging
 import os
@@ -8,7 +12,7 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from utils.errors import FinsentError
 
@@ -210,3 +214,51 @@ def read_jsonl(path: str | Path, complete_lines_only: bool = False) -> list[dict
             what, why = ("UTF-8", exc.reason) if isinstance(exc, UnicodeDecodeError) else ("JSON", exc.msg)
             raise ValueError(f"{path}: line {number} is not valid {what}: {why}") from exc
     return records
+
+
+def read_text_file(path: Path, encoding: str, what: str) -> str:
+    """The whole file decoded strictly; missing, empty, undecodable → one-line error."""
+    path = Path(path)
+    if not path.is_file():
+        raise FinsentError(f"{what} not found: {path}")
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise FinsentError(f"{path}: the file is empty")
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise FinsentError(f"{path}: line {line}: not {encoding} text (byte 0x{raw[exc.start]:02x} "
+                           f"at offset {exc.start}); convert the file to {encoding}") from exc
+    except LookupError as exc:
+        raise FinsentError(f"unknown encoding '{encoding}' for {path}") from exc
+
+
+def read_csv_rows(path: Path, required: Iterable[str], what: str,
+                  aliases: dict[str, str] | None = None,
+                  allow_no_rows: bool = False) -> list[tuple[int, dict[str, str]]]:
+    """(line number, row) of a UTF-8 CSV that has the `required` columns.
+
+    `aliases` maps an accepted other column name to the required one (e.g. the original's
+    `Sentence` for `Article`). A header without rows is an error unless `allow_no_rows`.
+    """
+    text = read_text_file(path, "utf-8-sig", what)
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = [name.strip() for name in (reader.fieldnames or [])]
+    for other, name in (aliases or {}).items():
+        if name not in header and other in header:
+            header[header.index(other)] = name
+    reader.fieldnames = header
+    missing = [name for name in required if name not in header]
+    if missing:
+        raise FinsentError(f"{path}: missing column(s) {', '.join(repr(m) for m in missing)} "
+                           f"(found: {', '.join(header) or 'none'})")
+    rows = []
+    try:
+        for row in reader:
+            rows.append((reader.line_num, {k: (v or "") for k, v in row.items() if k is not None}))
+    except csv.Error as exc:
+        raise FinsentError(f"{path}: line {reader.line_num}: malformed CSV: {exc}") from exc
+    if not rows and not allow_no_rows:
+        raise FinsentError(f"{path}: no data rows under the header")
+    return rows
