@@ -158,13 +158,26 @@ class TextMeasure:
         return textwrap.fill(text, 10)
 
 
+def colour_limits(job: HeatmapJob) -> tuple[float | None, float | None]:
+    """The colour scale's ends: the spec's, the open one taken from the values. A grid flat at its
+    floor (every variance 0: the same answer every time) gets a unit scale, so that its cells
+    are the floor's colour; left open, matplotlib would pad the flat scale to ±0.1, drawing 0
+    mid-scale and a variance below 0 on the bar."""
+    spec = job.spec
+    if job.colour is not None or spec.vmin is None or spec.vmax is not None:
+        return spec.vmin, spec.vmax
+    values = job.grid.to_numpy(dtype=float)
+    finite = values[np.isfinite(values)]
+    return spec.vmin, (spec.vmin + 1 if finite.size and finite.max() <= spec.vmin else None)
+
+
 def _colour_bar_tick_texts(job: HeatmapJob) -> list[str]:
     """What the colour bar's tick labels will say at most (for the right margin)."""
     if job.colour is not None:
         return ["low", "high"]
     values = job.grid.to_numpy(dtype=float)
     finite = values[np.isfinite(values)]
-    extremes = [v for v in (job.spec.vmin, job.spec.vmax) if v is not None]
+    extremes = [v for v in colour_limits(job) if v is not None]
     if finite.size:
         extremes += [finite.min(), finite.max()]
     return [f"\N{MINUS SIGN}{abs(v):.3f}" for v in extremes or [0.0]]
@@ -199,12 +212,13 @@ def build_heatmap(job: HeatmapJob) -> Figure:
     cax = figure.add_axes(((left + plot_width + 0.2) / width, bottom / height, 0.18 / width,
                            plot_height / height))
     colour = job.colour if job.colour is not None else grid
+    vmin, vmax = colour_limits(job)
     # tick labels and annotations are ours: seaborn would draw the whole figure once more to
     # check label overlap (the size above already prevents it), and annotates with one
     # format for every column
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a grid with no value at all has no range
-        mesh = sns.heatmap(colour, ax=ax, cbar_ax=cax, cmap=spec.cmap, vmin=spec.vmin, vmax=spec.vmax,
+        mesh = sns.heatmap(colour, ax=ax, cbar_ax=cax, cmap=spec.cmap, vmin=vmin, vmax=vmax,
                            linewidths=0.4, linecolor="white", cbar_kws={"label": colour_bar_label},
                            xticklabels=False, yticklabels=False).collections[0]
     if job.colour is not None:

@@ -100,6 +100,18 @@ def test_articles_are_labelled_by_a_short_title_and_their_key(tmp_path):
     assert labels[1] == data.answers["article_key"].iloc[1] and labels[-1] == "Mean"
 
 
+def test_a_variance_of_zero_everywhere_is_the_floor_colour_on_a_scale_from_zero(tmp_path):
+    write_model(tmp_path, "steady", [[0.5, -0.2, 0.0]] * 2)  # the same answers in both iterations
+    data = load_sentiments(tmp_path)
+    (job,) = [j for j in metric_jobs(article_metrics(data), data.models, tmp_path)
+              if j.spec.column == "Sentiment Variance"]
+    assert (job.grid.to_numpy() == 0).all()
+    mesh = build_heatmap(job).axes[0].collections[0]
+    low, high = mesh.get_clim()
+    assert low == 0 < high  # no negative variance on the bar, 0 not mid-scale
+    assert np.allclose(mesh.to_rgba(np.ravel(mesh.get_array())), mesh.cmap(0.0))
+
+
 def test_confusion_matrix_one_panel_at_015_else_the_chosen_one_named():
     _, one = labelled_metrics(0.1)
     assert one["threshold_chosen"] == pytest.approx(0.15)
