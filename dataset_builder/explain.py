@@ -1,5 +1,5 @@
-"""Step 03 --explain: a reasoning written by an LLM for rows that already carry a human label
-(the outputs of steps 01 and 02), in place of their templated one.
+"""Step 03b (step_03b_explain_labels.py): a reasoning written by an LLM for rows that already
+carry a human label (the outputs of steps 01 and 02), in place of their templated one.
 
 The model is told the label (sentiment and confidence) and asked why the text has it, in words
 grounded in the text; its answer is validated like any other, and only its reasoning is kept:

@@ -3,7 +3,7 @@ into one file with a `Source` column.
 
 Text is NFC-normalised and sanitised as the original did; a row whose JSON is not a valid
 SentimentResponse is dropped and counted per source (the original wrote `{}` for it later).
-Where step 03 --explain wrote `<input>_explained.csv` beside an input, a row takes its explained
+Where step 03b (step_03b_explain_labels.py) wrote `<input>_explained.csv` beside an input, a row takes its explained
 reasoning in place of the templated one (when the label there is still the row's label).
 """
 from __future__ import annotations
@@ -36,7 +36,7 @@ _EXAMPLES_LOGGED = 5
 class SourceSummary:
     path: Path
     kept: int = 0
-    explained: int = 0  # rows whose reasoning came from step 03 --explain
+    explained: int = 0  # rows whose reasoning came from step 03b
     dropped: Counter = field(default_factory=Counter)  # reason → rows
 
 
@@ -51,8 +51,8 @@ def invalid_reason(error: ValidationError) -> str:
 def validated_row(article: str, cell: str,
                   explained: SentimentResponse | None = None) -> tuple[str, str, bool]:
     """(sanitised article, canonical JSON, whether the reasoning is the explained one) or
-    ValueError with the reason the row is dropped. `explained`: the row's answer from step 03
-    --explain; its reasoning is taken if its label is still the row's."""
+    ValueError with the reason the row is dropped. `explained`: the row's answer from step
+    03b; its reasoning is taken if its label is still the row's."""
     article = sanitise_text(article).strip()
     if not article:
         raise ValueError("empty article")
@@ -69,7 +69,7 @@ def validated_row(article: str, cell: str,
 
 
 def read_explained(path: Path) -> dict[str, SentimentResponse]:
-    """Article → answer of the explained rows step 03 --explain wrote beside `path` (none if
+    """Article → answer of the explained rows step 03b wrote beside `path` (none if
     it did not); a row that is not valid is skipped (its templated row stays)."""
     explained_path = explained_csv(path)
     if not explained_path.is_file():

@@ -1,7 +1,7 @@
 """Step 04: join the outputs of steps 01–03 (whichever exist) into one CSV of Article, JSON,
 Source. Text is NFC-normalised, smart quotes and dashes made plain; rows whose JSON is not a
-valid SentimentResponse are dropped and counted per source. A row that step 03 --explain gave
-a reasoning (`<input>_explained.csv` beside its input) takes it in place of the templated one."""
+valid SentimentResponse are dropped and counted per source. A row that step 03b gave a
+reasoning (`<input>_explained.csv` beside its input) takes it in place of the templated one."""
 from __future__ import annotations
 
 import logging

@@ -77,6 +77,21 @@ def synthesize_texts(inp: Path, out: Path) -> Setup:
                           "--output", out / "synthetic.csv", *NO_PROVIDER, "--no-progress"], out / "synthetic.csv")
 
 
+def step_03b(inp: Path, out: Path) -> Setup:
+    source = _lines(inp / "step_01.csv", *LABELLED)
+    return Setup(source, ["tweets", "--input", source, "--output", out / "explained.csv",
+                          "--results", out / "explained.jsonl", *NO_PROVIDER,
+                          "--no-progress"], out / "explained.csv")
+
+
+def batch_jobs(inp: Path, out: Path) -> Setup:
+    batch = {"kind": "batch", "input_file_id": "file-1", "batch_id": "batch-1", "state": "submitted",
+             "provider": "local", "model": "m", "ids": ["a"]}
+    source = _lines(inp / "step_03.jsonl", json.dumps(batch))
+    return Setup(source, ["status", "--results", source, *NO_PROVIDER],
+                 out / "nothing_written")
+
+
 def step_04(inp: Path, out: Path) -> Setup:
     source = _lines(inp / "news.csv", *LABELLED)
     return Setup(source, ["--input", f"news={source}", "--output", out / "step_04.csv"], out / "step_04.csv")
@@ -183,6 +198,8 @@ SCRIPTS: dict[str, Callable[[Path, Path], Setup]] = {
     "dataset_builder/step_01_process_tweets.py": step_01,
     "dataset_builder/step_02_process_financial_phrasebank.py": step_02,
     "dataset_builder/step_03_label_articles.py": step_03,
+    "dataset_builder/step_03b_explain_labels.py": step_03b,
+    "dataset_builder/batch_jobs.py": batch_jobs,
     "dataset_builder/step_04_join_outputs.py": step_04,
     "dataset_builder/step_05_build_sharegpt_dataset.py": step_05,
     "dataset_builder/build_corpus.py": build_corpus,
@@ -266,6 +283,8 @@ def _params():
                 continue  # it reads a URL, no local file
             if case == "unwritable" and script == "eval/ask.py":
                 continue  # it writes nothing
+            if case in ("empty", "truncated", "unwritable") and script == "dataset_builder/batch_jobs.py":
+                continue  # it writes nothing, and an empty or torn results file is one a kill left: no batch
             yield pytest.param(script, case, marks=marks, id=f"{Path(script).stem}-{case}")
 
 

@@ -24,6 +24,8 @@ SCRIPTS = sorted(
 )
 OWN_PACKAGES = ("utils", "finsent", "dataset_builder", "eval", "finetune")
 REQUIRED_FLAGS = {"dataset_builder/build_corpus.py": ["--parts", "parts", "--output", "corpus.csv"],
+                  "dataset_builder/step_03b_explain_labels.py": ["tweets"],
+                  "dataset_builder/batch_jobs.py": ["status"],
                   "eval/compare_labelled.py": ["run_a", "run_b"],
                   "dataset_builder/synthesize_texts.py": ["--count", "1"],
                   "finetune/publish.py": ["--push-to-hub", "a/b"],

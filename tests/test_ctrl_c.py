@@ -3,8 +3,11 @@ script prints the one `interrupted:` line (no traceback, no asyncio noise), exit
 what it had written; a rerun continues."""
 from __future__ import annotations
 
+import csv
 import json
+import select
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,7 +21,6 @@ from tests.fault_server import FaultServer
 from tests.finetune_fixtures import llama_cpp_vendor, sharegpt_splits, tiny_llama  # noqa: F401
 from tests.labeller_support import fast_config, numbered_articles, provider, write_config, write_export
 
-STEP_03 = REPO_ROOT / "dataset_builder" / "step_03_label_articles.py"
 INTERRUPTED = "interrupted: what was written so far is kept; rerun to continue"
 
 
@@ -54,15 +56,32 @@ def assert_quiet_interrupt_with(result: subprocess.CompletedProcess, start: str)
     assert noise == [], result.stderr[-3000:]
 
 
-@pytest.mark.parametrize("batch", [False, True], ids=["sync", "batch"])
-def test_step_03_ctrl_c_is_one_line_and_keeps_the_records(tmp_path, batch):
-    news = write_export(tmp_path / "news" / "export.csv", numbered_articles(80, prefix="Sigco"))
-    results, output = tmp_path / "labels.jsonl", tmp_path / "news.csv"
+def _labelled_csv(path: Path, articles: list[tuple[str, str]]) -> Path:
+    """Step 01/02's `Article,JSON` CSV of these (title, description) texts, each with a human label."""
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["Article", "JSON"])
+        for number, (title, description) in enumerate(articles):
+            answer = {"reasoning": "templated", "sentiment": 0.5 if number % 2 else -0.5, "confidence": 0.9}
+            writer.writerow([f"{title}. {description}", json.dumps(answer)])
+    return path
+
+
+@pytest.mark.parametrize("script, batch", [("step_03_label_articles.py", False), ("step_03_label_articles.py", True),
+                                           ("step_03b_explain_labels.py", False)],
+                         ids=["news-sync", "news-batch", "explain-sync"])
+def test_labelling_ctrl_c_is_one_line_and_keeps_the_records(tmp_path, script, batch):
+    articles = numbered_articles(80, prefix="Sigco")
+    if script == "step_03_label_articles.py":
+        source, written = ["--input", str(write_export(tmp_path / "news" / "export.csv", articles))], "labelled articles"
+    else:
+        source, written = ["tweets", "--input", str(_labelled_csv(tmp_path / "step_01.csv", articles))], "explained rows"
+    results, output = tmp_path / "labels.jsonl", tmp_path / "labelled.csv"
     with FaultServer(latency_s=0.3, batch_request_s=0.3) as server:
         config = write_config(tmp_path / "config.yaml", fast_config(
             [provider("openai", server)], max_in_flight=4,
             batch_poll_initial_s=0.05, batch_poll_max_s=0.1))
-        command = [sys.executable, str(STEP_03), "--config", str(config), "--input", str(news),
+        command = [sys.executable, str(REPO_ROOT / "dataset_builder" / script), "--config", str(config), *source,
                    "--results", str(results), "--output", str(output), "--no-progress",
                    *(["--batch"] if batch else [])]
         result = interrupt_when(command, tmp_path, lambda: _lines(results) >= (1 if batch else 3))
@@ -72,7 +91,26 @@ def test_step_03_ctrl_c_is_one_line_and_keeps_the_records(tmp_path, batch):
         rerun = subprocess.run(command, cwd=tmp_path, env=script_env(), capture_output=True, text=True,
                                timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert "wrote 80 labelled articles" in rerun.stdout
+    assert f"wrote 80 {written}" in rerun.stdout
+
+
+def test_batch_jobs_ctrl_c_while_the_provider_answers_nothing_is_one_line(tmp_path):
+    """`batch_jobs.py status` asks the provider about an open batch; it takes the connection and
+    never answers, so the Ctrl-C comes while the script waits on it."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        port = silent.getsockname()[1]
+        config = write_config(tmp_path / "config.yaml", fast_config([{
+            "name": "silent", "kind": "openai", "base_url": f"http://127.0.0.1:{port}/v1", "models": ["m"],
+            "timeout_s": 600}]))
+        results = tmp_path / "labels.jsonl"
+        results.write_text(json.dumps({"kind": "batch", "input_file_id": "file-1", "batch_id": "batch-1",
+                                       "state": "submitted", "provider": "silent", "model": "m", "ids": ["a"]})
+                           + "\n", encoding="utf-8")
+        command = [sys.executable, str(REPO_ROOT / "dataset_builder" / "batch_jobs.py"), "status",
+                   "--config", str(config), "--results", str(results)]
+        result = interrupt_when(command, tmp_path, lambda: bool(select.select([silent], [], [], 0)[0]))
+    assert_quiet_interrupt(result)
+    assert results.read_text(encoding="utf-8").count("\n") == 1  # status writes nothing
 
 
 def test_evaluate_labelled_ctrl_c_is_one_line_and_keeps_the_predictions(tmp_path):

@@ -22,6 +22,7 @@ from tests.labeller_support import fast_config, numbered_articles, provider, wri
 from utils.errors import FinsentError
 
 SCRIPT = "dataset_builder/step_03_label_articles.py"
+BATCH_JOBS = "dataset_builder/batch_jobs.py"
 BATCH_PLAN = {
     "Truncated answer": ["truncated_json"],  # invalid in the batch, valid when re-asked
     "Out of range": ["schema_sentiment", "schema_sentiment", "schema_sentiment"],  # invalid each time
@@ -165,7 +166,7 @@ def test_kill_while_polling_then_status_cancel_and_resume_without_a_new_batch(tm
         process.communicate(timeout=30)
         assert server.batches_created == 1
 
-        status = run_script(SCRIPT, *args, "--batch-status", cwd=tmp_path)
+        status = run_script(BATCH_JOBS, "status", "--config", config, "--results", results, cwd=tmp_path)
         assert status.returncode == 0, status.stderr
         [batch_id] = server.batches
         assert f"{batch_id}: in_progress" in status.stdout and "8 requests" in status.stdout
@@ -200,7 +201,7 @@ def test_cancel_batch_then_the_rerun_records_the_answered_part(tmp_path):
         while batch["request_counts"]["completed"] < 2:
             time.sleep(0.01)
         server.batch_request_s = 3600  # held there until the cancel
-        cancel = run_script(SCRIPT, *args, "--cancel-batch", cwd=tmp_path)
+        cancel = run_script(BATCH_JOBS, "cancel", "--config", config, "--results", results, cwd=tmp_path)
         assert cancel.returncode == 0, cancel.stderr
         assert f"{batch['id']}: cancelling" in cancel.stdout
         rerun = run_script(SCRIPT, *args, cwd=tmp_path)
@@ -210,6 +211,22 @@ def test_cancel_batch_then_the_rerun_records_the_answered_part(tmp_path):
     ok = [r for r in records if r["status"] == "ok"]
     assert 2 <= len(ok) < 6
     assert all("ended cancelled" in r["reason"] for r in records if r["status"] == "failed")
+
+
+def test_batch_jobs_reads_only_a_results_file_that_is_there(tmp_path):
+    config = write_config(tmp_path / "config.yaml", _batch_config(
+        [{"name": "nowhere", "base_url": "http://127.0.0.1:9/v1", "models": ["m"]}]))
+    missing = run_script(BATCH_JOBS, "status", "--config", config, "--results", tmp_path / "typo.jsonl",
+                         cwd=tmp_path)
+    assert missing.returncode == 2
+    assert missing.stderr.splitlines() == [f"error: {tmp_path / 'typo.jsonl'}: no such results file (--results "
+                                           "names the one a labelling run wrote)"]
+    results = tmp_path / "labels.jsonl"
+    results.write_text(json.dumps({"id": "a", "status": "ok", "article": "Profit rose.",
+                                   "response": expected_response("Profit rose.")}) + "\n", encoding="utf-8")
+    for action in ("status", "cancel"):
+        done = run_script(BATCH_JOBS, action, "--config", config, "--results", results, cwd=tmp_path)
+        assert done.returncode == 0 and done.stdout == f"no batch recorded in {results}\n", done.stderr
 
 
 @pytest.mark.parametrize("created_before_the_kill", [False, True])

@@ -1,4 +1,5 @@
-"""Step 03 as a script: bad input, dry run, keys from .env, --retry-failed, labels of another setup, the CSV."""
+"""Step 03 as a script: bad input, dry run, keys from .env, --retry-failed, labels of another setup, the CSV,
+and the flags whose work moved to scripts of their own."""
 from __future__ import annotations
 
 import json
@@ -215,3 +216,15 @@ def test_an_unreachable_provider_stops_the_run_with_one_line_and_keeps_the_recor
     records = [json.loads(line) for line in results.read_text(encoding="utf-8").splitlines()]
     assert records[0] == kept and len({r["id"] for r in records}) == len(records)
     assert len(pd.read_csv(tmp_path / "news.csv")) == 1  # the CSV is rebuilt from what is kept
+
+
+@pytest.mark.parametrize("flags, now", [
+    (["--explain", "tweets"], "python dataset_builder/step_03b_explain_labels.py tweets"),
+    (["--explain"], "python dataset_builder/step_03b_explain_labels.py tweets|financial_phrasebank"),
+    (["--batch-status"], "python dataset_builder/batch_jobs.py status"),
+    (["--cancel-batch"], "python dataset_builder/batch_jobs.py cancel")])
+def test_a_flag_that_moved_names_the_script_that_does_it_now(tmp_path, flags, now):
+    done = _run(tmp_path, _unreachable_config(tmp_path), *flags)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [f"error: {flags[0]} is no longer a flag of step_03_label_articles.py: run {now}"]
+    assert not (tmp_path / "labels.jsonl").exists() and not (tmp_path / "news.csv").exists()

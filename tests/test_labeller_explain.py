@@ -1,6 +1,6 @@
-"""Step 03 --explain: reasonings asked for the human-labelled rows of steps 01 and 02 (the label
-stays the annotators'), cached and resumable, synchronously and in batch mode, and step 04
-taking the explained rows in place of the templated ones."""
+"""Step 03b: reasonings asked for the human-labelled rows of steps 01 and 02 (the label stays
+the annotators'), cached and resumable, synchronously and in batch mode, and step 04 taking the
+explained rows in place of the templated ones."""
 from __future__ import annotations
 
 import csv
@@ -19,7 +19,7 @@ from tests.labeller_support import fast_config, provider, write_config
 from utils.schema import SentimentResponse
 
 STEP_01 = "dataset_builder/step_01_process_tweets.py"
-STEP_03 = "dataset_builder/step_03_label_articles.py"
+STEP_03B = "dataset_builder/step_03b_explain_labels.py"
 STEP_04 = "dataset_builder/step_04_join_outputs.py"
 
 
@@ -35,10 +35,10 @@ def test_explained_tweets_keep_their_label_are_cached_and_step_04_takes_them(tmp
     templated = {row["Article"]: json.loads(row["JSON"]) for row in _rows(tweets)}
     with FaultServer() as server:
         config = write_config(tmp_path / "config.yaml", fast_config([provider("openai", server)]))
-        args = ["--config", config, "--explain", "tweets", "--input", tweets, "--no-progress"]
-        first = run_script(STEP_03, *args, "--limit", 5, cwd=tmp_path)
+        args = ["tweets", "--config", config, "--input", tweets, "--no-progress"]
+        first = run_script(STEP_03B, *args, "--limit", 5, cwd=tmp_path)
         assert first.returncode == 0, first.stderr
-        again = run_script(STEP_03, *args, "--limit", 5, cwd=tmp_path)  # cached: nothing asked
+        again = run_script(STEP_03B, *args, "--limit", 5, cwd=tmp_path)  # cached: nothing asked
         assert "5 already recorded" in again.stdout and "0 to label" in again.stdout
         assert len(server.seen) == 5
         prompt = server.seen[0]
@@ -83,6 +83,23 @@ def test_the_prompt_gives_the_label_and_asks_only_why(tmp_path):
     assert kept == {"reasoning": "Profit fell.", "sentiment": -1.0, "confidence": 0.75}
 
 
+def test_the_source_names_the_configured_csv_and_a_dry_run_shows_the_explain_prompt(tmp_path, repo_root):
+    phrasebank = tmp_path / "elsewhere" / "fpb.csv"
+    assert run_script("dataset_builder/step_02_process_financial_phrasebank.py", "--input",
+                      repo_root / "examples" / "financial_phrasebank", "--output", phrasebank,
+                      cwd=tmp_path).returncode == 0
+    nowhere = fast_config([{"name": "nowhere", "base_url": "http://127.0.0.1:9/v1", "models": ["m"]}])
+    done = run_script(STEP_03B, "financial_phrasebank", "--config", write_config(tmp_path / "config.yaml", nowhere),
+                      "--set", f"dataset.step_02_csv={phrasebank}", "--dry-run", "--limit", 2, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"2 rows to explain in {phrasebank}: 0 already recorded in "
+                                  f"{tmp_path / 'elsewhere' / 'fpb_explained.jsonl'}, 0 waiting in open batches, "
+                                  "2 to label\n")
+    first = read_labelled_rows(phrasebank)[0]
+    assert f"Text: {first.text}" in done.stdout and "explain why the text has this sentiment" in done.stdout
+    assert sorted(path.name for path in phrasebank.parent.iterdir()) == ["fpb.csv"]  # a dry run writes nothing
+
+
 def test_explain_in_batch_mode(tmp_path, repo_root):
     phrasebank = tmp_path / "step_02.csv"
     assert run_script("dataset_builder/step_02_process_financial_phrasebank.py", "--input",
@@ -114,8 +131,9 @@ def test_explain_through_the_embedded_engine(tmp_path, repo_root, embedded_engin
         providers=[{"name": "embedded", "kind": "openai_compatible", "base_url": embedded_engine.base_url,
                     "models": ["gemma-3-270m"], "response_format": "json_schema", "timeout_s": 240}],
         max_in_flight=4, max_tokens=160, max_retries=0, max_reasks=1)
-    done = run_script(STEP_03, "--no-progress", "--config", write_config(tmp_path / "config.yaml", config),
-                      "--explain", "financial_phrasebank", "--input", phrasebank, "--limit", 1, cwd=tmp_path)
+    done = run_script(STEP_03B, "financial_phrasebank", "--no-progress", "--config",
+                      write_config(tmp_path / "config.yaml", config), "--input", phrasebank, "--limit", 1,
+                      cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     human = {row.text: row.answer for row in read_labelled_rows(phrasebank)}
     records = [json.loads(line) for line in

@@ -29,6 +29,19 @@ class OwnDefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+def moved_flag(parser: argparse.ArgumentParser, flag: str, command: str, value: str | None = None) -> None:
+    """A flag a script no longer has, hidden from --help: given, it is one `error:` line naming the
+    command that does its work now, exit 2. With `value` (what to show where none was given) the
+    flag takes a value, put in place of `{value}` in `command`."""
+
+    class Moved(argparse.Action):
+        def __call__(self, parser, namespace, values, option_string=None) -> NoReturn:
+            now = command.format(value=values or value)
+            parser.exit(2, f"error: {option_string} is no longer a flag of {parser.prog}: run {now}\n")
+
+    parser.add_argument(flag, action=Moved, nargs=0 if value is None else "?", help=argparse.SUPPRESS)
+
+
 def stage_parser(description: str) -> argparse.ArgumentParser:
     parser = OneLineErrorParser(description=description, formatter_class=OwnDefaultsHelpFormatter)
     parser.add_argument("--config", default=None,
