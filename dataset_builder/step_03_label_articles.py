@@ -25,7 +25,7 @@ from finsent.cli import config_from_args
 from utils.cli import stage_parser
 from utils.errors import cli_entry, quiet_client_logs
 from utils.io import check_writable
-from utils.llm_http import api_key
+from utils.llm_client import api_key
 
 
 def parse_args(argv=None):

@@ -15,7 +15,7 @@ from eval.settings import EvalConfig
 from tests.fault_server import FaultServer, expected_response
 from tests.labeller_support import fast_config, numbered_articles, provider, write_export
 from utils.errors import FinsentError
-from utils.llm_http import api_key, is_transient_status, retry_after_s
+from utils.llm_client import api_key, is_transient_status, retry_after_s
 from utils.prompts import analysis_messages
 from utils.schema import parse_sentiment_response
 
