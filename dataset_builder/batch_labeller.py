@@ -243,7 +243,7 @@ class BatchLabeller:
             content = (choices[0].get("message") or {}).get("content") or ""
             async with semaphore:
                 return await self.session.converse(item, lane, tally, first_answer=content, extra=extra,
-                                                    movable=False)
+                                                   movable=False)
 
         stopped: list[FinsentError] = []  # in the order they came
 

@@ -5,6 +5,7 @@ hung request retried, and the wait a server asks for honoured by both."""
 from __future__ import annotations
 
 import email.utils
+import functools
 import socket
 import time
 
@@ -70,12 +71,12 @@ def test_the_rules_read_real_errors_of_the_sdk_client_and_of_httpx():
     messages = analysis_messages("Company 0 reports.")
     with FaultServer(plan={"Company 0": ["server_error_503", "rate_limit", "unauthorized"]}, retry_after_s=0) as server:
         client = make_client("openai", None, timeout_s=2.0, base_url=server.base_url)
-        ask = lambda: client.chat.completions.create(model="test-model", messages=messages)  # noqa: E731
+        ask = functools.partial(client.chat.completions.create, model="test-model", messages=messages)
         unavailable, limited, refused = _raised(ask), _raised(ask), _raised(ask)
         client.close()
         requests = len(server.seen)
     unreachable = make_client("openai", None, timeout_s=2.0, base_url=_closed_port_url())
-    gone = _raised(lambda: unreachable.chat.completions.create(model="test-model", messages=messages))
+    gone = _raised(functools.partial(unreachable.chat.completions.create, model="test-model", messages=messages))
     unreachable.close()
     http_gone = _raised(lambda: httpx.get(_closed_port_url()))
     assert requests == 3  # the SDK's own retries are off: one request a call
