@@ -29,12 +29,12 @@ from typing import Any
 from tqdm import tqdm
 
 from dataset_builder.label_store import BATCH_KIND, ResultStore, label_setup
-from dataset_builder.labeller import Labeller, RunSummary, Task, Tally, article_record, label_articles
-from dataset_builder.provider_calls import API_ERRORS, EVERY_RECORD_KEPT, ProviderGone, stop_if_fatal
-from dataset_builder.providers import Lane, ProviderPool, describe_error, response_format
+from dataset_builder.labeller import LabelSession, Labeller, RunSummary, Task, Tally, article_record, label_articles
+from dataset_builder.provider_calls import EVERY_RECORD_KEPT, ProviderGone, stop_if_fatal
+from dataset_builder.providers import Lane, ProviderPool
 from dataset_builder.settings import LabellerConfig
 from utils.errors import FinsentError
-from utils.llm_http import is_transient_status
+from utils.llm_client import describe_error, is_transient_status, sdk_errors
 
 log = logging.getLogger(__name__)
 
@@ -77,15 +77,15 @@ def _now() -> str:
 
 
 class BatchLabeller:
-    """Submits, polls and collects batches through the run's provider calls (retries, outages,
-    drops: provider_calls.ProviderCalls), and hands a Labeller the answers to re-ask and the
-    records to save (its store, task and summary are the run's)."""
+    """Submits, polls and collects batches through the session's provider calls (utils.llm_client's
+    retries; outages and drops: provider_calls.ProviderCalls), re-asks an invalid answer through the
+    session's conversation and saves the records to the session's store and summary."""
 
-    def __init__(self, labeller: Labeller):
-        self.labeller = labeller
-        self.calls = labeller.calls
-        self.config = labeller.config
-        self.store: ResultStore = labeller.store
+    def __init__(self, session: LabelSession):
+        self.session = session
+        self.calls = session.calls
+        self.config = session.config
+        self.store: ResultStore = session.store
 
     # --- the API, with the synchronous path's retries and fatal errors -------------------------
     async def call(self, lane: Lane, request):
@@ -97,14 +97,14 @@ class BatchLabeller:
                 with attempt:
                     try:
                         answer = await request()
-                    except API_ERRORS as exc:
+                    except sdk_errors() as exc:
                         if self.calls.outages_in_a_row(lane, exc) >= self.config.max_consecutive_failures:
                             raise ProviderGone(f"{self.calls.outages_message(lane, exc)}; stopping "
                                                f"({EVERY_RECORD_KEPT})") from None
                         raise
                     self.calls.outages_in_a_row(lane, None)
                     return answer
-        except API_ERRORS as exc:
+        except sdk_errors() as exc:
             stop_if_fatal(exc, lane)
             raise FinsentError(f"provider '{lane.provider.name}': the Batch API failed: "
                                f"{describe_error(exc)}") from None
@@ -128,7 +128,7 @@ class BatchLabeller:
         for item, lane in assigned:
             by_lane.setdefault(id(lane), (lane, []))[1].append(item)
         for lane, items in by_lane.values():
-            lines = [request_line(item, lane, self.labeller.task, self.config) for item in items]
+            lines = [request_line(item, lane, self.session.task, self.config) for item in items]
             for chunk in split_requests(lines, self.config.batch_max_requests, self.config.batch_max_bytes):
                 ids = [json.loads(line)["custom_id"] for line in chunk]
                 uploaded = await self.call(lane, lambda: lane.client.files.create(
@@ -230,9 +230,9 @@ class BatchLabeller:
             extra = {"batch_id": batch.id}
             if custom_id in ask_again:  # with the synchronous path's retries
                 async with semaphore:
-                    return await self.labeller.converse(item, lane, tally, extra=extra, movable=False)
+                    return await self.session.converse(item, lane, tally, extra=extra, movable=False)
             if custom_id not in answers:
-                setup = label_setup(self.labeller.task.messages(item), self.config)
+                setup = label_setup(self.session.task.messages(item), self.config)
                 return article_record(item, lane, None, reasons.get(custom_id) or not_run, 0, tally, 0.0, setup, extra)
             body = answers[custom_id]
             usage = body.get("usage") or {}
@@ -242,8 +242,8 @@ class BatchLabeller:
             choices = body.get("choices") or [{}]
             content = (choices[0].get("message") or {}).get("content") or ""
             async with semaphore:
-                return await self.labeller.converse(item, lane, tally, first_answer=content, extra=extra,
-                                                    movable=False)
+                return await self.session.converse(item, lane, tally, first_answer=content, extra=extra,
+                                                   movable=False)
 
         stopped: list[FinsentError] = []  # in the order they came
 
@@ -257,7 +257,7 @@ class BatchLabeller:
         results = await asyncio.gather(*(finish_unless_stopped(custom_id) for custom_id in record["ids"]))
         records = [result for result in results if result is not None]
         if records:
-            await asyncio.to_thread(self.labeller.save, records)
+            await asyncio.to_thread(self.session.save, records)
         if stopped:  # what the batch answered is recorded; the batch stays open for the rest
             raise stopped[0]
         absent = [custom_id for custom_id in record["ids"] if custom_id not in items_by_id]
@@ -289,18 +289,18 @@ async def label_with_batches(articles: list[Any], todo: list[Any], store: Result
     started = time.monotonic()
     pool = ProviderPool(config)
     try:
-        labeller = Labeller(config, pool, store, show_progress, task)
-        batcher = BatchLabeller(labeller)
+        session = LabelSession(config, pool, store, task)
+        batcher = BatchLabeller(session)
 
         def batched(lane: Lane) -> bool:
             return batch_everything or lane.provider.batch
         assigned = [(item, pool.next_lane()) for item in todo]
         await batcher.submit([(item, lane) for item, lane in assigned if batched(lane)])
         pool.keep(lambda lane: not batched(lane))
-        await labeller.run([item for item, lane in assigned if not batched(lane)])
+        await Labeller(session, show_progress).run([item for item, lane in assigned if not batched(lane)])
         await batcher.wait({item.id: item for item in articles}, show_progress)
-        labeller.summary.seconds = time.monotonic() - started
-        return labeller.summary
+        session.summary.seconds = time.monotonic() - started
+        return session.summary
     finally:
         await pool.close()
 
@@ -327,7 +327,7 @@ async def _each_batch(store: ResultStore, config: LabellerConfig, action) -> lis
         return [f"no batch recorded in {store.path}"]
     pool = ProviderPool(config)
     try:
-        batcher = BatchLabeller(Labeller(config, pool, store, show_progress=False))
+        batcher = BatchLabeller(LabelSession(config, pool, store))
         return [await action(batcher, record) for record in store.batches.values()]
     finally:
         await pool.close()

@@ -19,9 +19,10 @@ from tqdm import tqdm
 
 from dataset_builder.label_store import ResultStore, label_setup
 from dataset_builder.news_articles import NewsArticle, article_messages
-from dataset_builder.provider_calls import API_ERRORS, ProviderCalls, ProviderGone, stop_if_fatal
-from dataset_builder.providers import Lane, ProviderPool, describe_error, is_transient, response_format
+from dataset_builder.provider_calls import ProviderCalls, ProviderGone, stop_if_fatal
+from dataset_builder.providers import Lane, ProviderPool, response_format
 from dataset_builder.settings import LabellerConfig, ProviderConfig
+from utils.llm_client import describe_error, is_transient, sdk_errors
 from utils.schema import ResponseParseError, SentimentResponse, parse_sentiment_response
 
 REASK = ("That answer is not valid ({reason}). Reply again with only the JSON object, with "
@@ -107,70 +108,18 @@ class RunSummary:
         return out
 
 
-class Labeller:
-    def __init__(self, config: LabellerConfig, pool: ProviderPool, store: ResultStore,
-                 show_progress: bool = True, task: Task | None = None):
+class LabelSession:
+    """What one run of step 03 asks with and records into, for the synchronous labeller and the
+    batch labeller alike: the config, the task, the provider calls (the pool, retries, outages), the
+    results store and the summary. `converse` asks one lane about one item until it answers validly;
+    `save` records finished items."""
+
+    def __init__(self, config: LabellerConfig, pool: ProviderPool, store: ResultStore, task: Task | None = None):
         self.config = config
-        self.pool = pool
         self.store = store
-        self.show_progress = show_progress
         self.task = task or news_task(config)
         self.calls = ProviderCalls(config, pool)
         self.summary = RunSummary({lane.provider.name: lane.provider for lane in pool.lanes})
-
-    async def run(self, articles: list[NewsArticle]) -> RunSummary:
-        if not articles:
-            return self.summary
-        started = time.monotonic()
-        queue: asyncio.Queue[NewsArticle] = asyncio.Queue()
-        for article in articles:
-            queue.put_nowait(article)
-        finished: asyncio.Queue[dict | None] = asyncio.Queue()  # records waiting for the disk
-        with tqdm(total=len(articles), unit="article", desc="labelling", smoothing=0.05,
-                  disable=not self.show_progress) as bar:
-            writer = asyncio.create_task(self._writer(finished, bar))
-            workers = [asyncio.create_task(self._worker(queue, finished))
-                       for _ in range(min(self.config.max_in_flight, len(articles)))]
-            labelling = asyncio.gather(*workers)
-            # Its exception is read below, unless a Ctrl-C cancels this task first: mark it read, or
-            # asyncio logs "exception was never retrieved" for it at exit.
-            labelling.add_done_callback(lambda done: done.cancelled() or done.exception())
-            try:
-                await asyncio.wait([labelling, writer], return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for worker in workers:
-                    worker.cancel()
-                await asyncio.gather(*workers, return_exceptions=True)
-                finished.put_nowait(None)  # the writer saves what is queued, then stops
-                await asyncio.wait([writer])
-        self.summary.seconds = time.monotonic() - started
-        for task in (writer, labelling):
-            if not task.cancelled() and task.exception():
-                raise task.exception()
-        return self.summary
-
-    async def _worker(self, queue: asyncio.Queue, finished: asyncio.Queue) -> None:
-        while True:
-            try:
-                article = queue.get_nowait()
-            except asyncio.QueueEmpty:
-                return
-            finished.put_nowait(await self.label(article))
-
-    async def _writer(self, finished: asyncio.Queue, bar: tqdm) -> None:
-        """Append finished records in batches, one fsync each (a group commit), in a thread so
-        that the disk never stalls the requests in flight."""
-        while True:
-            batch = [await finished.get()]
-            while not finished.empty():
-                batch.append(finished.get_nowait())
-            records = [record for record in batch if record is not None]
-            if records:
-                await asyncio.to_thread(self.save, records)
-                bar.update(len(records))
-                bar.set_postfix(ok=self.summary.ok, failed=self.summary.failed, refresh=False)
-            if None in batch:
-                return
 
     def save(self, records: list[dict[str, Any]]) -> None:
         """Append `records` to the store (one fsync) and count them in the summary."""
@@ -179,19 +128,6 @@ class Labeller:
             usage = self.summary.usage.setdefault(record["provider"], ProviderUsage())
             usage.ok += record["status"] == "ok"
             usage.failed += record["status"] == "failed"
-
-    async def label(self, article: NewsArticle) -> dict[str, Any]:
-        """Ask one model until it gives a valid answer (re-asking at most `max_reasks` times)
-        or a request fails for good; return the article's record. If the model's provider is
-        dropped meanwhile, the article goes to another one."""
-        while True:
-            lane, tally = self.pool.next_lane(), Tally()
-            try:
-                return await self.converse(article, lane, tally)
-            except ProviderGone:
-                self.summary.usage.setdefault(lane.provider.name, ProviderUsage()).add(tally)
-                if not self.pool.lanes:
-                    raise
 
     async def converse(self, article: NewsArticle, lane: Lane, tally: Tally, first_answer: str | None = None,
                        extra: dict | None = None, movable: bool = True) -> dict[str, Any]:
@@ -210,7 +146,7 @@ class Labeller:
             else:
                 try:
                     content = await self._ask(lane, messages, tally, movable)
-                except API_ERRORS as exc:
+                except sdk_errors() as exc:
                     reason = (f"gave up after {self.config.max_retries + 1} tries: {describe_error(exc)}"
                               if is_transient(exc) else f"request refused: {describe_error(exc)}")
                     break
@@ -240,7 +176,7 @@ class Labeller:
                     completion = await lane.client.chat.completions.create(
                         model=lane.model, messages=messages, temperature=self.config.temperature,
                         max_tokens=self.config.max_tokens, **extra)
-                except API_ERRORS as exc:
+                except sdk_errors() as exc:
                     lane.limiter.settle(estimate, 0)
                     stop_if_fatal(exc, lane)
                     self.calls.count_outage(lane, exc, movable)
@@ -253,6 +189,84 @@ class Labeller:
         tally.completion_tokens += answer
         return completion.choices[0].message.content if completion.choices else None
 
+
+class Labeller:
+    """Labels items synchronously through a session: `max_in_flight` requests at once, each item
+    sent to the pool's next model (another one if its provider is dropped meanwhile), the finished
+    records written in group commits."""
+
+    def __init__(self, session: LabelSession, show_progress: bool = True):
+        self.session = session
+        self.show_progress = show_progress
+
+    async def run(self, articles: list[NewsArticle]) -> RunSummary:
+        if not articles:
+            return self.session.summary
+        started = time.monotonic()
+        queue: asyncio.Queue[NewsArticle] = asyncio.Queue()
+        for article in articles:
+            queue.put_nowait(article)
+        finished: asyncio.Queue[dict | None] = asyncio.Queue()  # records waiting for the disk
+        with tqdm(total=len(articles), unit="article", desc="labelling", smoothing=0.05,
+                  disable=not self.show_progress) as bar:
+            writer = asyncio.create_task(self._writer(finished, bar))
+            workers = [asyncio.create_task(self._worker(queue, finished))
+                       for _ in range(min(self.session.config.max_in_flight, len(articles)))]
+            labelling = asyncio.gather(*workers)
+            # Its exception is read below, unless a Ctrl-C cancels this task first: mark it read, or
+            # asyncio logs "exception was never retrieved" for it at exit.
+            labelling.add_done_callback(lambda done: done.cancelled() or done.exception())
+            try:
+                await asyncio.wait([labelling, writer], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for worker in workers:
+                    worker.cancel()
+                await asyncio.gather(*workers, return_exceptions=True)
+                finished.put_nowait(None)  # the writer saves what is queued, then stops
+                await asyncio.wait([writer])
+        self.session.summary.seconds = time.monotonic() - started
+        for task in (writer, labelling):
+            if not task.cancelled() and task.exception():
+                raise task.exception()
+        return self.session.summary
+
+    async def _worker(self, queue: asyncio.Queue, finished: asyncio.Queue) -> None:
+        while True:
+            try:
+                article = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            finished.put_nowait(await self.label(article))
+
+    async def _writer(self, finished: asyncio.Queue, bar: tqdm) -> None:
+        """Append finished records in batches, one fsync each (a group commit), in a thread so
+        that the disk never stalls the requests in flight."""
+        while True:
+            batch = [await finished.get()]
+            while not finished.empty():
+                batch.append(finished.get_nowait())
+            records = [record for record in batch if record is not None]
+            if records:
+                await asyncio.to_thread(self.session.save, records)
+                bar.update(len(records))
+                summary = self.session.summary
+                bar.set_postfix(ok=summary.ok, failed=summary.failed, refresh=False)
+            if None in batch:
+                return
+
+    async def label(self, article: NewsArticle) -> dict[str, Any]:
+        """Ask one model until it gives a valid answer (re-asking at most `max_reasks` times)
+        or a request fails for good; return the article's record. If the model's provider is
+        dropped meanwhile, the article goes to another one."""
+        pool = self.session.calls.pool
+        while True:
+            lane, tally = pool.next_lane(), Tally()
+            try:
+                return await self.session.converse(article, lane, tally)
+            except ProviderGone:
+                self.session.summary.usage.setdefault(lane.provider.name, ProviderUsage()).add(tally)
+                if not pool.lanes:
+                    raise
 
 
 def article_record(article: NewsArticle, lane: Lane, response: dict | None, reason: str | None, attempts: int,
@@ -275,7 +289,7 @@ async def _label(articles: list[NewsArticle], store: ResultStore, config: Labell
                  show_progress: bool, task: Task | None) -> RunSummary:
     pool = ProviderPool(config)
     try:
-        return await Labeller(config, pool, store, show_progress, task).run(articles)
+        return await Labeller(LabelSession(config, pool, store, task), show_progress).run(articles)
     finally:
         await pool.close()
 

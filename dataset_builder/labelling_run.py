@@ -16,7 +16,7 @@ from dataset_builder.news_articles import write_news_csv
 from dataset_builder.settings import LabellerConfig
 from utils.errors import quiet_client_logs
 from utils.io import check_writable
-from utils.llm_http import api_key
+from utils.llm_client import api_key
 
 
 @dataclass(frozen=True)

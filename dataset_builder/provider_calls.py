@@ -1,25 +1,20 @@
 """Step 03's calls to its providers' APIs, for the synchronous labeller and the Batch API alike: a
-transient failure (utils.llm_http's rules) tried again after the wait the server asked for, else
-after backoff with jitter; 401/403/404 stop the run; outages in a row counted per provider, which is
+transient failure tried again by utils.llm_client's RetryPolicy (the wait the server asked for,
+else backoff with jitter); 401/403/404 stop the run; outages in a row counted per provider, which is
 dropped at max_consecutive_failures (and the run stops when none is left, or when the articles
 cannot move to another provider)."""
 from __future__ import annotations
 
 import logging
-import random
 
-import groq
-import openai
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import AsyncRetrying
 
-from dataset_builder.providers import (Lane, ProviderAuthError, ProviderPool, describe_error, is_outage,
-                                       is_transient, retry_after_s, status_code)
+from dataset_builder.providers import Lane, ProviderAuthError, ProviderPool
 from dataset_builder.settings import LabellerConfig
 from utils.errors import FinsentError
+from utils.llm_client import RetryPolicy, describe_error, is_outage, status_code
 
 log = logging.getLogger(__name__)
-
-API_ERRORS = (openai.APIError, groq.APIError)
 
 
 class ProviderGone(FinsentError):
@@ -35,23 +30,13 @@ class ProviderCalls:
     def __init__(self, config: LabellerConfig, pool: ProviderPool):
         self.config = config
         self.pool = pool
-        self._backoff = wait_exponential_jitter(multiplier=config.backoff_initial_s,
-                                                max=config.backoff_max_s,
-                                                jitter=config.backoff_initial_s)
+        self.retry_policy = RetryPolicy(config.max_retries + 1, config.backoff_initial_s, config.backoff_max_s,
+                                        config.retry_after_max_s)
         self._outages_in_a_row: dict[str, int] = {}  # provider → outages since its last answer
 
     def retrying(self) -> AsyncRetrying:
-        """Transient failures tried again (max_retries), after wait_before_retry."""
-        return AsyncRetrying(retry=retry_if_exception(is_transient), wait=self.wait_before_retry,
-                             stop=stop_after_attempt(self.config.max_retries + 1), reraise=True)
-
-    def wait_before_retry(self, state) -> float:
-        """Exponential backoff with jitter, or the wait the server asked for (Retry-After)."""
-        asked = retry_after_s(state.outcome.exception())
-        if asked is None:
-            return self._backoff(state)
-        asked = min(asked, self.config.retry_after_max_s)
-        return asked + random.uniform(0, min(1.0, 0.1 * asked + 0.01))
+        """Transient failures tried again (max_retries), by the run's RetryPolicy."""
+        return self.retry_policy.async_retrying()
 
     def outages_in_a_row(self, lane: Lane, exc: BaseException | None) -> int:
         """Count `exc` (None: an answer) and return the outages of `lane`'s provider in a row:

