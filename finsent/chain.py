@@ -50,6 +50,15 @@ def yaml_flow(value: object) -> str:
     return json.dumps(value)
 
 
+def given_flags(values: dict[str, object]) -> list:
+    """`--flag value` for each flag whose value is given (None: the script's default)."""
+    return [part for flag, value in values.items() if value is not None for part in (flag, value)]
+
+
+def set_flags(settings: tuple[str, ...]) -> list:
+    return [part for setting in settings for part in ("--set", setting)]
+
+
 class Progress:
     """One header line a step (`=== [n/N] title` when the total is known, else a UTC time stamp)
     and one closing line with its seconds."""
@@ -68,8 +77,9 @@ class Progress:
         print(message, flush=True)
 
     @staticmethod
-    def closed(title: str, seconds: float, how: str = "done") -> None:
-        print(f"--- {title}: {how} in {seconds:.0f} s", flush=True)
+    def closed(title: str, run: ScriptRun) -> None:
+        how = "done" if run.ok else f"failed (exit {run.returncode})"
+        print(f"--- {title}: {how} in {run.seconds:.0f} s", flush=True)
 
 
 @dataclass(frozen=True)
@@ -149,17 +159,17 @@ class FinishedSteps:
         except (OSError, ValueError):  # none yet, or torn: the step runs again
             return {}
 
-    def reusable(self, step: str, print_: dict) -> list[Path] | None:
+    def reusable(self, step: str, identity: dict) -> list[Path] | None:
         """The outputs of `step` when it finished with this fingerprint and they are all still there."""
         record = self._read().get(step)
-        if not record or record["fingerprint"] != print_:
+        if not record or record["fingerprint"] != identity:
             return None
         outputs = [Path(p) for p in record["outputs"]]
         return outputs if all(p.exists() for p in outputs) else None
 
-    def mark(self, step: str, print_: dict, outputs: list[Path]) -> None:
+    def mark(self, step: str, identity: dict, outputs: list[Path]) -> None:
         steps = self._read()
-        steps[step] = {"fingerprint": print_, "outputs": [str(p) for p in outputs]}
+        steps[step] = {"fingerprint": identity, "outputs": [str(p) for p in outputs]}
         atomic_write_json(self.path, steps, indent=2)
 
     def forget(self, step: str) -> None:
@@ -201,24 +211,23 @@ class Training:
                     "--learning-rate": self.learning_rate, "--max-seq-length": self.max_seq_length}
         args: list = [*(["--config", self.config] if self.config else []), *(["--backend", backend] if backend else []),
                       "--output-dir", self.output_dir, "--overwrite"]
-        args += [part for flag, value in optional.items() if value is not None for part in (flag, value)]
+        args += given_flags(optional)
         if self.packing is not None:
             args.append("--packing" if self.packing else "--no-packing")
         if self.full_finetune:
             args.append("--full-finetune")
-        args += [part for setting in self.settings for part in ("--set", setting)]
-        return [*args, *self.extra]
+        return [*args, *set_flags(self.settings), *self.extra]
 
 
 def train(training: Training, progress: Progress, title: str | None = None) -> ScriptRun:
     """finetune/train.py, or the run it finished before with the same command and inputs."""
-    title = title or f"fine-tune: {training.backend or 'the config'}'s backend into {training.output_dir}"
+    title = title or f"fine-tune ({training.backend or 'finetune.backend'}) into {training.output_dir}"
     progress.header(title)
     layout, finished = training.layout, FinishedSteps(training.layout)
     inputs = [training.train_file, training.validation_file,
               Path(training.base_model) if training.base_model else None]
-    print_ = fingerprint(["train.py", *training.arguments(training.backend)], inputs, training.config)
-    if finished.reusable("train", print_):
+    identity = fingerprint(["train.py", *training.arguments(training.backend)], inputs, training.config)
+    if finished.reusable("train", identity):
         print(f"reused: {layout.summary} (trained before with the same command and inputs)", flush=True)
         return ScriptRun(0, 0.0, training.log, reused=True)
     run = run_script("finetune/train.py", training.arguments(training.backend), log=training.log, echo=training.echo)
@@ -230,8 +239,8 @@ def train(training: Training, progress: Progress, title: str | None = None) -> S
                                                         f"{training.log.suffix}"))
         run = run_script("finetune/train.py", training.arguments(fallback), log=training.log, echo=training.echo)
     if run.ok and layout.summary.is_file():
-        finished.mark("train", print_, [layout.summary])
-    progress.closed(title, run.seconds, "done" if run.ok else f"failed (exit {run.returncode})")
+        finished.mark("train", identity, [layout.summary])
+    progress.closed(title, run)
     return run
 
 
@@ -263,7 +272,7 @@ class Export:
         optional = {"--config": self.config, "--name": self.name, "--family": self.family,
                     "--llama-cpp-source": self.llama_cpp_source}
         return ["--model", self.layout.merged, "--gguf-dir", self.folder, "--quants", ",".join(by_script),
-                *[part for flag, value in optional.items() if value is not None for part in (flag, value)]]
+                *given_flags(optional)]
 
     def file(self, quant: str) -> Path | None:
         if self.name:
@@ -277,10 +286,10 @@ def export(spec: Export, progress: Progress, title: str | None = None) -> tuple[
     title = title or f"export: GGUF {', '.join(spec.quants)}"
     progress.header(title)
     finished = FinishedSteps(spec.layout)
-    print_ = fingerprint(["export_gguf.py", *spec.arguments(), *(["--quantize", spec.quantize_binary]
+    identity = fingerprint(["export_gguf.py", *spec.arguments(), *(["--quantize", spec.quantize_binary]
                                                                    if spec.quantize_binary else [])],
                          [spec.layout.merged], spec.config)
-    reused = finished.reusable("export", print_)
+    reused = finished.reusable("export", identity)
     if reused:
         print(f"reused: {', '.join(p.name for p in reused)} (exported before from the same model)", flush=True)
         return dict(zip(spec.quants, reused)), ScriptRun(0, 0.0, spec.log, reused=True)
@@ -290,8 +299,8 @@ def export(spec: Export, progress: Progress, title: str | None = None) -> tuple[
         run = _quantize_with(spec, run)
     files = {quant: path for quant in spec.quants if (path := spec.file(quant)) and path.is_file()}
     if run.ok and len(files) == len(spec.quants):
-        finished.mark("export", print_, [files[quant] for quant in spec.quants])
-    progress.closed(title, run.seconds, "done" if run.ok else f"failed (exit {run.returncode})")
+        finished.mark("export", identity, [files[quant] for quant in spec.quants])
+    progress.closed(title, run)
     return files, run
 
 
@@ -380,10 +389,9 @@ class Evaluation:
         optional = {"--source": self.source, "--limit": self.limit, "--validation-limit": self.validation_limit,
                     "--parallel": self.parallel, "--num-ctx": self.num_ctx, "--max-tokens": self.max_tokens,
                     "--threads": None if self.model else self.threads}
-        args += [part for flag, value in optional.items() if value is not None for part in (flag, value)]
+        args += given_flags(optional)
         args += [] if self.progress_bars else ["--no-progress"]
-        args += [part for setting in ("eval.default_temperature=0", *self.settings) for part in ("--set", setting)]
-        return [*args, *self.extra]
+        return [*args, *set_flags(("eval.default_temperature=0", *self.settings)), *self.extra]
 
 
 def evaluate(evaluation: Evaluation, progress: Progress, title: str | None = None) -> tuple[dict | None, ScriptRun]:
@@ -394,7 +402,7 @@ def evaluate(evaluation: Evaluation, progress: Progress, title: str | None = Non
                      env=evaluation.env)
     metrics_file = Path(evaluation.output) / "metrics.json"
     metrics = json.loads(metrics_file.read_text(encoding="utf-8")) if run.ok and metrics_file.is_file() else None
-    progress.closed(title, run.seconds, "done" if run.ok else f"failed (exit {run.returncode})")
+    progress.closed(title, run)
     return metrics, run
 
 
@@ -432,7 +440,7 @@ def sentiments(spec: Sentiments, progress: Progress, title: str | None = None) -
             {"eval": {"models_to_test": list(spec.models), "sample_size": spec.sample_size, **spec.eval_settings}},
             sort_keys=False))
     run = run_script("eval/generate_model_sentiments.py", spec.arguments(), log=spec.log, echo=spec.echo)
-    progress.closed(title, run.seconds, "done" if run.ok else f"failed (exit {run.returncode})")
+    progress.closed(title, run)
     return run
 
 

@@ -58,7 +58,7 @@ class Demo:
         self.progress.header(title)
         run = run_script(script, [*(["--config", self.config_path] if self.config_path else []), *args])
         self.require(title, script, run)
-        self.progress.closed(title, run.seconds)
+        self.progress.closed(title, run)
 
     @staticmethod
     def require(title: str, script: str, run: ScriptRun) -> None:
