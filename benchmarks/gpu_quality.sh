@@ -86,23 +86,25 @@ case "$(realpath -m "$RESULTS")" in "$(realpath -m "$WORK")"/*) ;; *)
 esac
 mkdir -p "$WORK/eval" "$WORK/times"
 base=${BASE_DIR:-$WORK/base}
-train() {  # train() BACKEND: full fine-tune of $base into $WORK/run
-  stamp "training: $1 backend, full fine-tune, lr $LR, $EPOCHS epochs"
-  python finetune/train.py --backend "$1" --family gemma-3 --base-model "$base" \
-    --train "$DATA/train.jsonl" --validation "$DATA/validation.jsonl" --output-dir "$WORK/run" \
-    --full-finetune --epochs "$EPOCHS" --learning-rate "$LR" --max-seq-length 512 --no-packing --overwrite \
+# The steps are finsent/chain.py's (python -m finsent.chain STEP): the flags every caller of a step
+# shares are written there, and a training or export finished before alike is reused on a rerun.
+train() {  # full fine-tune of $base into $WORK/run (again with FALLBACK_BACKEND if BACKEND fails)
+  stamp "training: $BACKEND backend, full fine-tune, lr $LR, $EPOCHS epochs"
+  python -m finsent.chain train --backend "$BACKEND" --fallback-backend "$FALLBACK_BACKEND" --family gemma-3 \
+    --base-model "$base" --train "$DATA/train.jsonl" --validation "$DATA/validation.jsonl" \
+    --output-dir "$WORK/run" --log "$WORK/train.log" \
+    --full-finetune --epochs "$EPOCHS" --learning-rate "$LR" --max-seq-length 512 --no-packing \
     --set finetune.batch_size="$BATCH" --set finetune.gradient_accumulation_steps=1 \
     --set finetune.gradient_checkpointing=false --set finetune.optimizer=adamw_torch_fused \
     --set finetune.warmup_ratio=0.03 --set finetune.weight_decay=0.01 --set finetune.lr_scheduler=cosine \
     --set finetune.eval_steps=400 --set finetune.save_steps=100000 --set finetune.logging_steps=50 \
-    --set finetune.seed="$SEED" \
-    2>&1 | grep -v "it/s\]$" | tee "$WORK/train.log"
+    --set finetune.seed="$SEED"
 }
-# Accuracy runs answer greedily; the variance run uses the eval default of 0.2.
-evaluate() {  # evaluate() NAME ARGS...: one evaluate_labelled run into $WORK/eval/NAME
+# Accuracy runs answer greedily (the runner's evaluate); the variance run samples at 0.2.
+evaluate() {  # evaluate() NAME ARGS...: one evaluate_labelled run of the model use_model chose into $WORK/eval/NAME
   local name=$1; shift
-  python eval/evaluate_labelled.py --output "$WORK/eval/$name" --parallel "$PARALLEL" --num-ctx 2048 \
-    --no-progress --set eval.default_temperature=0 "$@" $limit
+  python -m finsent.chain evaluate --output "$WORK/eval/$name" --parallel "$PARALLEL" --no-progress \
+    "${model_flags[@]}" "$@" $limit
 }
 
 # shellcheck source=benchmarks/llama_server.sh
@@ -110,7 +112,7 @@ evaluate() {  # evaluate() NAME ARGS...: one evaluate_labelled run into $WORK/ev
 served_quant=""
 stop_server() { stop_llama_server; served_quant=""; }
 trap stop_server EXIT
-use_model() {  # use_model QUANT: sets model_flags (evaluate_labelled) and model_yaml (a models_to_test entry)
+use_model() {  # use_model QUANT: sets model_flags (the runner's evaluate and sentiments)
   local gguf=$WORK/gguf/$NAME-$1.gguf
   if [ -n "${LLAMA_SERVER:-}" ] && [ "$served_quant" != "$1" ]; then
     stop_server
@@ -120,10 +122,8 @@ use_model() {  # use_model QUANT: sets model_flags (evaluate_labelled) and model
   fi
   if [ -z "${LLAMA_SERVER:-}" ]; then
     model_flags=(--gguf "$gguf" --name "$NAME-$1" ${THREADS:+--threads $THREADS})
-    model_yaml="{backend: llamacpp, name: $NAME-$1, gguf: $gguf, prompt: trained, parallel: $PARALLEL, num_ctx: 4096${THREADS:+, threads: $THREADS}}"
   else
-    model_flags=(--model "{backend: openai, model: finsent, base_urls: ['$served_url']}" --name "$NAME-$1")
-    model_yaml="{backend: openai, model: finsent, name: $NAME-$1, base_urls: ['$served_url'], prompt: trained, parallel: $PARALLEL}"
+    model_flags=(--server-url "$served_url" --name "$NAME-$1")
   fi
 }
 
@@ -143,37 +143,23 @@ if [ "$stage" != measure ]; then
   base_threads=$(( $(nproc) - ${BASE_FREE_CORES:-4} )); [ "$base_threads" -ge 1 ] || base_threads=1
   rm -f "$WORK/eval/base.done"
   [ -n "${SKIP_BASE:-}" ] || stamp "base 5-shot evaluation on the $SCORE_SOURCE test rows (background, $base_threads CPU threads)"
-  [ -n "${SKIP_BASE:-}" ] || setsid nohup bash -c 's=$(date +%s); python eval/evaluate_labelled.py --output "$1/eval/base" --parallel "$2" \
-    --num-ctx 2048 --no-progress --set eval.default_temperature=0 --input "$3/test.jsonl" --source "$4" \
+  [ -n "${SKIP_BASE:-}" ] || setsid nohup bash -c 's=$(date +%s); python -m finsent.chain evaluate --output "$1/eval/base" --parallel "$2" \
+    --no-progress --input "$3/test.jsonl" --source "$4" \
     --prompt few-shot --structured --validation-limit 100 --threads "$6" $5 > "$1/eval/base.log" 2>&1; echo $? > "$1/eval/base.done"; \
     echo "base_eval_s $(( $(date +%s) - s ))" > "$1/times/base_eval"' _ "$WORK" "$PARALLEL" "$SCORE_DATA" "$SCORE_SOURCE" "$limit" "$base_threads" \
     < /dev/null > /dev/null 2>&1 &
 
   t=$(date +%s)
-  if ! train "$BACKEND"; then
-    [ -n "$FALLBACK_BACKEND" ] && [ "$FALLBACK_BACKEND" != "$BACKEND" ] || { echo "error: training failed" >&2; exit 1; }
-    stamp "training with $BACKEND failed (the log above says why): again with $FALLBACK_BACKEND"
-    mv "$WORK/train.log" "$WORK/train-$BACKEND-failed.log"
-    train "$FALLBACK_BACKEND" || { echo "error: training failed with $FALLBACK_BACKEND too" >&2; exit 1; }
-  fi
+  train || exit 1  # the runner said why
   echo "train_s $(since "$t")" > "$WORK/times/train"
 fi
 
 if [ "$stage" != train ]; then
   t=$(date +%s); stamp "export: f16 GGUF, then q8_0 and q4_k_m"
-  # The product's export path: llama.cpp's own converter (LLAMA_CPP, else found as export_gguf.py finds it).
-  llama_cpp_source=${LLAMA_CPP:+--llama-cpp-source $LLAMA_CPP}
-  if [ -n "${QUANTIZE:-}" ]; then
-    python finetune/export_gguf.py --model "$WORK/run/merged" --gguf-dir "$WORK/gguf" --name $NAME \
-      --family gemma-3 --quants f16 $llama_cpp_source
-    for quant in q8_0 q4_k_m; do
-      "$QUANTIZE" "$WORK/gguf/$NAME-f16.gguf" "$WORK/gguf/$NAME-$quant.gguf" "${quant^^}" > "$WORK/gguf/quantize-$quant.log" 2>&1 \
-        || { tail -5 "$WORK/gguf/quantize-$quant.log" >&2; echo "error: $QUANTIZE failed for $quant" >&2; exit 1; }
-    done
-  else
-    python finetune/export_gguf.py --model "$WORK/run/merged" --gguf-dir "$WORK/gguf" --name $NAME \
-      --family gemma-3 --quants f16,q8_0,q4_k_m $llama_cpp_source
-  fi
+  # The product's export path: llama.cpp's own converter (LLAMA_CPP, else found as export_gguf.py finds
+  # it); with QUANTIZE, that binary writes q8_0 and q4_k_m from the f16.
+  python -m finsent.chain export --run "$WORK/run" --gguf-dir "$WORK/gguf" --name $NAME --family gemma-3 \
+    --quants f16,q8_0,q4_k_m ${LLAMA_CPP:+--llama-cpp-source "$LLAMA_CPP"} ${QUANTIZE:+--quantize "$QUANTIZE"}
   ls -la "$WORK/gguf"
   echo "export_s $(since "$t")" > "$WORK/times/export"
 
@@ -187,26 +173,17 @@ if [ "$stage" != train ]; then
   # The variance first: it takes ~25 s and is the figure a run is most often made for.
   if [ "$SAMPLE_SIZE" -gt 0 ]; then
     use_model q4_k_m; t=$(date +%s); stamp "variance: q4_k_m × $SAMPLE_SIZE iterations at temperature 0.2 on examples/news_snapshot.json"
-    cat > "$WORK/variance.yaml" <<EOF
-eval:
-  models_to_test:
-    - $model_yaml
-  sample_size: $SAMPLE_SIZE
-  default_temperature: 0.2
-  structured: false
-  sentiment_save_folder: $WORK/variance
-  generation_summary_file: $WORK/variance_summary.json
-EOF
-    python eval/generate_model_sentiments.py --config "$WORK/variance.yaml" --snapshot examples/news_snapshot.json \
-      --no-progress 2>&1 | tail -4
+    python -m finsent.chain sentiments "${model_flags[@]}" --parallel "$PARALLEL" --num-ctx 4096 \
+      --snapshot examples/news_snapshot.json --sample-size "$SAMPLE_SIZE" --temperature 0.2 \
+      --save-folder "$WORK/variance" --summary-file "$WORK/variance_summary.json" --run-config "$WORK/variance.yaml" \
+      2>&1 | tail -4
     echo "variance_s $(since "$t")" > "$WORK/times/variance"
   fi
   for quant in $QUANTS; do
     t=$(date +%s); stamp "evaluate $quant on the $SCORE_SOURCE test rows of $SCORE_DATA (trained prompt, no schema, temperature 0)"
     # shellcheck disable=SC2086  # SCORE_ARGS are evaluate_labelled flags, split on purpose
     use_model "$quant"
-    evaluate "$quant" "${model_flags[@]}" --input "$SCORE_DATA/test.jsonl" \
-      --source "$SCORE_SOURCE" --prompt trained --no-structured $SCORE_ARGS 2>&1 | tail -4
+    evaluate "$quant" --input "$SCORE_DATA/test.jsonl" --source "$SCORE_SOURCE" $SCORE_ARGS 2>&1 | tail -4
     echo "eval_${quant}_s $(since "$t")" > "$WORK/times/eval_$quant"
   done
   if [ -n "${EXPECTED:-}" ]; then
@@ -214,15 +191,15 @@ EOF
     # folder of its own: a failure there leaves the generated figures above as they are
     t=$(date +%s); stamp "evaluate q4_k_m on the $SCORE_SOURCE test rows with --expected-sentiment"
     use_model q4_k_m
-    evaluate expected "${model_flags[@]}" --input "$SCORE_DATA/test.jsonl" --source "$SCORE_SOURCE" \
-      --prompt trained --no-structured --expected-sentiment $SCORE_ARGS 2>&1 | tail -5 || true
+    evaluate expected --input "$SCORE_DATA/test.jsonl" --source "$SCORE_SOURCE" \
+      --expected-sentiment $SCORE_ARGS 2>&1 | tail -5 || true
     echo "eval_expected_s $(since "$t")" > "$WORK/times/eval_expected"
   fi
   score_written_set() {  # score_written_set NAME FILE: a labelled CSV written for the project, held out
     [ -n "$2" ] || return 0
     local t; t=$(date +%s); stamp "evaluate q4_k_m on $2 (80% scored, 20% choose the threshold)"
     use_model q4_k_m
-    evaluate "$1" "${model_flags[@]}" --input "$2" --prompt trained --no-structured 2>&1 | tail -4
+    evaluate "$1" --input "$2" 2>&1 | tail -4
     echo "eval_$1_s $(since "$t")" > "$WORK/times/eval_$1"
   }
   score_written_set headlines "$HEADLINES"
@@ -232,8 +209,7 @@ EOF
     stamp "evaluate q4_k_m on $extra (a plain CSV/JSONL: 80% scored, the other 20% choose the threshold)"
     # shellcheck disable=SC2086  # ARGS are evaluate_labelled flags, split on purpose
     use_model q4_k_m
-    evaluate extra "${model_flags[@]}" --input "$extra" \
-      --prompt trained --no-structured $extra_args 2>&1 | tail -4
+    evaluate extra --input "$extra" $extra_args 2>&1 | tail -4
   fi
 
   stop_server

@@ -24,7 +24,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -37,6 +36,10 @@ if __package__ in (None, ""):  # run as a script: the repo root, not benchmarks/
 from finetune.llama_cpp_source import llama_cpp_dir  # noqa: E402
 from finetune.random_models import SPECS, save_random_model  # noqa: E402
 from finetune.settings import QUANTS  # noqa: E402
+from finsent.chain import Evaluation, Export, FineTunedModel, Progress, Training  # noqa: E402
+from finsent.chain import evaluate as chain_evaluate  # noqa: E402
+from finsent.chain import export as chain_export  # noqa: E402
+from finsent.chain import train as chain_train  # noqa: E402
 from finsent.config import load_config  # noqa: E402
 from utils.errors import FinsentError, cli_entry  # noqa: E402
 from utils.io import atomic_write_json  # noqa: E402
@@ -50,6 +53,7 @@ STEP_LINE = re.compile(r"step (\d+): loss [\d.naif]+, (\d+) tokens/s")  # finetu
 # size is measured) and q4_k_m. An 8B family at its peak holds ~51 GB: merged, f16 and three quants.
 QUANTS_OF = {"llama-3": list(QUANTS)}  # every quantization; the others: f16, q4_k_m
 REPO = Path(__file__).resolve().parents[1]
+PROGRESS = Progress()  # a time-stamped header a step: the run takes hours at full size
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -65,16 +69,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--results", type=Path, help="default: benchmarks/results/seed_models.json "
                                                      "(--tiny: <work>/seed_models_tiny.json)")
     return parser.parse_args(argv)
-
-
-def run(command: list, log: Path, env: dict | None = None) -> tuple[int, float]:
-    """A product script in a subprocess, its output in `log`: (exit code, wall seconds)."""
-    print(f"[{time.strftime('%H:%M:%S')}] {log.parent.name}/{log.stem}: {Path(command[0]).name}", flush=True)
-    start = time.perf_counter()
-    with log.open("w", encoding="utf-8") as output:
-        code = subprocess.run([sys.executable, *map(str, command)], cwd=REPO, stdout=output, stderr=subprocess.STDOUT,
-                              env={**os.environ, **(env or {})}).returncode
-    return code, round(time.perf_counter() - start, 1)
 
 
 def disk_bytes(path: Path) -> int:
@@ -97,21 +91,19 @@ def step_rates(log: Path, train_seconds: float) -> dict:
 def train(family: str, base: Path, args, output: Path, *, precision: str, four_bit: bool, batch: int,
           save_final: bool) -> tuple[dict | None, float, str]:
     """One train.py run: (train_summary.json or None, wall seconds, the log's last line)."""
-    command = ["finetune/train.py", "--config", args.config, "--backend", "hf" if args.tiny else "unsloth",
-               "--family", family,
-               "--base-model", base, "--train", args.data / "train.jsonl", "--output-dir", output, "--overwrite",
-               "--max-steps", args.steps, "--max-seq-length", args.seq_len, "--packing",
-               "--set", f"finetune.precision={precision}", "--set", f"finetune.load_in_4bit={str(four_bit).lower()}",
-               "--set", f"finetune.batch_size={batch}", "--set", f"finetune.save_final={str(save_final).lower()}"]
-    output.parent.mkdir(parents=True, exist_ok=True)
-    log = output.with_suffix(".log")
-    code, seconds = run(command, log)
-    last = (log.read_text(encoding="utf-8", errors="replace").strip().splitlines() or [""])[-1]
-    summary = output / "train_summary.json"
-    if code != 0 or not summary.is_file():
-        return None, seconds, last
+    training = Training(output, "hf" if args.tiny else "unsloth", base_model=base, family=family,
+                        train_file=args.data / "train.jsonl", max_steps=args.steps, max_seq_length=args.seq_len,
+                        packing=True, settings=(f"finetune.precision={precision}",
+                                                f"finetune.load_in_4bit={str(four_bit).lower()}",
+                                                f"finetune.batch_size={batch}",
+                                                f"finetune.save_final={str(save_final).lower()}"),
+                        config=args.config, log=output.with_suffix(".log"), echo=False)
+    run = chain_train(training, PROGRESS, f"{family}/{output.name}: train")
+    summary = training.layout.summary
+    if not run.ok or not summary.is_file():
+        return None, run.seconds, run.last_line()
     figures = json.loads(summary.read_text())
-    return {**figures, **step_rates(log, figures["train_seconds"])}, seconds, last
+    return {**figures, **step_rates(run.log, figures["train_seconds"])}, run.seconds, run.last_line()
 
 
 def t4_path(family: str, base: Path, args, work: Path) -> dict:
@@ -152,25 +144,21 @@ def h100_path(family: str, base: Path, args, work: Path) -> dict:
 
 
 def export_and_serve(family: str, args, work: Path) -> dict:
-    run_dir, gguf_dir = work / "h100", work / "h100" / "gguf"
-    quants = QUANTS_OF.get(family, ["f16", "q4_k_m"])
-    code, seconds = run(["finetune/export_gguf.py", "--output-dir", run_dir, "--quants", ",".join(quants)],
-                        work / "export.log")
-    record: dict = {"export_ok": code == 0, "export_s": seconds, "quants": {}}
-    for quant in quants:
-        found = sorted(gguf_dir.glob(f"*-{quant}.gguf"))
-        if found:
-            record["quants"][quant] = {"file": found[0].name, "bytes": disk_bytes(found[0])}
-    if "q4_k_m" not in record["quants"]:
+    quants = tuple(QUANTS_OF.get(family, ["f16", "q4_k_m"]))
+    files, run = chain_export(Export(work / "h100", quants, log=work / "export.log", echo=False), PROGRESS,
+                              f"{family}/h100: export {', '.join(quants)}")
+    record: dict = {"export_ok": run.ok, "export_s": run.seconds,
+                    "quants": {quant: {"file": path.name, "bytes": disk_bytes(path)} for quant, path in files.items()}}
+    if "q4_k_m" not in files:
         return {**record, "served_ok": False, "answers_valid": 0}
-    evaluation = work / "eval"
-    code, seconds = run(["eval/evaluate_labelled.py", "--gguf", gguf_dir / record["quants"]["q4_k_m"]["file"],
-                         "--input", args.data / "test.jsonl", "--output", evaluation, "--prompt", "trained",
-                         "--no-structured", "--limit", 3, "--validation-limit", 3, "--num-ctx", args.seq_len,
-                         "--no-progress"], work / "eval.log", env={"CUDA_VISIBLE_DEVICES": ""})
-    metrics = json.loads((evaluation / "metrics.json").read_text()) if (evaluation / "metrics.json").is_file() else {}
-    return {**record, "served_ok": code == 0, "serve_s": seconds,
-            "answers_valid": round(metrics.get("valid_json_rate", 0) * 3)}
+    # on the machine's CPUs: what a user without a GPU serves
+    served = FineTunedModel(files["q4_k_m"].stem, files["q4_k_m"])
+    metrics, run = chain_evaluate(Evaluation(args.data / "test.jsonl", work / "eval", served, limit=3,
+                                             validation_limit=3, num_ctx=args.seq_len, progress_bars=False,
+                                             log=work / "eval.log", echo=False, env={"CUDA_VISIBLE_DEVICES": ""}),
+                                  PROGRESS, f"{family}/h100: q4_k_m answers 3 test rows")
+    return {**record, "served_ok": run.ok, "serve_s": run.seconds,
+            "answers_valid": round((metrics or {}).get("valid_json_rate", 0) * 3)}
 
 
 def environment() -> dict:

@@ -1,6 +1,7 @@
 """A fine-tune run's output folder, as train.py writes it and export, the demo and the benchmarks
 read it: checkpoints/, adapter/ (LoRA) or full_fp32/, merged/ (16-bit HF folder), gguf/
-(<name>-<quant>.gguf), throughput.jsonl, train_summary.json. Imports no torch."""
+(<name>-<quant>.gguf), throughput.jsonl, train_summary.json, finished_steps.json (finsent/chain.py's
+record of the steps a rerun reuses). Imports no torch."""
 from __future__ import annotations
 
 import shutil
@@ -49,6 +50,10 @@ class OutputLayout:
     @property
     def summary(self) -> Path:
         return self.root / "train_summary.json"
+
+    @property
+    def finished_steps(self) -> Path:
+        return self.root / "finished_steps.json"
 
     def check(self, resume: bool, overwrite: bool) -> Path | None:
         """The checkpoint to resume from (or None); read-only, so every process can ask."""

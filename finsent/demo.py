@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 from finetune.run_layout import OutputLayout
+from finsent.chain import (Evaluation, Export, FineTunedModel, Progress, ScriptRun, Sentiments, Training, evaluate,
+                           export, run_script, sentiments, train, yaml_flow)
 from finsent.config import load_config
 from utils.cli import OneLineErrorParser
 from utils.engine import DEFAULT_MODEL_NAME, EmbeddedEngine, EngineSettings
@@ -48,29 +47,23 @@ def busy_machine_threads() -> int:
     return max(1, (os.cpu_count() or 2) // 2)
 
 
-def _flow(value: object) -> str:
-    """A value for `--set KEY=VALUE` (YAML flow syntax: JSON is valid YAML)."""
-    return json.dumps(value)
-
-
 class Demo:
+    """The demo's numbered steps: a stage script each (finsent/chain.py runs it); the first that fails stops it."""
+
     def __init__(self, config_path: str | None, total_steps: int):
-        self.config_args = ["--config", config_path] if config_path else []
-        self.total_steps = total_steps
-        self.done = 0
+        self.config_path = Path(config_path) if config_path else None
+        self.progress = Progress(total_steps)
 
     def step(self, title: str, script: str, *args: str) -> None:
-        self.done += 1
-        print(f"\n=== [{self.done}/{self.total_steps}] {title}", flush=True)
-        started = time.monotonic()
-        command = [sys.executable, str(REPO_ROOT / script), *self.config_args, *args]
-        if subprocess.run(command).returncode != 0:
-            raise FinsentError(f"the demo stopped at '{title}': {script} failed (its error is above)")
-        print(f"--- {title}: done in {time.monotonic() - started:.0f} s", flush=True)
+        self.progress.header(title)
+        run = run_script(script, [*(["--config", self.config_path] if self.config_path else []), *args])
+        self.require(title, script, run)
+        self.progress.closed(title, run)
 
-    def note(self, title: str, message: str) -> None:
-        self.done += 1
-        print(f"\n=== [{self.done}/{self.total_steps}] {title}\n{message}", flush=True)
+    @staticmethod
+    def require(title: str, script: str, run: ScriptRun) -> None:
+        if not run.ok:
+            raise FinsentError(f"the demo stopped at '{title}': {script} failed (its error is above)")
 
 
 def _cuda_available() -> bool:
@@ -90,8 +83,8 @@ def _models_under_test(config, threads: int) -> list[dict]:
         {"name": "gemma3-270m-base-structured", "model": DEFAULT_MODEL_NAME, "structured": True, **each},
     ]
     if finetuned_gguf.is_file():
-        models.append({"name": f"{config.finetune.gguf_model_name}-q4_k_m", "gguf": str(finetuned_gguf),
-                       "prompt": "trained", **each})
+        finetuned = FineTunedModel(f"{config.finetune.gguf_model_name}-q4_k_m", finetuned_gguf, threads=threads)
+        models.append({**finetuned.models_to_test_entry(DEMO_SLOTS), "seed": DEMO_SEED})
     return models
 
 
@@ -110,29 +103,34 @@ def run(config_path: str | None, iterations: int, snapshot: Path = EXAMPLE_SNAPS
                     "timeout_s": 600}
         demo.step("step 03: news articles labelled by the embedded llama.cpp engine (Gemma 3 270M)",
                   "dataset_builder/step_03_label_articles.py",
-                  "--set", f"dataset.labeller.providers={_flow([labeller])}",
+                  "--set", f"dataset.labeller.providers={yaml_flow([labeller])}",
                   "--set", f"dataset.labeller.max_in_flight={engine.settings.n_parallel}",
                   "--set", "dataset.labeller.temperature=0")
     demo.step("step 04: join the labelled sources", "dataset_builder/step_04_join_outputs.py")
     demo.step("step 05: ShareGPT dataset with leak-free splits", "dataset_builder/step_05_build_sharegpt_dataset.py")
     if cuda:
-        demo.step("fine-tune: a short real run on this GPU", "finetune/train.py", "--max-steps", "30", "--overwrite")
-        demo.step("export: GGUF q4_k_m and Modelfile", "finetune/export_gguf.py", "--quants", "q4_k_m")
+        title = "fine-tune: a short real run on this GPU"
+        demo.require(title, "finetune/train.py", train(Training(
+            config.finetune.output_dir, max_steps=30, config=demo.config_path), demo.progress, title))
+        title = "export: GGUF q4_k_m and Modelfile"
+        demo.require(title, "finetune/export_gguf.py", export(Export(
+            config.finetune.output_dir, ("q4_k_m",), config=demo.config_path), demo.progress, title)[1])
     else:
-        demo.note("fine-tune and export: skipped", "no CUDA GPU here: run `python finetune/train.py --config "
-                  "config.yaml` on a GPU machine (docs/gpu.md: Colab T4, one H100, several GPUs)")
-    models = _flow(_models_under_test(config, threads))
-    demo.step(f"eval: every model × {iterations} iterations on the frozen example news snapshot",
-              "eval/generate_model_sentiments.py", "--snapshot", str(snapshot),
-              "--sample-size", str(iterations), "--set", f"eval.models_to_test={models}",
-              "--set", f"eval.num_tokens_to_predict={DEMO_MAX_TOKENS}")
+        demo.progress.note("fine-tune and export: skipped", "no CUDA GPU here: run `python finetune/train.py "
+                           "--config config.yaml` on a GPU machine (docs/gpu.md: Colab T4, one H100, several GPUs)")
+    models = _models_under_test(config, threads)
+    title = f"eval: every model × {iterations} iterations on the frozen example news snapshot"
+    demo.require(title, "eval/generate_model_sentiments.py", sentiments(Sentiments(
+        snapshot, tuple(models), iterations, {"num_tokens_to_predict": DEMO_MAX_TOKENS}, config=demo.config_path),
+        demo.progress, title))
     labelled_dir = Path(config.eval.report_output_csv_folder) / "labelled"
-    demo.step("eval: accuracy of the base model on the labelled test split", "eval/evaluate_labelled.py",
-              "--input", str(config.dataset.step_05_dir / "test.jsonl"), "--output", str(labelled_dir),
-              "--structured", "--max-tokens", str(DEMO_MAX_TOKENS), "--parallel", str(DEMO_SLOTS),
-              "--threads", str(threads),
-              "--set", "eval.default_temperature=0", "--set", f"eval.seed={DEMO_SEED}")
-    pairs = _flow([["gemma3-270m-base", "gemma3-270m-base-structured"]])
+    title = "eval: accuracy of the base model on the labelled test split"
+    demo.require(title, "eval/evaluate_labelled.py", evaluate(Evaluation(
+        config.dataset.step_05_dir / "test.jsonl", labelled_dir, structured=True, max_tokens=DEMO_MAX_TOKENS,
+        parallel=DEMO_SLOTS, threads=threads, settings=(f"eval.seed={DEMO_SEED}",), config=demo.config_path),
+        demo.progress, title)[1])
+    models = yaml_flow(models)
+    pairs = yaml_flow([["gemma3-270m-base", "gemma3-270m-base-structured"]])
     # the snapshot's headlines label the heatmaps' and the page's articles (else their URL slugs)
     report_overrides = ["--set", f"eval.models_to_test={models}", "--set", f"eval.comparison_pairs={pairs}",
                         "--set", f"eval.news_snapshot={snapshot}"]
