@@ -95,8 +95,14 @@ UNSLOTH_NEEDS_CUDA = ("--backend unsloth needs a CUDA GPU and none is visible; "
                       "use --backend hf (transformers + PEFT) to train on this machine")
 
 
+# liger-kernel's version the GPU bundle carries (benchmarks/gpu_carry.sh): its kernels are Triton, so it
+# is not in requirements-finetune.txt, which CPU machines install.
+LIGER_KERNEL_PIN = "liger-kernel==0.8.5"
+
+
 def check_backend(cfg: FinetuneConfig, device: Device) -> None:
-    """One-line errors for setups a backend cannot run, naming the alternative."""
+    """One-line errors for setups a backend cannot run, naming the alternative; before the model loads."""
+    check_speed_options(cfg, device)
     if cfg.backend != "unsloth":
         return
     if not device.cuda:
@@ -106,6 +112,36 @@ def check_backend(cfg: FinetuneConfig, device: Device) -> None:
     if world_size() > 1:
         raise FinsentError(f"--backend unsloth trains on one GPU here ({world_size()} processes were launched); "
                            "use --backend hf with finetune/accelerate/ddp.yaml for several GPUs")
+
+
+def check_speed_options(cfg: FinetuneConfig, device: Device) -> None:
+    """attn_implementation, use_liger_kernel and torch_compile where they cannot run: one line each."""
+    import importlib.util
+
+    if cfg.backend == "unsloth":
+        # Unsloth patches the model with its own attention, RMSNorm, SwiGLU, RoPE and cross-entropy
+        # kernels and compiles what it compiles; transformers' switches would fight its patches.
+        for key, value in (("attn_implementation", cfg.attn_implementation), ("use_liger_kernel", cfg.use_liger_kernel),
+                           ("torch_compile", cfg.torch_compile)):
+            if value:
+                raise FinsentError(f"finetune.{key}: --backend unsloth brings its own kernels; "
+                                   f"set it to {'null' if key == 'attn_implementation' else 'false'}, or use --backend hf")
+    if cfg.use_liger_kernel:
+        if not device.cuda:
+            raise FinsentError("finetune.use_liger_kernel needs a CUDA GPU (liger-kernel's kernels are Triton); "
+                               "set it to false on this machine")
+        if importlib.util.find_spec("liger_kernel") is None:
+            raise FinsentError(f"finetune.use_liger_kernel: liger-kernel is not installed; pip install "
+                               f"{LIGER_KERNEL_PIN}, or set it to false")
+    if cfg.attn_implementation == "flex_attention" and not device.cuda:
+        raise FinsentError("finetune.attn_implementation: flex_attention trains on CUDA only (torch has no CPU "
+                           "backward for it); use sdpa or null on this machine")
+    if cfg.attn_implementation == "flash_attention_2":
+        if not device.cuda:
+            raise FinsentError("finetune.attn_implementation: flash_attention_2 needs a CUDA GPU; use sdpa or null")
+        if importlib.util.find_spec("flash_attn") is None:
+            raise FinsentError("finetune.attn_implementation: flash_attention_2 needs the flash-attn package, which "
+                               "is not installed; use flex_attention or sdpa")
 
 
 def count_params(base_model: str) -> tuple[int, int]:
@@ -233,6 +269,8 @@ def _load_hf(cfg: FinetuneConfig, precision: Precision):
     # the autocast dtype: PEFT keeps the adapters themselves in fp32 (autocast_adapter_dtype).
     frozen_dtype = torch.float32 if cfg.full_finetune else (precision.autocast_dtype or torch.float32)
     kwargs: dict = {"dtype": frozen_dtype}
+    if cfg.attn_implementation:
+        kwargs["attn_implementation"] = cfg.attn_implementation
     if precision.load_in_4bit:
         from transformers import BitsAndBytesConfig
 

@@ -11,6 +11,9 @@ ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "d
 # The GGUF quantizations export makes (llama.cpp's LLAMA_FTYPE_MOSTLY_<QUANT>), largest first.
 Quant = Literal["f16", "q8_0", "q5_k_m", "q4_k_m"]
 QUANTS: tuple[str, ...] = get_args(Quant)
+# transformers' attn_implementation values the fine-tune accepts (flash_attention_2 needs the flash-attn package).
+AttnImplementation = Literal["sdpa", "flex_attention", "flash_attention_2", "eager"]
+ATTN_IMPLEMENTATIONS: tuple[str, ...] = get_args(AttnImplementation)
 CPU_EVAL_LIMIT = 32
 # Parts of a hub name that say how a checkpoint was packaged, not which model it is.
 _PACKAGING_PARTS = {"meta", "instruct", "it", "chat", "hf", "bnb", "4bit", "unsloth"}
@@ -56,7 +59,14 @@ class FinetuneConfig(BaseModel):
     weight_decay: float = Field(0.01, ge=0)
     batch_size: int = Field(8, gt=0)  # per device
     gradient_accumulation_steps: int = Field(2, gt=0)
-    packing: bool = False
+    packing: bool = False  # TRL's best-fit packing: rows of max_seq_length, padding-free (below) by itself
+    # Each batch flattened into one row, position_ids restarting at every conversation: no padding and no
+    # attention across conversations (TRL's padding_free; with packing: false, a batch is batch_size rows).
+    padding_free: bool = False
+    # transformers' attention kernel under --backend hf; None: the library's default (sdpa). Unsloth picks its own.
+    attn_implementation: AttnImplementation | None = None
+    use_liger_kernel: bool = False  # liger-kernel's fused Triton kernels (RMSNorm, SwiGLU, RoPE, linear+CE): hf on CUDA
+    torch_compile: bool = False  # the Trainer's torch.compile of the model (hf backend)
     optimizer: str = "adamw_torch"  # any transformers optim name, e.g. adamw_8bit with bitsandbytes
     seed: int = 42
 

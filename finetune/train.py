@@ -15,6 +15,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: import this checkout, not an installed copy
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
+from finetune.settings import ATTN_IMPLEMENTATIONS  # noqa: E402
 from utils.cli import help_before_imports, stage_parser  # noqa: E402
 
 
@@ -32,6 +33,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-steps", type=int, help="stop after N optimizer steps (finetune.max_steps)")
     parser.add_argument("--packing", action=argparse.BooleanOptionalAction, help="pack sequences (finetune.packing)")
     parser.add_argument("--max-seq-length", type=int, help="finetune.max_seq_length")
+    parser.add_argument("--padding-free", action=argparse.BooleanOptionalAction,
+                        help="flatten each batch into one row, positions per conversation (finetune.padding_free)")
+    parser.add_argument("--attn-implementation", choices=ATTN_IMPLEMENTATIONS,
+                        help="transformers' attention kernel, hf backend (finetune.attn_implementation)")
+    parser.add_argument("--liger-kernel", action=argparse.BooleanOptionalAction, dest="use_liger_kernel",
+                        help="liger-kernel's fused kernels, hf backend on CUDA (finetune.use_liger_kernel)")
+    parser.add_argument("--torch-compile", action=argparse.BooleanOptionalAction,
+                        help="torch.compile the model, hf backend (finetune.torch_compile)")
     parser.add_argument("--resume", action="store_true", help="continue from the output folder's last checkpoint")
     parser.add_argument("--overwrite", action="store_true", help="delete an existing output folder and start over")
     return parser.parse_args(argv)
@@ -78,7 +87,9 @@ def main(argv: list[str] | None = None) -> int:
         "finetune.output_dir": args.output_dir, "finetune.full_finetune": args.full_finetune,
         "finetune.epochs": args.epochs, "finetune.learning_rate": args.learning_rate,
         "finetune.max_steps": args.max_steps, "finetune.packing": args.packing,
-        "finetune.max_seq_length": args.max_seq_length}).finetune
+        "finetune.max_seq_length": args.max_seq_length, "finetune.padding_free": args.padding_free,
+        "finetune.attn_implementation": args.attn_implementation, "finetune.use_liger_kernel": args.use_liger_kernel,
+        "finetune.torch_compile": args.torch_compile}).finetune
     family_record(cfg.family)
     device = Device.detect()
     check_backend(cfg, device)

@@ -91,6 +91,12 @@ def build_trainer(cfg: FinetuneConfig, model, tokenizer, train_dataset, eval_dat
                   layout: OutputLayout, callback: ThroughputCallback, use_cpu: bool):
     from trl import SFTConfig, SFTTrainer
 
+    # TRL refuses max_length under padding_free without packing (it would not enforce it): the rows are
+    # cut here instead, keeping their start as TRL cuts them.
+    cut_here = cfg.padding_free and not cfg.packing
+    if cut_here:
+        train_dataset = rows_cut_to(train_dataset, cfg.max_seq_length)
+        eval_dataset = rows_cut_to(eval_dataset, cfg.max_seq_length) if eval_dataset is not None else None
     args = SFTConfig(
         output_dir=str(layout.checkpoints),
         num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
@@ -103,7 +109,8 @@ def build_trainer(cfg: FinetuneConfig, model, tokenizer, train_dataset, eval_dat
         # with activation checkpointing (fsdp.yaml) FSDP's own does the job.
         gradient_checkpointing=cfg.gradient_checkpointing and cfg.backend == "hf" and not fsdp_checkpoints_activations(),
         gradient_checkpointing_kwargs={"use_reentrant": False},
-        max_length=cfg.max_seq_length, packing=cfg.packing,
+        max_length=None if cut_here else cfg.max_seq_length, packing=cfg.packing, padding_free=cfg.padding_free,
+        use_liger_kernel=cfg.use_liger_kernel, torch_compile=cfg.torch_compile,
         logging_steps=cfg.logging_steps, logging_first_step=True,
         eval_strategy="steps" if eval_dataset is not None else "no", eval_steps=cfg.eval_steps,
         save_strategy="steps" if cfg.save_steps else "no", save_steps=cfg.save_steps or 500,
@@ -113,6 +120,11 @@ def build_trainer(cfg: FinetuneConfig, model, tokenizer, train_dataset, eval_dat
     )
     return SFTTrainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                       processing_class=tokenizer, callbacks=[callback])
+
+
+def rows_cut_to(dataset, max_length: int):
+    """Tokenized rows (input_ids, labels) cut to their first max_length tokens."""
+    return dataset.map(lambda row: {key: row[key][:max_length] for key in ("input_ids", "labels")})
 
 
 def save_outputs(trainer, cfg: FinetuneConfig, tokenizer, precision: Precision, layout: OutputLayout) -> None:
@@ -167,14 +179,16 @@ def _add_sentencepiece(folder: Path, base_model: str) -> None:
 # The settings a run was made with (config and flags), recorded for its model card (finetune/publish.py).
 RECIPE_KEYS = {"train_file", "validation_file", "full_finetune", "lora_r", "lora_alpha", "lora_dropout", "epochs",
                "max_steps", "learning_rate", "lr_scheduler", "warmup_ratio", "weight_decay", "batch_size",
-               "gradient_accumulation_steps", "max_seq_length", "packing", "seed"}
+               "gradient_accumulation_steps", "max_seq_length", "packing", "padding_free", "seed"}
 
 
 def write_summary(layout: OutputLayout, cfg: FinetuneConfig, precision: Precision, device_name: str,
                   processes: int, train_metrics: dict, eval_metrics: dict, throughput: dict) -> dict:
     summary = {
         "backend": cfg.backend, "base_model": cfg.base_model, "family": cfg.family,
-        "full_finetune": cfg.full_finetune, "packing": cfg.packing, "precision": precision.name,
+        "full_finetune": cfg.full_finetune, "packing": cfg.packing, "padding_free": cfg.padding_free,
+        "attn_implementation": cfg.attn_implementation, "use_liger_kernel": cfg.use_liger_kernel,
+        "torch_compile": cfg.torch_compile, "precision": precision.name,
         "load_in_4bit": precision.load_in_4bit, "device": device_name, "processes": processes,
         "train_loss": train_metrics.get("train_loss"), "eval_loss": eval_metrics.get("eval_loss"),
         **throughput, "recipe": cfg.model_dump(mode="json", include=RECIPE_KEYS),

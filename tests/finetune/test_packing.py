@@ -11,6 +11,11 @@ transformers' mask builder reads the document boundaries from those `position_id
 default attention, asserted below) a block-diagonal causal mask. A control feeds the same packed row with
 an all-ones attention mask, i.e. attention across documents, and must differ: the comparison can fail.
 
+`padding_free: true` without packing flattens a batch of `batch_size` conversations the same way (TRL's
+padding_free collator); the second test proves the same equality for it under sdpa and eager, and that no
+conversation sees another: changing the first one's tokens leaves every later one's per-token losses as they
+were (the control, attention across conversations, changes them).
+
 `--backend unsloth` is not covered here, and cannot be on a CPU: Unsloth imports only where a CUDA (or
 other accelerator) device is present, and its packing (unsloth/utils/packing.py: its own collator
 wrapper, xFormers/FlashAttention varlen kernels from `packed_seq_lengths`, its own masks) exists only
@@ -18,7 +23,8 @@ after that import has patched transformers and TRL. What the two backends share,
 the SFTConfig that build_trainer makes (the same `packing`, `max_length`, TRL's bfd strategy), is what
 this module runs; the same comparison under Unsloth is left to a GPU session.
 FlexAttention (`attn_implementation="flex_attention"`) is not covered either: torch 2.13 implements its
-backward on CUDA only ("FlexAttention does not support backward on CPU").
+backward on CUDA only ("FlexAttention does not support backward on CPU"), and finetune.recipe refuses it
+on a CPU; benchmarks/bench_train_throughput.py measures it on the GPU.
 """
 from __future__ import annotations
 
@@ -31,7 +37,8 @@ from tests.finetune_fixtures import llama_cpp_vendor, sharegpt_splits, tiny_llam
 MAX_SEQ_LENGTH = 640  # a packed row of two or three conversations (~200-250 tokens each)
 
 
-def sft_trainer(model_folder: Path, train_file: Path, output: Path, packing: bool, full_finetune: bool):
+def sft_trainer(model_folder: Path, train_file: Path, output: Path, packing: bool, full_finetune: bool,
+                padding_free: bool = False, attn_implementation: str | None = None, batch_size: int = 1):
     """The product's trainer for this config, as finetune/train.py builds it (on the CPU, fp32)."""
     from finetune.data import read_sharegpt, tokenized_dataset
     from finetune.recipe import Precision, load_model
@@ -41,7 +48,8 @@ def sft_trainer(model_folder: Path, train_file: Path, output: Path, packing: boo
 
     cfg = FinetuneConfig(backend="hf", base_model=str(model_folder), family="llama-3", train_file=train_file,
                          validation_file=None, output_dir=output, full_finetune=full_finetune, packing=packing,
-                         max_seq_length=MAX_SEQ_LENGTH, batch_size=1, gradient_accumulation_steps=1,
+                         padding_free=padding_free, attn_implementation=attn_implementation,
+                         max_seq_length=MAX_SEQ_LENGTH, batch_size=batch_size, gradient_accumulation_steps=1,
                          lora_dropout=0.0, precision="fp32")
     precision = Precision(name="fp32", load_in_4bit=False)
     model, tokenizer = load_model(cfg, precision)
@@ -113,3 +121,62 @@ def test_packed_batch_has_the_loss_and_gradients_of_its_documents_unpacked(
     mixed_loss, mixed_gradients = loss_and_gradients(packed_trainer, mixed_batch)
     assert mixed_loss != pytest.approx(unpacked_loss, rel=1e-6)
     assert largest_relative_difference(mixed_gradients, unpacked_gradients) > 1e-2
+
+
+def next_token_losses(model, batch: dict):
+    """Each position's cross-entropy for the next input token (every token, labels or not), no gradients."""
+    import torch
+
+    inputs = {key: batch[key] for key in ("input_ids", "position_ids", "attention_mask") if key in batch}
+    with torch.no_grad():
+        logits = model(**inputs).logits[0, :-1]
+    return torch.nn.functional.cross_entropy(logits.float(), batch["input_ids"][0, 1:], reduction="none")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("attn_implementation", ["sdpa", "eager"])
+def test_padding_free_batch_has_the_loss_and_gradients_of_its_documents_padded_and_none_sees_another(
+        tmp_path, tiny_llama, sharegpt_splits, attn_implementation):  # noqa: F811
+    import torch
+
+    documents_per_batch = 3
+    flat_trainer = sft_trainer(tiny_llama, sharegpt_splits["train"], tmp_path / "flat", False, True,
+                               padding_free=True, attn_implementation=attn_implementation,
+                               batch_size=documents_per_batch)
+    assert flat_trainer.model.config._attn_implementation == attn_implementation
+    rows = [flat_trainer.train_dataset[index] for index in range(documents_per_batch)]
+    lengths = [len(row["input_ids"]) for row in rows]
+    flat_batch = flat_trainer.data_collator(rows)
+    assert flat_batch["input_ids"].shape == (1, sum(lengths)) and "attention_mask" not in flat_batch  # no padding
+    starts = torch.cumsum(torch.tensor([0, *lengths[:-1]]), 0)
+    assert flat_batch["position_ids"][0, starts].tolist() == [0] * documents_per_batch
+
+    padded_trainer = sft_trainer(tiny_llama, sharegpt_splits["train"], tmp_path / "padded", False, True,
+                                 attn_implementation=attn_implementation, batch_size=documents_per_batch)
+    padded_trainer.model.load_state_dict(flat_trainer.model.state_dict())
+    padded_batch = padded_trainer.data_collator([padded_trainer.train_dataset[index]
+                                                 for index in range(documents_per_batch)])
+    assert padded_batch["input_ids"].shape == (documents_per_batch, max(lengths))
+    assert (padded_batch["attention_mask"] == 0).any()  # rows of different lengths: the padding it saves
+
+    flat_loss, flat_gradients = loss_and_gradients(flat_trainer, flat_batch)
+    padded_loss, padded_gradients = loss_and_gradients(padded_trainer, padded_batch)
+    assert flat_loss == pytest.approx(padded_loss, rel=1e-6)
+    assert largest_relative_difference(flat_gradients, padded_gradients) < 1e-5
+
+    # The first conversation's tokens changed (the same length, other ids): every later position's
+    # next-token loss stays, the first conversation's own move. Position starts[1] - 1 predicts the
+    # second conversation's first token from the first conversation: it belongs to the first.
+    changed_ids = flat_batch["input_ids"].clone()
+    changed_ids[0, 1:lengths[0]] = torch.randint(1000, 20000, (lengths[0] - 1,), generator=torch.Generator().manual_seed(0))
+    changed_batch = {**flat_batch, "input_ids": changed_ids}
+    model = flat_trainer.model
+    before, after = next_token_losses(model, flat_batch), next_token_losses(model, changed_batch)
+    later = slice(lengths[0], None)
+    assert torch.allclose(after[later], before[later], rtol=0, atol=1e-5)
+    assert (after[:lengths[0] - 1] - before[:lengths[0] - 1]).abs().max() > 1e-1
+    # The control: with an all-ones mask the later conversations attend to the first, and move with it.
+    ones = torch.ones_like(flat_batch["input_ids"])
+    mixed_before = next_token_losses(model, {**flat_batch, "attention_mask": ones})
+    mixed_after = next_token_losses(model, {**changed_batch, "attention_mask": ones})
+    assert (mixed_after[later] - mixed_before[later]).abs().max() > 1e-3

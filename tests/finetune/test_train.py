@@ -127,6 +127,30 @@ def test_unsloth_without_cuda_names_the_hf_backend(tmp_path, tiny_llama, sharegp
     assert "needs a CUDA GPU" in line and "--backend hf" in line
 
 
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the errors on a machine without CUDA")
+@pytest.mark.parametrize("flags, key", [(["--liger-kernel"], "finetune.use_liger_kernel"),
+                                        (["--attn-implementation", "flex_attention"], "finetune.attn_implementation")],
+                         ids=["liger-without-cuda", "flex-attention-on-cpu"])
+def test_speed_options_this_machine_cannot_run_are_one_line_errors_before_the_model_loads(
+        tmp_path, tiny_llama, sharegpt_splits, flags, key):  # noqa: F811
+    result = run_script(TRAIN, *train_args(tiny_llama, sharegpt_splits, tmp_path / "out"), *flags)
+    assert result.returncode == 2 and key in one_line_error(result)
+    assert not (tmp_path / "out").exists()  # refused before the output folder, the data and the model
+
+
+@pytest.mark.parametrize("setting", [{"attn_implementation": "sdpa"}, {"use_liger_kernel": True},
+                                     {"torch_compile": True}], ids=lambda setting: next(iter(setting)))
+def test_unsloth_refuses_transformers_kernel_switches_naming_the_key(setting):
+    from finetune.recipe import Device, check_backend
+    from finetune.settings import FinetuneConfig
+    from utils.errors import FinsentError
+
+    gpu = Device(cuda=True, name="NVIDIA H200", bf16=True, memory_gib=139)
+    with pytest.raises(FinsentError, match=f"finetune.{next(iter(setting))}: --backend unsloth brings its own kernels"):
+        check_backend(FinetuneConfig(backend="unsloth", **setting), gpu)
+    check_backend(FinetuneConfig(backend="unsloth", padding_free=True), gpu)  # Unsloth's own padding-free path
+
+
 def test_existing_output_folder_needs_resume_or_overwrite(tmp_path, tiny_llama, sharegpt_splits):  # noqa: F811
     output = tmp_path / "out"
     output.mkdir()
