@@ -3,7 +3,7 @@
 # add `.gpu/` to .git/info/exclude or keep it in .gitignore), in pieces a device call can carry
 # (64 MiB per call, working tree included):
 #   .gpu/c1/tools.tar.xz  site/: extracted CPython 3.12 wheels — ../shared/tools/gpu-site.sh's
-#                         Unsloth set plus finsent's CPU-stage packages the image lacks, xllamacpp and
+#                         Unsloth set plus finsent's CPU-stage packages the image lacks, liger-kernel, xllamacpp and
 #                         llama-cpp-python (the quantizer export_gguf.py calls), built here from its
 #                         sdist for any x86-64 with AVX2 (GGML_NATIVE off), so the GPU machine compiles
 #                         nothing; llama.cpp/: the GGUF converter (convert_hf_to_gguf.py, conversion/,
@@ -41,7 +41,10 @@ tar xzf "$work/cpu.tgz" -C "$work/tools/site"
 # The image's transformers 5.17 rebuilds Gemma's tokenizer from a GGUF wrongly (characters, not
 # pieces: finetune/base_model.py refuses it), so the pinned transformers travels, with a hub it accepts
 # (2.x would need httpx2, which the image lacks).
-bash ../shared/tools/gpu-site.sh "$work/hf.tgz" "$(grep -E '^transformers==' requirements-finetune.txt)" huggingface_hub==1.33.0
+# liger-kernel (finetune.use_liger_kernel, bench_train_throughput.py's liger variants) is pure Python over
+# the image's Triton; its pin is finetune/recipe.py's LIGER_KERNEL_PIN (CPU installs leave it out).
+bash ../shared/tools/gpu-site.sh "$work/hf.tgz" "$(grep -E '^transformers==' requirements-finetune.txt)" huggingface_hub==1.33.0 \
+  "$(grep -oE 'liger-kernel==[0-9.]+' finetune/recipe.py)"
 tar xzf "$work/hf.tgz" -C "$work/tools/site"
 # feedparser's sgmllib3k is published as an sdist only: a pure-Python wheel built here.
 python3 -m pip wheel -q --no-deps sgmllib3k -w "$work/sgml"
