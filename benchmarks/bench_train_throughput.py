@@ -191,7 +191,8 @@ def create_random_model(args: argparse.Namespace) -> None:
     args.child_output.write_text(json.dumps({"params": params}))
 
 
-def packed_rows(n_rows: int, seq_len: int, vocab: int, eos: int, seed: int = 0) -> tuple[list[list[int]], list[list[int]]]:
+def packed_rows(n_rows: int, seq_len: int, vocab: int, eos: int,
+                seed: int = 0) -> tuple[list[list[int]], list[list[int]]]:
     """Random documents (64–1,024 tokens, EOS last) joined and cut into rows of seq_len tokens; with each
     row's document lengths (the pieces of the documents it holds), for the padding-free variants."""
     rng = random.Random(seed)

@@ -124,8 +124,9 @@ def check_speed_options(cfg: FinetuneConfig, device: Device) -> None:
         for key, value in (("attn_implementation", cfg.attn_implementation), ("use_liger_kernel", cfg.use_liger_kernel),
                            ("torch_compile", cfg.torch_compile)):
             if value:
+                unset = "null" if key == "attn_implementation" else "false"
                 raise FinsentError(f"finetune.{key}: --backend unsloth brings its own kernels; "
-                                   f"set it to {'null' if key == 'attn_implementation' else 'false'}, or use --backend hf")
+                                   f"set it to {unset}, or use --backend hf")
     if cfg.use_liger_kernel:
         if not device.cuda:
             raise FinsentError("finetune.use_liger_kernel needs a CUDA GPU (liger-kernel's kernels are Triton); "

@@ -168,7 +168,8 @@ def test_padding_free_batch_has_the_loss_and_gradients_of_its_documents_padded_a
     # next-token loss stays, the first conversation's own move. Position starts[1] - 1 predicts the
     # second conversation's first token from the first conversation: it belongs to the first.
     changed_ids = flat_batch["input_ids"].clone()
-    changed_ids[0, 1:lengths[0]] = torch.randint(1000, 20000, (lengths[0] - 1,), generator=torch.Generator().manual_seed(0))
+    other_ids = torch.randint(1000, 20000, (lengths[0] - 1,), generator=torch.Generator().manual_seed(0))
+    changed_ids[0, 1:lengths[0]] = other_ids
     changed_batch = {**flat_batch, "input_ids": changed_ids}
     model = flat_trainer.model
     before, after = next_token_losses(model, flat_batch), next_token_losses(model, changed_batch)
