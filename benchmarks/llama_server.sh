@@ -80,7 +80,7 @@ stop_llama_server() {
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   set -uo pipefail
-  [ "${1:-}" = serve ] && [ $# -ge 5 ] || { sed -n '1,/^server_pids=/{/^#/p}' "$0"; exit 2; }
+  [ "${1:-}" = serve ] && [ $# -ge 5 ] || { sed -n '2,/^server_pids=/{/^# shellcheck/d;/^#/p}' "$0"; exit 2; }
   urls=$5
   trap 'stop_llama_server; exit 143' TERM INT
   trap stop_llama_server EXIT
