@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_follow.sh"
+from tests.conftest import REPO_ROOT
+
+SCRIPT = REPO_ROOT / "benchmarks" / "gpu_follow.sh"
 # Writes one result, then (released by the test) a second, and ends with the exit status it is given.
 JOB = ("mkdir -p run && echo '{\"step\": 1}' > run/first.json && echo training > run/train.log && "
        "while [ ! -f release ]; do sleep 0.2; done && echo '{\"step\": 2}' > run/second.json && exit $0")

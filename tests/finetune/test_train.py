@@ -1,7 +1,7 @@
 """finetune/train.py end to end on CPU (--backend hf, a tiny random Llama with the real Llama-3
 tokenizer, ShareGPT rows from the real Financial PhraseBank): checkpoints, validation loss,
 throughput log, LoRA adapter, merged model; --resume; bad input as one-line errors. Export and
-serving, per family: tests/test_finetune_families.py."""
+serving, per family: tests/finetune/test_families.py."""
 from __future__ import annotations
 
 import json

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.conftest import REPO_ROOT as REPO
 STAGES = ("dataset_builder", "eval", "finetune")
 PACKAGES = ("utils", "finsent", *STAGES)
 

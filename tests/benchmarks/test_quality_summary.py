@@ -10,7 +10,7 @@ from statistics import fmean, pvariance
 
 from sklearn.metrics import f1_score
 
-from tests.conftest import run_script
+from tests.conftest import REPO_ROOT, run_script
 from tests.reports_data import write_model
 
 MODEL = "finsent-gemma-3-270m-q4_k_m"
@@ -149,13 +149,13 @@ def test_the_gpu_scripts_refuse_to_overwrite_a_recorded_result_before_anything_r
     env = {"DATA": str(data), "WORK": str(tmp_path / "work"), "RESULTS": str(recorded), "PATH": "/usr/bin:/bin"}
     for script, extra in (("gpu_quality.sh", {}), ("gpu_quality_pair.sh", {"A_DATA": str(data), "B_DATA": str(data)})):
         result = subprocess.run(["bash", f"benchmarks/{script}"], env={**env, **extra}, capture_output=True, text=True,
-                                cwd=Path(__file__).resolve().parents[1], timeout=60)
+                                cwd=REPO_ROOT, timeout=60)
         assert result.returncode == 2, (script, result.stderr)
         assert result.stderr.startswith("error: RESULTS: ") and str(recorded) in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
     assert recorded.read_text() == '{"recorded": true}' and not (tmp_path / "work" / "run").exists()
     usage = subprocess.run(["bash", "benchmarks/gpu_quality.sh", "--help"], capture_output=True, text=True,
-                           cwd=Path(__file__).resolve().parents[1], timeout=60).stdout
+                           cwd=REPO_ROOT, timeout=60).stdout
     assert "seeded 80% of its" in usage and "20% chooses the threshold" in usage
 
 
@@ -199,7 +199,7 @@ def test_a_soup_is_recorded_apart_with_a_runs_figures_and_never_counted_in_the_t
     assert f"info soup A+B (averaged runs, not counted in the targets): weighted F1 {recorded['weighted_f1']:.3f}" \
         in result.stdout
     usage = subprocess.run(["bash", "benchmarks/gpu_quality_pair.sh", "--help"], capture_output=True, text=True,
-                           cwd=Path(__file__).resolve().parents[1], timeout=60).stdout
+                           cwd=REPO_ROOT, timeout=60).stdout
     assert "SOUP" in usage and "average_models.py" in usage
 
 

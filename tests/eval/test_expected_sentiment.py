@@ -12,7 +12,7 @@ from eval.labelled import evaluate, load_labelled, run_predictions
 from eval.settings import EvalConfig
 from tests.conftest import run_script
 from tests.fault_server import FaultServer
-from tests.test_eval_labelled import fault_server_rows, write_csv, write_step05
+from tests.eval.test_labelled import fault_server_rows, write_csv, write_step05
 
 
 def token(piece: str, p: float, *alternatives: tuple[str, float]) -> dict:

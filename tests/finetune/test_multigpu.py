@@ -15,7 +15,7 @@ from finetune.recipe import Device, check_backend
 from finetune.settings import FinetuneConfig
 from tests.conftest import REPO_ROOT, run_script, script_env
 from tests.finetune_fixtures import llama_cpp_vendor, sharegpt_splits, tiny_llama  # noqa: F401
-from tests.test_finetune_train import TRAIN, train_args
+from tests.finetune.test_train import TRAIN, train_args
 from utils.engine import free_port
 from utils.errors import FinsentError
 
