@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from tests.conftest import REPO_ROOT, run_script, script_env
-from tests.test_eval_labelled import write_step05
+from tests.eval.test_labelled import write_step05
 from utils.engine import default_gguf_path
 
 SCRIPT = "benchmarks/gpu_eval.py"
