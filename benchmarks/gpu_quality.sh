@@ -38,7 +38,9 @@
 # written apart from the training corpus; empty: not scored), LLAMA_SERVER (a llama-server binary, e.g. benchmarks/build_cuda_server.sh's
 # CUDA build: the measure stage serves each fine-tuned GGUF with it, every layer on the GPU, and asks
 # it through the openai backend; a server that does not start or holds no GPU memory leaves the
-# measuring to the default, the embedded engine on the CPUs). Leave-one-source-out (gpu_quality_pair.sh sets these): SCORE_DATA (DATA: the
+# measuring to the default, the embedded engine on the CPUs; how many servers of how many slots, and
+# their flags: llama_server.sh's SERVERS, SERVER_SLOTS, SERVER_FLAGS, by default the layout
+# gpu_eval.py measured best, else one server of PARALLEL slots). Leave-one-source-out (gpu_quality_pair.sh sets these): SCORE_DATA (DATA: the
 # step 05 folder whose test rows score the model), SCORE_SOURCE (financial_phrasebank), SCORE_ARGS
 # ("--validation-limit 60": evaluate_labelled flags for that scoring), SKIP_BASE (empty; 1: no base
 # evaluation), SAMPLE_SIZE=0 (no variance run). For a quick smoke run of the pipeline's
@@ -123,7 +125,8 @@ use_model() {  # use_model QUANT: sets model_flags (the runner's evaluate and se
   if [ -z "${LLAMA_SERVER:-}" ]; then
     model_flags=(--gguf "$gguf" --name "$NAME-$1" ${THREADS:+--threads $THREADS})
   else
-    model_flags=(--server-url "$served_url" --name "$NAME-$1")
+    model_flags=(--name "$NAME-$1" --server-slots "$served_slots")
+    for url in "${served_urls[@]}"; do model_flags+=(--server-url "$url"); done
   fi
 }
 

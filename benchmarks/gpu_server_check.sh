@@ -13,7 +13,9 @@
 #
 #   bash benchmarks/gpu_server_check.sh SERVER GGUF TEST_JSONL RESULT
 #
-# Environment: ROWS (60), PARALLEL (16), STRUCTURED (0; 1: the answer's JSON schema), WORK (/tmp/server_check).
+# Environment: ROWS (60), PARALLEL (16: the embedded engine's slots, and the server's unless the
+# layout says otherwise), STRUCTURED (0; 1: the answer's JSON schema), WORK (/tmp/server_check); the
+# server's layout (SERVERS, SERVER_SLOTS, SERVER_FLAGS): llama_server.sh's.
 set -uo pipefail
 case "${1:-}" in -h|--help|"") sed -n '2,/^set -uo/{/^#/p}' "$0"; [ -n "${1:-}" ]; exit $? ;; esac
 server=$1; gguf=$2; test_rows=$3; result=$4
@@ -36,19 +38,22 @@ trap stop_llama_server EXIT
 # The base GGUF stores no chat template: llama.cpp's built-in gemma one is the gemma-3 entry's.
 start_llama_server "$server" "$gguf" "$WORK/server.log" --chat-template gemma
 started=$?; grep -m2 -iE "cuda" "$WORK/server.log"
-[ -n "$served_url" ] && kill -0 "$server_pid" 2>/dev/null || { echo "error: the server did not start ($WORK/server.log)" >&2; exit 1; }
-score gpu --model "{backend: openai, model: finsent, base_urls: ['$served_url']}" --name gpu \
+if [ ${#served_urls[@]} = 0 ] || ! kill -0 "${server_pids[@]}" 2>/dev/null; then
+  echo "error: the server did not start ($WORK/server.log)" >&2; exit 1
+fi
+urls=$(printf "'%s', " "${served_urls[@]}")
+score gpu --model "{backend: openai, model: finsent, base_urls: [${urls%, }], parallel: $served_slots}" --name gpu \
   || { tail -n 3 "$WORK/gpu.log" "$WORK/server.log" >&2; echo "error: the server failed ($WORK/gpu.log)" >&2; exit 1; }
 python benchmarks/engine_agreement.py "$WORK/cpu" "$WORK/gpu" --output "$WORK/agreement.json"
 agreed=$?
 [ -f "$WORK/agreement.json" ] || { echo "error: the answers could not be compared" >&2; exit 1; }
-python - "$WORK" "$result" "$started" "$ROWS" "$PARALLEL" "$schema" <<'EOF'
+python - "$WORK" "$result" "$started" "$ROWS" "$PARALLEL" "$schema" "${#served_urls[@]} × $served_slots" <<'EOF'
 import json, sys, datetime, pathlib
-work, result, on_gpu, rows, parallel, schema = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3] == "0", int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
+work, result, on_gpu, rows, parallel, schema, layout = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3] == "0", int(sys.argv[4]), int(sys.argv[5]), sys.argv[6], sys.argv[7]
 m = {name: json.loads((work / name / "metrics.json").read_text()) for name in ("cpu", "gpu")}
 out = {"benchmark": "llama_server_gpu_vs_embedded_cpu", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-       "what": f"{m['cpu'].get('gguf')}, trained prompt, {schema}, --max-tokens 96, {rows} FPB test rows + 10 validation rows, temperature 0, {parallel} slots",
-       "server_on_gpu": on_gpu,
+       "what": f"{m['cpu'].get('gguf')}, trained prompt, {schema}, --max-tokens 96, {rows} FPB test rows + 10 validation rows, temperature 0, {parallel} engine slots",
+       "server_on_gpu": on_gpu, "servers_x_slots": layout,
        "embedded_cpu_rows_per_s": round(m["cpu"]["rows_per_s"], 2), "server_gpu_rows_per_s": round(m["gpu"]["rows_per_s"], 2),
        "ratio": round(m["gpu"]["rows_per_s"] / m["cpu"]["rows_per_s"], 1), "test_rows": {name: m[name]["rows"] for name in m},
        "agreement": json.loads((work / "agreement.json").read_text())}

@@ -10,7 +10,7 @@ generate_model_sentiments skips the iterations it wrote.
 
     python -m finsent.chain train --base-model DIR --train FILE --output-dir DIR [--backend hf] ...
     python -m finsent.chain export --run DIR --quants f16,q8_0,q4_k_m [--gguf-dir DIR] [--name NAME]
-    python -m finsent.chain evaluate --input FILE --output DIR [--gguf FILE | --server-url URL] [FLAGS...]
+    python -m finsent.chain evaluate --input FILE --output DIR [--gguf FILE | --server-url URL ...] [FLAGS...]
     python -m finsent.chain sentiments --gguf FILE --snapshot FILE --sample-size N --save-folder DIR ...
 
 Flags the runner does not know are passed on to the stage script (evaluate, train).
@@ -326,16 +326,24 @@ class FineTunedModel:
     schema): a GGUF on the embedded engine, or any OpenAI-compatible server holding it."""
     name: str
     gguf: Path | None = None
-    server_url: str | None = None  # …/v1 of a server that serves it as "finsent"
+    # …/v1 of each server that serves it as "finsent" (benchmarks/llama_server.sh's served_urls):
+    # the openai backend keeps `server_slots` requests in flight on each, the least busy first
+    server_urls: tuple[str, ...] = ()
     threads: int | None = None  # the embedded engine's CPU threads
+    server_slots: int | None = None  # each server's slots (None: the run's parallel)
 
     def __post_init__(self):
-        if (self.gguf is None) == (self.server_url is None):
-            raise FinsentError(f"model {self.name}: give a GGUF or a server URL, one of them")
+        if (self.gguf is None) == (not self.server_urls):
+            raise FinsentError(f"model {self.name}: give a GGUF or server URLs, one of them")
+
+    def _served(self) -> dict:
+        """The servers as the openai backend's entry keys."""
+        slots = {"parallel": self.server_slots} if self.server_slots else {}
+        return {"backend": "openai", "model": "finsent", "base_urls": list(self.server_urls), **slots}
 
     def evaluate_flags(self) -> list:
-        if self.server_url:
-            model = ["--model", yaml_flow({"backend": "openai", "model": "finsent", "base_urls": [self.server_url]})]
+        if self.server_urls:
+            model = ["--model", yaml_flow(self._served())]
         else:
             model = ["--gguf", self.gguf, *(["--threads", self.threads] if self.threads else [])]
         return [*model, "--name", self.name, "--prompt", "trained", "--no-structured"]
@@ -343,8 +351,8 @@ class FineTunedModel:
     def models_to_test_entry(self, parallel: int, num_ctx: int | None = None) -> dict:
         """The model as one eval.models_to_test entry (generate_model_sentiments)."""
         entry: dict = {"name": self.name, "prompt": "trained", "parallel": parallel}
-        if self.server_url:
-            return {"backend": "openai", "model": "finsent", "base_urls": [self.server_url], **entry}
+        if self.server_urls:
+            return {**entry, **self._served()}
         entry.update({"backend": "llamacpp", "gguf": str(self.gguf)})
         if num_ctx:
             entry["num_ctx"] = num_ctx
@@ -458,7 +466,11 @@ def _existing(flag: str, path: str | None, *, folder: bool = False) -> Path | No
 
 def _model_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gguf", help="the fine-tune's GGUF, run on the embedded engine")
-    parser.add_argument("--server-url", help="…/v1 of a server serving the fine-tune as 'finsent' (instead of --gguf)")
+    parser.add_argument("--server-url", action="append", default=[],
+                        help="…/v1 of a server serving the fine-tune as 'finsent' (instead of --gguf); "
+                             "once per server, requests go to the least busy")
+    parser.add_argument("--server-slots", type=int,
+                        help="requests in flight per server, its slots (default: --parallel)")
     parser.add_argument("--name", help="the model's name in the outputs")
     parser.add_argument("--threads", type=int, help="the embedded engine's CPU threads")
 
@@ -470,7 +482,10 @@ def _fine_tuned(args: argparse.Namespace) -> FineTunedModel | None:
         raise FinsentError("--name: needed with --gguf or --server-url")
     if args.gguf and args.server_url:
         raise FinsentError("--gguf and --server-url exclude each other")
-    return FineTunedModel(args.name, _existing("--gguf", args.gguf), args.server_url, args.threads)
+    if args.server_slots is not None and (args.server_slots < 1 or not args.server_url):
+        raise FinsentError("--server-slots: a whole number ≥ 1, with --server-url")
+    return FineTunedModel(args.name, _existing("--gguf", args.gguf), tuple(args.server_url), args.threads,
+                          args.server_slots)
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:

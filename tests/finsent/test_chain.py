@@ -15,6 +15,7 @@ from finsent.chain import (Evaluation, Export, FineTunedModel, FinishedSteps, Pr
 from tests.conftest import REPO_ROOT, script_env
 from tests.finetune_fixtures import (llama_cpp_vendor, phrasebank_rows, sharegpt_splits, tiny_llama,  # noqa: F401
                                      write_sharegpt)
+from utils.errors import FinsentError
 
 
 def chain_cli(*args: str) -> subprocess.CompletedProcess:
@@ -102,6 +103,8 @@ def test_a_rerun_reuses_the_finished_training_and_export_until_an_input_changes(
     (["evaluate", "--input", "README.md", "--output", "{tmp}/eval", "--gguf", "README.md"],
      "--name: needed with --gguf or --server-url"),
     (["export", "--run", "{tmp}", "--quants", "q4_k_m", "--bogus"], "unrecognized arguments: --bogus"),
+    (["evaluate", "--input", "README.md", "--output", "{tmp}/eval", "--gguf", "README.md", "--name", "x",
+      "--server-slots", "4"], "--server-slots: a whole number ≥ 1, with --server-url"),
 ])
 def test_bad_input_is_one_error_line_naming_the_flag(tmp_path, args, message):
     result = chain_cli(*(arg.format(tmp=tmp_path) for arg in args))
@@ -109,3 +112,25 @@ def test_bad_input_is_one_error_line_naming_the_flag(tmp_path, args, message):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message.format(tmp=tmp_path) in lines[0], lines
     assert not (tmp_path / "run").exists() and not (tmp_path / "eval").exists()
+
+
+def test_a_fine_tune_on_several_servers_is_one_openai_entry_with_their_slots_each():
+    """benchmarks/llama_server.sh's served_urls and served_slots, as gpu_quality.sh passes them on."""
+    import yaml
+
+    from eval.backends import make_backend, parse_model_entry
+    from eval.settings import EvalConfig
+
+    urls = ("http://127.0.0.1:9/v1", "http://127.0.0.1:10/v1")
+    model = FineTunedModel("ft-q4_k_m", server_urls=urls, server_slots=8)
+    flags = model.evaluate_flags()
+    entry = yaml.safe_load(flags[flags.index("--model") + 1])
+    assert entry == {"backend": "openai", "model": "finsent", "base_urls": list(urls), "parallel": 8}
+    assert model.models_to_test_entry(16) == {"name": "ft-q4_k_m", "prompt": "trained", **entry}
+    backend = make_backend(parse_model_entry(entry, 1, EvalConfig(parallel_requests=16)), EvalConfig())
+    try:
+        assert backend.parallel == 16 and backend.where == ", ".join(urls)  # 8 in flight on each
+    finally:
+        backend.close()
+    with pytest.raises(FinsentError, match="give a GGUF or server URLs"):
+        FineTunedModel("neither")
