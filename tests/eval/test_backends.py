@@ -1,5 +1,7 @@
 """The three backends against real servers: the embedded llama.cpp engine, its OpenAI-compatible
 API, and an Ollama-API server (tests/ollama_proxy.py) in front of it, via the real `ollama` client."""
+import json
+
 import pytest
 
 from eval.backends import make_backend, parse_model_entries, parse_model_entry
@@ -9,11 +11,21 @@ from tests.ollama_proxy import OllamaProxy
 from utils.engine import free_port
 from utils.errors import FinsentError
 from utils.prompts import analysis_messages
-from utils.schema import parse_sentiment_response
 
 # The short "trained" prompt and a short reasoning keep these tests fast on 2 cores.
 CONFIG = EvalConfig(num_tokens_to_predict=96, context_window_size=2048, seed=7, max_reasoning_chars=120)
 TEXT = "Microsoft's quarterly profit rose 20% and it raised its dividend."
+
+
+def assert_structured(raw: str) -> None:
+    """What a structured request guarantees whatever the model says: one JSON object with the
+    schema's three keys and their types. llama.cpp's grammar fixes the shape, not a number's range,
+    so the base model's sentiment can fall outside [-1, 1] (it did, after other tests had used the
+    shared engine's slots); refusing that is the schema validator's work (tests/utils/test_schema.py)."""
+    data = json.loads(raw)
+    assert list(data) == ["reasoning", "sentiment", "confidence"]
+    assert isinstance(data["reasoning"], str)
+    assert all(isinstance(data[key], (int, float)) for key in ("sentiment", "confidence"))
 
 
 def served_model(engine) -> str:
@@ -26,8 +38,7 @@ def test_llamacpp_backend_structured_answer_is_valid(embedded_engine):
     spec = parse_model_entry({"backend": "llamacpp", "model": "gemma", "structured": True}, 1, CONFIG)
     backend = make_backend(spec, CONFIG, engine=embedded_engine)
     backend.check()
-    answer = parse_sentiment_response(backend.complete(analysis_messages(TEXT, few_shot=False)))
-    assert -1 <= answer.sentiment <= 1
+    assert_structured(backend.complete(analysis_messages(TEXT, few_shot=False)))
     backend.close()
 
 
@@ -48,7 +59,8 @@ def test_openai_backend_spreads_requests_over_base_urls(embedded_engine):
     with ThreadPoolExecutor(2) as pool:
         answers = list(pool.map(backend.complete, [analysis_messages(TEXT, few_shot=False)] * 2))
     assert sorted(used) == [0, 1]  # one request on each server
-    assert all(parse_sentiment_response(a) for a in answers)
+    for answer in answers:
+        assert_structured(answer)
     backend.close()
 
 
@@ -72,8 +84,7 @@ def test_ollama_backend_through_the_real_client(embedded_engine):
         spec = parse_model_entry({"model": "gemma3:270m", "structured": True, "host": proxy.host}, 1, CONFIG)
         backend = make_backend(spec, CONFIG)
         backend.check()
-        answer = parse_sentiment_response(backend.complete(analysis_messages(TEXT, few_shot=False)))
-        assert -1 <= answer.sentiment <= 1
+        assert_structured(backend.complete(analysis_messages(TEXT, few_shot=False)))
         paths = [path for path, _ in proxy.requests]
         assert paths == ["/api/tags", "/api/generate", "/api/chat"]
         chat = proxy.requests[-1][1]
