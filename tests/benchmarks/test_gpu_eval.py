@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from benchmarks.gpu_eval import alive
 from tests.conftest import REPO_ROOT, run_script, script_env
 from tests.eval.test_labelled import write_step05
 from utils.engine import default_gguf_path
@@ -22,14 +23,6 @@ STAND_IN = REPO_ROOT / "tests" / "cpu_llama_server.py"
 def env() -> dict[str, str]:
     """The stand-in's `#!/usr/bin/env python3` and llama_server.sh's `python`: this interpreter."""
     return script_env(PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]))
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_two_servers_share_the_rows_agree_with_the_embedded_engine_and_stop(tmp_path, shared_data):
