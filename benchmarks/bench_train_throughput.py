@@ -47,6 +47,7 @@ RESULT_PATH = REPO_ROOT / "benchmarks" / "results" / "train_throughput.json"
 
 from finetune.settings import ATTN_IMPLEMENTATIONS  # noqa: E402
 from utils.errors import FinsentError, cli_entry  # noqa: E402
+from utils.io import atomic_write_json  # noqa: E402
 
 BACKENDS = ("unsloth", "hf")
 # Where a --tiny run writes unless told: never over the GPU figures of RESULT_PATH.
@@ -187,8 +188,22 @@ def create_random_model(args: argparse.Namespace) -> None:
     model.config.torch_dtype = torch.bfloat16
     model.save_pretrained(args.model_dir, max_shard_size="5GB")
     AutoTokenizer.from_pretrained(args.tokenizer).save_pretrained(args.model_dir)
+    drop_tokens_beyond(args.model_dir / "tokenizer.json", config.vocab_size)
     params = sum(p.numel() for p in model.parameters())
     args.child_output.write_text(json.dumps({"params": params}))
+
+
+def drop_tokens_beyond(tokenizer_json: Path, vocab_size: int) -> list[str]:
+    """Removes the added tokens whose ids the model has no row for; returns them. transformers' reading
+    of Llama-3's vocab GGUF adds <|endoftext|> as id 128,256, one past Meta-Llama-3-8B's vocabulary:
+    Unsloth took it for the pad token and its fused cross-entropy asserted on the GPU (target out of
+    bounds), where a real Llama-3 tokenizer has exactly the model's 128,256 ids."""
+    data = json.loads(tokenizer_json.read_text(encoding="utf-8"))
+    dropped = [token["content"] for token in data["added_tokens"] if token["id"] >= vocab_size]
+    if dropped:
+        data["added_tokens"] = [token for token in data["added_tokens"] if token["id"] < vocab_size]
+        atomic_write_json(tokenizer_json, data, indent=None)
+    return dropped
 
 
 def packed_rows(n_rows: int, seq_len: int, vocab: int, eos: int,
@@ -350,6 +365,32 @@ def device_name() -> str:
     return f"CPU ({platform.processor() or platform.machine()})"
 
 
+def write_results(output: Path, args: argparse.Namespace, runs: dict, started: float) -> float | None:
+    """Writes the variants measured so far to `output` (atomically); returns Unsloth's tokens/s over hf's."""
+    ratio = None
+    if all("tokens_per_s" in runs.get(b, {}) for b in BACKENDS):
+        ratio = round(runs["unsloth"]["tokens_per_s"] / runs["hf"]["tokens_per_s"], 3)
+    result = {
+        "benchmark": "train_throughput", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "device": device_name(), "model": "LLaMA-3 8B shape (Meta-Llama-3-8B config, random weights)"
+        + (" [tiny]" if args.tiny else ""),
+        "settings": {"seq_len": args.seq_len, "batch_size": args.batch_size, "grad_accum": args.grad_accum,
+                     "timed_steps": args.steps, "warmup_steps": args.warmup_steps, "lora_r": args.lora_r,
+                     "lora_targets": LORA_TARGETS, "gradient_checkpointing": args.gradient_checkpointing,
+                     "precision": "bf16 base, bf16 autocast",
+                     "packing": "documents joined by EOS, cut to seq_len; padding_free variants: each batch one "
+                                "row, position_ids restarting at every document",
+                     "mfu": "6 * N * tokens/s / dense bf16 peak, N = matmul parameters (base without its input "
+                            "embedding, lm_head included) + LoRA; mfu_4n: 4 * N (finetune/train.py's LoRA count)"},
+        # the baselines first, under their backend's name; each variant's over_baseline: its tokens/s over them
+        "variants": runs, "unsloth_over_hf": ratio, "targets": TARGETS,
+        "wall_s": round(time.perf_counter() - started, 1),
+    }
+    output.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(output, result, indent=2)
+    return ratio
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
@@ -373,36 +414,15 @@ def main(argv: list[str] | None = None) -> int:
             raise FinsentError(f"creating the random model in {args.model_dir} failed ({created['error']})")
         print(f"random model in {args.model_dir}: {created['params'] / 1e9:.2f} B parameters, "
               f"{created['process_wall_s']} s")
-    runs = {}
+    runs: dict = {}
     for variant in variants:
         runs[variant.name] = run_child(variant.name, args, argv)
         baseline = runs.get(variant.backend, {})
         if variant.name != variant.backend and "tokens_per_s" in runs[variant.name] and "tokens_per_s" in baseline:
             runs[variant.name]["over_baseline"] = round(runs[variant.name]["tokens_per_s"] / baseline["tokens_per_s"], 3)
         print(f"{variant.name}: {json.dumps(runs[variant.name])}", flush=True)
-    ratio = None
-    if all("tokens_per_s" in runs.get(b, {}) for b in BACKENDS):
-        ratio = round(runs["unsloth"]["tokens_per_s"] / runs["hf"]["tokens_per_s"], 3)
-    result = {
-        "benchmark": "train_throughput", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "device": device_name(), "model": "LLaMA-3 8B shape (Meta-Llama-3-8B config, random weights)"
-        + (" [tiny]" if args.tiny else ""),
-        "settings": {"seq_len": args.seq_len, "batch_size": args.batch_size, "grad_accum": args.grad_accum,
-                     "timed_steps": args.steps, "warmup_steps": args.warmup_steps, "lora_r": args.lora_r,
-                     "lora_targets": LORA_TARGETS, "gradient_checkpointing": args.gradient_checkpointing,
-                     "precision": "bf16 base, bf16 autocast",
-                     "packing": "documents joined by EOS, cut to seq_len; padding_free variants: each batch one "
-                                "row, position_ids restarting at every document",
-                     "mfu": "6 * N * tokens/s / dense bf16 peak, N = matmul parameters (base without its input "
-                            "embedding, lm_head included) + LoRA; mfu_4n: 4 * N (finetune/train.py's LoRA count)"},
-        # the baselines first, under their backend's name; each variant's over_baseline: its tokens/s over them
-        "variants": runs, "unsloth_over_hf": ratio, "targets": TARGETS,
-        "wall_s": round(time.perf_counter() - started, 1),
-    }
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_suffix(".json.partial")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, output)
+        # after every variant: a run cut short (a lent machine taken back) keeps what it measured
+        ratio = write_results(output, args, runs, started)
     width = max(len(name) for name in runs)
     print(f"\n{'variant':<{width}} {'tokens/s':>10} {'x base':>7} {'peak GiB':>9} {'MFU':>6} {'step s':>8}")
     for name, run in runs.items():
