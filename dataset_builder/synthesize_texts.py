@@ -83,6 +83,10 @@ def main(argv=None) -> int:
     print("\n".join(summary.lines()))
     if summary.failed:
         print(f"{summary.failed} failed: reasons in {config.synthesis.results}; --retry-failed asks again for them")
+    if not rows:  # an empty corpus is no step 04 source: the run failed, whatever each request said
+        print(f"error: no text was written to {config.synthesis.output_csv}: {summary.failed} failed (reasons in "
+              f"{config.synthesis.results}); check dataset.labeller.providers, then --retry-failed", file=sys.stderr)
+        return 1
     return 0
 
 
