@@ -8,8 +8,9 @@
 #     a GPU that nvidia-smi -L lists, starts a build from SERVER_SOURCE (default: the llama.cpp folder
 #     finetune.llama_cpp_source.llama_cpp_dir() gives, when it has CMakeLists.txt); else a one-line
 #     warning that the measuring stays on the CPUs, and no build
-#   server_build_start DIR SOURCE  starts a build from SOURCE (a folder or a .tar.xz), or reuses
-#     DIR/server/llama-server where it answers --version (DIR/server.built is then 0 at once)
+#   server_build_start DIR SOURCE  starts a build from SOURCE (a folder or a .tar.xz), or leaves one
+#     under way in DIR, or reuses DIR/server/llama-server where it answers --version (DIR/server.built
+#     is then 0 at once)
 #   server_build_use DIR  where a build was started or finished in DIR: waits for it and sets
 #     LLAMA_SERVER=DIR/server/llama-server if it succeeded, else prints a one-line warning naming
 #     the logs (the caller measures on the embedded engine)
@@ -19,7 +20,8 @@ gpu_listed() { nvidia-smi -L 2>/dev/null | grep -q '^GPU '; }
 
 server_build_source() {  # prints the source to build from, or warns (one line) and returns 1
   local src=${SERVER_SOURCE:-} origin=SERVER_SOURCE
-  local advice="measuring stays on the CPUs (set SERVER_SOURCE to a llama.cpp source folder or gpu_carry.sh's llama-src.tar.xz; SERVER_BUILD=0: no build)"
+  local advice="measuring stays on the CPUs (set SERVER_SOURCE to a llama.cpp source folder or"
+  advice+=" gpu_carry.sh's llama-src.tar.xz; SERVER_BUILD=0: no build)"
   if [ -z "$src" ]; then
     origin="llama_cpp_dir()'s folder"
     # gpu_quality.sh runs from the repo root, where finetune/ imports
@@ -46,6 +48,10 @@ server_build_auto() {  # server_build_auto DIR (see the header)
 server_build_start() {  # server_build_start DIR SOURCE (see the header)
   local dir=$1 src=$2
   mkdir -p "$dir"
+  # a train stage run again while its first build goes on: two builds in one folder would clash
+  if [ ! -f "$dir/server.built" ] && [ -f "$dir/server.pid" ] && kill -0 "$(cat "$dir/server.pid")" 2>/dev/null; then
+    echo "CUDA llama-server: the build into $dir/server goes on"; return 0
+  fi
   rm -f "$dir/server.built" "$dir/server.pid"
   if "$dir/server/llama-server" --version > /dev/null 2>&1; then
     echo "CUDA llama-server: reusing $dir/server/llama-server"
@@ -53,6 +59,7 @@ server_build_start() {  # server_build_start DIR SOURCE (see the header)
   fi
   echo "building CUDA llama-server from $src into $dir/server in the background (nice 19, $dir/server.log)"
   # the status is renamed into place, so a waiter never reads a half-written file
+  # shellcheck disable=SC2016  # the inner bash expands them
   setsid nohup bash -c 'nice -n 19 bash "$0" "$1" "$2/server" > "$2/server.log" 2>&1
     echo $? > "$2/server.built.tmp" && mv "$2/server.built.tmp" "$2/server.built"' \
     "$SERVER_BUILD_SCRIPT" "$src" "$dir" < /dev/null > /dev/null 2>&1 &
@@ -71,6 +78,7 @@ server_build_use() {  # server_build_use DIR (see the header)
   if [ "$(cat "$dir/server.built" 2>/dev/null)" = 0 ]; then
     LLAMA_SERVER=$dir/server/llama-server
   else
-    echo "warning: the CUDA llama-server build failed ($dir/server.log, $dir/server/*.log): measuring on the embedded engine" >&2
+    echo "warning: the CUDA llama-server build failed ($dir/server.log, $dir/server/*.log):" \
+      "measuring on the embedded engine" >&2
   fi
 }
