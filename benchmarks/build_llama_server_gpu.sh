@@ -3,7 +3,8 @@
 # ninja; 424 s on its 16 cores at nice 19 beside a training, 2026-12-01), from a trimmed copy of the
 # llama.cpp that llama-cpp-python 0.3.36 vendors (gpu_carry.sh packs it: 6 MB), into OUT/llama-server:
 # a wrapper that puts the toolkit's libraries on LD_LIBRARY_PATH and runs OUT/bin/llama-server.
-# gpu_quality_pair.sh runs it beside the trainings (SERVER_SOURCE) and measures on the GPU with it.
+# benchmarks/server_build.sh runs it beside the trainings for gpu_quality.sh and gpu_quality_pair.sh
+# (SERVER_SOURCE), which then measure on the GPU with it.
 #
 #   bash benchmarks/build_llama_server_gpu.sh SOURCE OUT     # SOURCE: a folder or a .tar.xz
 #

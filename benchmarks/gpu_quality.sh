@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fine-tune quality on one CUDA GPU, end to end: Gemma 3 270M fully fine-tuned on step 05's train
-# split (tweets + Financial PhraseBank), exported to GGUF q8_0 and q4_k_m, each served by the
-# embedded llama.cpp engine and measured with eval/evaluate_labelled.py on the FPB test split,
+# split (tweets + Financial PhraseBank), exported to GGUF q8_0 and q4_k_m, each served on the GPU by
+# a CUDA llama-server built on the machine beside the training (SERVER_SOURCE below), else by the
+# embedded llama.cpp engine on the CPUs, and measured with eval/evaluate_labelled.py on the FPB test split,
 # against the same base model prompted 5-shot, and on examples/headlines/finsent_headlines.csv
 # (headlines written for the project: no training source resembles them); then the q4_k_m model's
 # sentiment variance over 15 iterations at temperature 0.2 on examples/news_snapshot.json. Writes
@@ -9,8 +10,9 @@
 #
 #   bash benchmarks/gpu_quality.sh [--stage all|train|measure] [--eval-extra FILE [--eval-extra-args "ARGS"]]
 #
-# --stage train: base folder, the base's 5-shot evaluation (in the background, on the CPUs, while
-#   the GPU trains), training. --stage measure: export, variance, evaluations, summary. A device
+# --stage train: the CUDA llama-server's build (in the background), base folder, the base's 5-shot
+#   evaluation (in the background, on the CPUs, while the GPU trains), training. --stage measure:
+#   export, the wait for that build, variance, evaluations, summary. A device
 #   call may last 10 minutes: run the two stages as two calls on the same machine (WORK in /tmp),
 #   or start `--stage all` detached (setsid nohup ... &) from a copy of the repo in /tmp and poll it.
 # --eval-extra FILE: also measure the q4_k_m GGUF on any labelled CSV/JSONL (ARGS: evaluate_labelled's
@@ -40,7 +42,15 @@
 # it through the openai backend; a server that does not start or holds no GPU memory leaves the
 # measuring to the default, the embedded engine on the CPUs; how many servers of how many slots, and
 # their flags: llama_server.sh's SERVERS, SERVER_SLOTS, SERVER_FLAGS, by default the layout
-# gpu_eval.py measured best, else one server of PARALLEL slots). Leave-one-source-out (gpu_quality_pair.sh sets these): SCORE_DATA (DATA: the
+# gpu_eval.py measured best, else one server of PARALLEL slots; default: the server built below),
+# SERVER_BUILD (1; 0: no build), SERVER_SOURCE (llama.cpp's source, a folder with CMakeLists.txt or
+# gpu_carry.sh's llama-src.tar.xz; default: the folder finetune.llama_cpp_source.llama_cpp_dir()
+# gives, if it has CMakeLists.txt, else a warning and no build): with LLAMA_SERVER unset and a GPU that
+# nvidia-smi -L lists, the train stage builds CUDA llama-server from it at nice 19 beside the training
+# (benchmarks/server_build.sh, into $WORK/server: ~5-7 minutes on 16 cores; a finished build there is
+# reused) and the measure stage waits for it and measures with it (9.6-29 rows/s on an H200 where the
+# embedded engine does ~3); a failed build leaves the measuring to the embedded engine
+# ($WORK/server.log says why). Leave-one-source-out (gpu_quality_pair.sh sets these): SCORE_DATA (DATA: the
 # step 05 folder whose test rows score the model), SCORE_SOURCE (financial_phrasebank), SCORE_ARGS
 # ("--validation-limit 60": evaluate_labelled flags for that scoring), SKIP_BASE (empty; 1: no base
 # evaluation), SAMPLE_SIZE=0 (no variance run). For a quick smoke run of the pipeline's
@@ -111,6 +121,8 @@ evaluate() {  # evaluate() NAME ARGS...: one evaluate_labelled run of the model 
 
 # shellcheck source=benchmarks/llama_server.sh
 . "$(dirname "$0")/llama_server.sh"
+# shellcheck source=benchmarks/server_build.sh
+. "$(dirname "$0")/server_build.sh"
 served_quant=""
 stop_server() { stop_llama_server; served_quant=""; }
 trap stop_server EXIT
@@ -131,6 +143,7 @@ use_model() {  # use_model QUANT: sets model_flags (the runner's evaluate and se
 }
 
 if [ "$stage" != measure ]; then
+  server_build_auto "$WORK"  # first: the build's minutes overlap the base folder and the training
   if [ -n "${BASE_DIR:-}" ]; then
     [ -f "$BASE_DIR/config.json" ] || { echo "error: BASE_DIR: $BASE_DIR/config.json not found (a prepare_base.py folder)" >&2; exit 2; }
     stamp "base model: $BASE_DIR (prepared already)"
@@ -173,6 +186,7 @@ if [ "$stage" != train ]; then
     while [ ! -f "$WORK/eval/base.done" ]; do sleep 5; done
     tail -3 "$WORK/eval/base.log"
   fi
+  [ -n "${LLAMA_SERVER:-}" ] || server_build_use "$WORK"
   # The variance first: it takes ~25 s and is the figure a run is most often made for.
   if [ "$SAMPLE_SIZE" -gt 0 ]; then
     use_model q4_k_m; t=$(date +%s); stamp "variance: q4_k_m × $SAMPLE_SIZE iterations at temperature 0.2 on examples/news_snapshot.json"

@@ -28,10 +28,12 @@
 # measured as A and B are (FPB test rows, headlines, variance; no base, no --eval-extra) after them in
 # a lane, and recorded apart in RESULTS ("soups", quality_summary.py --soup: not a seed, not counted in
 # the targets). SERVER_SOURCE (a llama.cpp source folder or gpu_carry.sh's llama-src.tar.xz): CUDA
-# llama-server is built from it at nice 19 beside the trainings (benchmarks/build_llama_server_gpu.sh,
-# into WORK_ROOT/server) and every run is measured on the GPU with it (LLAMA_SERVER), or on the
-# embedded engine where the build failed (WORK_ROOT/server.log says why). Exit status: 0 when every
-# run measured and the summary was written, else 1.
+# llama-server is built from it at nice 19 beside the trainings (benchmarks/server_build.sh, into
+# WORK_ROOT/server; a finished build there is reused) and every run is measured on the GPU with it
+# (LLAMA_SERVER), or on the embedded engine where the build failed (WORK_ROOT/server.log says why);
+# the runs themselves build nothing (SERVER_BUILD=0): without SERVER_SOURCE or LLAMA_SERVER they are
+# measured on the embedded engine. Exit status: 0 when every run measured and the summary was
+# written, else 1.
 # Time on one H200 (16 cores), measured 2026-11-28 (BACKEND=hf, TWEETS_ROWS=300, LOSO_HEADLINES=0,
 # BASE_CACHE set): 27 min in all with A, B, C and D. Base folder 124 s; A and B train at once in
 # 430 s; C and D trained in 242 s and 223 s beside the measuring; in two lanes of 8 threads FPB's
@@ -61,15 +63,16 @@ case $MEASURE_LANES in 1|2|3|4) ;; *) echo "error: MEASURE_LANES must be 1 to 4,
 measure_threads=""  # one lane: the engine's own default (every core)
 [ "$MEASURE_LANES" = 1 ] || { measure_threads=$(( $(nproc) / MEASURE_LANES )); [ "$measure_threads" -ge 1 ] || measure_threads=1; }
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=benchmarks/server_build.sh
+. "$here/server_build.sh"
 stamp() { echo "[$(date -u +%H:%M:%S)] $*"; }
 quality() {  # quality() RUN STAGE: gpu_quality.sh --stage STAGE for run A … D or S, logged beside its WORK
   local run=$1 stage=$2 data=${1}_DATA backend=${1}_BACKEND desc=${1}_DESC seed=${1}_SEED work=$WORK_ROOT/fq$1
   local -a env=(DATA="${!data}" BACKEND="${!backend:-${BACKEND:-unsloth}}" WORK="$work" RESULTS="$work/finetune_quality.json"
-                SEED="${!seed:-$A_SEED}" DATA_DESC="${!desc:-${!data}}" THREADS="$measure_threads")
+                SEED="${!seed:-$A_SEED}" DATA_DESC="${!desc:-${!data}}" THREADS="$measure_threads" SERVER_BUILD=0)
   [ "$run" = A ] || [ ! -f "$WORK_ROOT/fqA/base/config.json" ] || env+=(BASE_DIR="$WORK_ROOT/fqA/base")
   case $run in C|D) [ "${LOSO_HEADLINES:-1}" = 1 ] || env+=(HEADLINES= SOCIAL=) ;; esac
-  [ "$stage" != measure ] || [ "$(cat "$WORK_ROOT/server.built" 2>/dev/null)" != 0 ] \
-    || env+=(LLAMA_SERVER="$WORK_ROOT/server/llama-server")
+  [ "$stage" != measure ] || [ -z "${LLAMA_SERVER:-}" ] || env+=(LLAMA_SERVER="$LLAMA_SERVER")
   local -a args=(--stage "$stage")
   [ "$run" != S ] || env+=(SEED="$A_SEED+$B_SEED" DATA_DESC="average of A and B (${A_DESC:-$A_DATA})")
   case $run in
@@ -84,11 +87,10 @@ quality() {  # quality() RUN STAGE: gpu_quality.sh --stage STAGE for run A … D
 
 for run in $runs; do rm -rf "$WORK_ROOT/fq$run" "$WORK_ROOT/fq$run".*; mkdir -p "$WORK_ROOT/fq$run/eval/base"; done
 [ -z "${BASE_CACHE:-}" ] || cp "$BASE_CACHE" "$WORK_ROOT/fqA/eval/base/predictions.cache.jsonl"
-rm -rf "$WORK_ROOT/server" "$WORK_ROOT/server.built"
-if [ -n "${SERVER_SOURCE:-}" ]; then
-  stamp "building CUDA llama-server from $SERVER_SOURCE beside the trainings (nice 19)"
-  ( nice -n 19 bash "$here/build_llama_server_gpu.sh" "$SERVER_SOURCE" "$WORK_ROOT/server" > "$WORK_ROOT/server.log" 2>&1
-    echo $? > "$WORK_ROOT/server.built"; stamp "llama-server build: rc=$(cat "$WORK_ROOT/server.built")" ) &
+# an earlier run's build status would be taken for this run's
+rm -f "$WORK_ROOT/server.built" "$WORK_ROOT/server.pid"
+if [ -z "${LLAMA_SERVER:-}" ] && [ -n "${SERVER_SOURCE:-}" ]; then
+  server_build_start "$WORK_ROOT" "$SERVER_SOURCE"
 fi
 train() {  # train() RUN: the train stage, its exit status left in WORK_ROOT/fqRUN.trained for the lanes
   local data=${1}_DATA rc
@@ -117,6 +119,8 @@ average() {  # run S: A's and B's merged weights averaged, its status left in WO
   echo $rc > "$WORK_ROOT/fqS.trained"; stamp "averaged S: rc=$rc"
 }
 case " $runs " in *" S "*) average & ;; esac
+# once, before the lanes: they inherit LLAMA_SERVER, and a failed build is reported once
+[ -n "${LLAMA_SERVER:-}" ] || server_build_use "$WORK_ROOT"
 summarize() {  # quality_summary.py over the runs measured so far: a run cut short keeps their figures
   local -a summary=() measured=()
   for run in $runs; do [ -f "$WORK_ROOT/fq$run.measured" ] && measured+=("$run"); done
@@ -141,8 +145,7 @@ lane() {  # lane RUN...: measures each run in turn once it is trained; 0 when al
       echo "run $run: $([ "$run" = S ] && echo averaging || echo training) failed ($WORK_ROOT/fq$run.train.log)" >&2
       status=1; continue
     fi
-    if [ -n "${SERVER_SOURCE:-}" ]; then while [ ! -f "$WORK_ROOT/server.built" ]; do sleep 5; done; fi
-    stamp "measure $run ($([ "$(cat "$WORK_ROOT/server.built" 2>/dev/null)" = 0 ] && echo "CUDA llama-server" || echo "${measure_threads:-every} CPU threads"))"
+    stamp "measure $run ($([ -n "${LLAMA_SERVER:-}" ] && echo "CUDA llama-server" || echo "${measure_threads:-every} CPU threads"))"
     if quality "$run" measure; then touch "$WORK_ROOT/fq$run.measured"
     else echo "run $run: measuring failed ($WORK_ROOT/fq$run.measure.log)" >&2; status=1; fi
     tail -14 "$WORK_ROOT/fq$run.measure.log"
