@@ -87,10 +87,11 @@ tar cf - -C "$work/tools" . | xz -T0 -1 > .gpu/c1/tools.tar.xz
 
 echo "llama.cpp source for the CUDA llama-server built on the GPU machine (build_llama_server_gpu.sh)"
 mkdir -p .gpu/src
-# the build's own tree and the CPU and CUDA backends only: 6 MB where the vendored tree is 176 MB
-(cd "$vendor" && tar cf - CMakeLists.txt cmake common include src vendor tools app scripts licenses LICENSE \
-  ggml/CMakeLists.txt ggml/cmake ggml/include ggml/src/*.c ggml/src/*.cpp ggml/src/*.h ggml/src/*.in \
-  ggml/src/CMakeLists.txt ggml/src/ggml-cpu ggml/src/ggml-cuda ggml/src/ggml-blas) | xz -T0 -6 > .gpu/src/llama-src.tar.xz
+# the build's own tree and the CPU and CUDA backends only (finetune.llama_cpp_source.SERVER_TREE): 6 MB
+# where the vendored tree is 176 MB
+server_src=$(python3 -c 'import sys; from pathlib import Path; from finetune.llama_cpp_source import llama_server_source
+print(llama_server_source(Path(sys.argv[1])))' "$(echo "$work"/sdist/llama_cpp_python-*.tar.gz)")
+(cd "$server_src" && tar cf - .) | xz -T0 -6 > .gpu/src/llama-src.tar.xz
 echo "Gemma 3 270M parts"
 python3 - <<'EOF'
 import shutil

@@ -5,9 +5,9 @@
 # build_llama_server_gpu.sh, into DIR/server; DIR/server.built gets its exit status, DIR/server.pid
 # its process, DIR/server.log its output (DIR/server/*.log the configure and build logs).
 #   server_build_auto DIR  gpu_quality.sh's default: with LLAMA_SERVER unset, SERVER_BUILD not 0 and
-#     a GPU that nvidia-smi -L lists, starts a build from SERVER_SOURCE (default: the llama.cpp folder
-#     finetune.llama_cpp_source.llama_cpp_dir() gives, when it has CMakeLists.txt); else a one-line
-#     warning that the measuring stays on the CPUs, and no build
+#     a GPU that nvidia-smi -L lists, starts a build from SERVER_SOURCE (default: the llama.cpp build
+#     tree finetune.llama_cpp_source.llama_server_source() finds or fetches, llama-cpp-python's own
+#     sdist's); else a one-line warning that the measuring stays on the CPUs, and no build
 #   server_build_start DIR SOURCE  starts a build from SOURCE (a folder or a .tar.xz), or leaves one
 #     under way in DIR, or reuses DIR/server/llama-server where it answers --version (DIR/server.built
 #     is then 0 at once)
@@ -23,10 +23,14 @@ server_build_source() {  # prints the source to build from, or warns (one line) 
   local advice="measuring stays on the CPUs (set SERVER_SOURCE to a llama.cpp source folder or"
   advice+=" gpu_carry.sh's llama-src.tar.xz; SERVER_BUILD=0: no build)"
   if [ -z "$src" ]; then
-    origin="llama_cpp_dir()'s folder"
+    origin="llama_server_source()'s folder"
     # gpu_quality.sh runs from the repo root, where finetune/ imports
-    if ! src=$(python -c 'from finetune.llama_cpp_source import llama_cpp_dir; print(llama_cpp_dir())' 2>&1); then
-      echo "warning: no CUDA llama-server: llama_cpp_dir() found no llama.cpp source (${src##*$'\n'}); $advice" >&2
+    if ! src=$(python -c 'import sys
+from finetune.llama_cpp_source import llama_server_source
+from utils.errors import FinsentError
+try: print(llama_server_source())
+except FinsentError as error: sys.exit(str(error))' 2>&1); then
+      echo "warning: no CUDA llama-server: no llama.cpp source to build from (${src##*$'\n'}); $advice" >&2
       return 1
     fi
     src=${src##*$'\n'}

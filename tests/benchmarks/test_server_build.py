@@ -98,13 +98,13 @@ def test_a_failed_build_is_waited_for_and_leaves_the_embedded_engine(tmp_path):
     assert done.stderr.count("\n") == 1 and f"{work}/server.log" in done.stderr, done.stderr
 
 
-def test_the_default_source_is_llama_cpp_dirs_folder_and_a_converter_only_one_builds_nothing(tmp_path):
+def test_the_default_source_is_llama_server_sources_and_a_converter_only_folder_builds_nothing(tmp_path):
     work, converter_only = tmp_path / "work", converter_copy(tmp_path)
     python_first = f"{Path(sys.executable).parent}{os.pathsep}{fake_nvidia_smi_MOCK(tmp_path)}"
     done = functions(f'server_build_auto "{work}"', python_first, FINSENT_LLAMA_CPP_SOURCE=str(converter_only))
     assert done.returncode == 0, done.stderr
     assert done.stderr.startswith("warning: ") and done.stderr.count("\n") == 1, done.stderr
-    assert f"llama_cpp_dir()'s folder {converter_only} holds no CMakeLists.txt" in done.stderr
+    assert f"llama.cpp source {converter_only}: neither llama-cpp-python's sdist" in done.stderr
     assert "set SERVER_SOURCE" in done.stderr
     assert no_build_in(work)
 
