@@ -40,7 +40,7 @@
 # it through the openai backend; a server that does not start or holds no GPU memory leaves the
 # measuring to the default, the embedded engine on the CPUs; how many servers of how many slots, and
 # their flags: llama_server.sh's SERVERS, SERVER_SLOTS, SERVER_FLAGS, by default the layout
-# gpu_eval.py measured best, else one server of PARALLEL slots). Leave-one-source-out (gpu_quality_pair.sh sets these): SCORE_DATA (DATA: the
+# gpu_eval.py measured best, else as many servers of PARALLEL slots as fit: SERVERS=auto). Leave-one-source-out (gpu_quality_pair.sh sets these): SCORE_DATA (DATA: the
 # step 05 folder whose test rows score the model), SCORE_SOURCE (financial_phrasebank), SCORE_ARGS
 # ("--validation-limit 60": evaluate_labelled flags for that scoring), SKIP_BASE (empty; 1: no base
 # evaluation), SAMPLE_SIZE=0 (no variance run). For a quick smoke run of the pipeline's

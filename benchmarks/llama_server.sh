@@ -99,7 +99,7 @@ ports = set()
 while len(ports) < $count: ports.add(free_port())
 print(*ports)")"
   # shellcheck disable=SC2034
-  server_pids=(); served_urls=(); served_gpu=(); served_slots=$layout_slots
+  server_pids=(); served_urls=(); served_url=""; served_gpu=(); served_slots=$layout_slots
   if [ "$layout_servers" = auto ]; then
     # the first server's own GPU memory (weights, KV cache, buffers) says how many more fit
     launch_llama_servers 1 1; await_llama_servers 1 1 || return 1
