@@ -42,15 +42,15 @@
 # it through the openai backend; a server that does not start or holds no GPU memory leaves the
 # measuring to the default, the embedded engine on the CPUs; how many servers of how many slots, and
 # their flags: llama_server.sh's SERVERS, SERVER_SLOTS, SERVER_FLAGS, by default the layout
-# gpu_eval.py measured best, else one server of PARALLEL slots; default: the server built below),
-# SERVER_BUILD (1; 0: no build), SERVER_SOURCE (llama.cpp's source, a folder with CMakeLists.txt or
-# gpu_carry.sh's llama-src.tar.xz; default: the folder finetune.llama_cpp_source.llama_cpp_dir()
-# gives, if it has CMakeLists.txt, else a warning and no build): with LLAMA_SERVER unset and a GPU that
-# nvidia-smi -L lists, the train stage builds CUDA llama-server from it at nice 19 beside the training
-# (benchmarks/server_build.sh, into $WORK/server: ~5-7 minutes on 16 cores; a finished build there is
-# reused) and the measure stage waits for it and measures with it (9.6-29 rows/s on an H200 where the
-# embedded engine does ~3); a failed build leaves the measuring to the embedded engine
-# ($WORK/server.log says why). Leave-one-source-out (gpu_quality_pair.sh sets these): SCORE_DATA (DATA: the
+# gpu_eval.py measured best, else as many servers of PARALLEL slots as fit: SERVERS=auto; default: the
+# server built below), SERVER_BUILD (1; 0: no build), SERVER_SOURCE (llama.cpp's source, a folder with
+# CMakeLists.txt or gpu_carry.sh's llama-src.tar.xz; default: finetune.llama_cpp_source.llama_server_source(),
+# the build tree of the installed llama-cpp-python's sdist, else a warning and no build): with LLAMA_SERVER
+# unset and a GPU that nvidia-smi -L lists, the train stage builds CUDA llama-server from it at nice 19
+# beside the training (benchmarks/server_build.sh, into $WORK/server: ~5-7 minutes on 16 cores; a
+# finished build there is reused) and the measure stage waits for it and measures with it (9.6-29 rows/s
+# on an H200 where the embedded engine does ~3); a failed build leaves the measuring to the embedded
+# engine ($WORK/server.log says why). Leave-one-source-out (gpu_quality_pair.sh sets these): SCORE_DATA (DATA: the
 # step 05 folder whose test rows score the model), SCORE_SOURCE (financial_phrasebank), SCORE_ARGS
 # ("--validation-limit 60": evaluate_labelled flags for that scoring), SKIP_BASE (empty; 1: no base
 # evaluation), SAMPLE_SIZE=0 (no variance run). For a quick smoke run of the pipeline's

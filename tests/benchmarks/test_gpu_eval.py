@@ -83,21 +83,87 @@ def test_a_server_that_cannot_load_is_recorded_and_the_run_fails(tmp_path):
 def layout(results: Path, **variables: str) -> str:
     """llama_server.sh's layout as a caller sourcing it sees it."""
     return subprocess.run(["bash", "-c", '. benchmarks/llama_server.sh; llama_server_layout; '
-                           'echo "$SERVERS|$SERVER_SLOTS|${server_flags[*]}"'],
+                           'echo "$layout_servers|$layout_slots|${server_flags[*]}"'],
                           cwd=REPO_ROOT, env={**env(), "GPU_EVAL_RESULTS": str(results), **variables},
                           capture_output=True, text=True, check=True).stdout.strip()
 
 
 def test_the_server_layout_is_the_measured_winner_unless_the_environment_says(tmp_path):
     results = tmp_path / "gpu_eval.json"
-    assert layout(results) == "1|16|"  # nothing measured: one server of PARALLEL (16) slots
-    assert layout(results, PARALLEL="4") == "1|4|"
+    assert layout(results) == "auto|16|"  # nothing measured: as many servers as fit, of PARALLEL (16) slots
+    assert layout(results, PARALLEL="4") == "auto|4|"
     results.write_text(json.dumps({"winner": {"name": "8x8-backend", "servers": 8, "slots": 8,
                                               "server_flags": ["--backend-sampling", "--samplers",
                                                                "penalties;top_k;top_p;min_p;temperature"]}}))
     assert layout(results) == "8|8|--backend-sampling --samplers penalties;top_k;top_p;min_p;temperature"
     assert layout(results, SERVERS="2") == "2|8|--backend-sampling --samplers penalties;top_k;top_p;min_p;temperature"
+    assert layout(results, SERVERS="auto").startswith("auto|8|")
     assert layout(results, SERVER_FLAGS="") == "8|8|"
     assert layout(results, SERVER_SLOTS="3", SERVER_FLAGS="--top-k 1") == "8|3|--top-k 1"
     results.write_text(json.dumps({"winner": None}))
-    assert layout(results) == "1|16|"
+    assert layout(results) == "auto|16|"
+
+
+def auto_servers(free_mib: str, server_mib: str, most: str) -> str:
+    """llama_server.sh's auto_servers FREE_MIB SERVER_MIB MAX."""
+    return subprocess.run(["bash", "-c", '. benchmarks/llama_server.sh; auto_servers "$@"', "bash",
+                           free_mib, server_mib, most],
+                          cwd=REPO_ROOT, env=env(), capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_auto_is_as_many_servers_as_fit_in_half_the_free_gpu_memory_from_1_to_the_most():
+    assert auto_servers("120000", "1341", "8") == "8"  # Gemma 3 270M on an H200: 44 fit
+    assert auto_servers("120000", "1341", "3") == "3"
+    assert auto_servers("120000", "13311", "8") == "4"  # an 8B: 4 × 13,311 ≤ 60,000 < 5 × 13,311
+    assert auto_servers("20000", "13311", "8") == "1"  # none more fits: the first one alone
+    assert auto_servers("08000", "1000", "8") == "4"  # decimal, not octal
+    for figures in [("0", "1341", "8"), ("120000", "0", "8"), ("[N/A]", "1341", "8"), ("", "1341", "8"),
+                    ("120000", "1341 MiB", "8"), ("120000", "1341", "0"), ("-5", "1", "8")]:
+        assert auto_servers(*figures) == "1", figures
+
+
+def start(tmp_path: Path, path: str, **variables: str) -> subprocess.CompletedProcess:
+    """start_llama_server of the stand-in with no layout set or measured, as a caller sourcing
+    llama_server.sh runs it: stdout ends with the pids it started (stopped again on exit)."""
+    script = ('. benchmarks/llama_server.sh; trap stop_llama_server EXIT; '
+              'start_llama_server "$0" "$1" "$2" -t 1 || exit 1; '
+              'echo "${#served_urls[@]} ${#served_gpu[@]} ${server_pids[*]}"')
+    unset = {"SERVERS", "SERVER_SLOTS", "SERVER_FLAGS", "SERVERS_MAX", "SERVER_ON_GPU", "CUDA_VISIBLE_DEVICES"}
+    variables = {**{k: v for k, v in env().items() if k not in unset}, "PATH": path,
+                 "GPU_EVAL_RESULTS": str(tmp_path / "none.json"), "SERVER_SLOTS": "1", **variables}
+    return subprocess.run(["bash", "-c", script, STAND_IN, default_gguf_path(), tmp_path / "server.log"],
+                          cwd=REPO_ROOT, env=variables, capture_output=True, text=True, timeout=600)
+
+
+def started(result: subprocess.CompletedProcess) -> list[int]:
+    """The pids of a start() that succeeded: each server with its URL and GPU figure, all stopped since."""
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    urls, gpu, *pids = map(int, result.stdout.split("\n")[-2].split())
+    assert urls == gpu == len(pids) and not any(alive(pid) for pid in pids)
+    return pids
+
+
+def test_auto_off_the_gpu_starts_one_server(tmp_path):
+    result = start(tmp_path, env()["PATH"], SERVER_ON_GPU="0")
+    assert len(started(result)) == 1
+    assert "llama-server: 1 × 1 slots (auto: 1, not on a GPU): http://127.0.0.1:" in result.stdout
+
+
+def test_auto_on_a_gpu_starts_as_many_as_its_free_memory_holds(tmp_path):
+    # nvidia-smi as the driver would answer: every process holds 1,341 MiB, and GPU 3 (the first of
+    # CUDA_VISIBLE_DEVICES) has 120,000 MiB free; any other GPU none
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "nvidia-smi").write_text("""#!/bin/sh
+case "$*" in
+  *query-compute-apps*) ps -eo pid= | awk '{print $1 ", 1341 MiB"}' ;;
+  "-i 3 --query-gpu"*) echo 120000 ;;
+  *query-gpu*) echo 0 ;;
+esac
+""")
+    (bin_dir / "nvidia-smi").chmod(0o755)
+    result = start(tmp_path, os.pathsep.join([str(bin_dir), env()["PATH"]]), SERVERS_MAX="2", CUDA_VISIBLE_DEVICES="3,1")
+    assert len(started(result)) == 2
+    assert ("llama-server: 2 × 1 slots (auto: 2 fit in half of 120,000 MiB free at 1,341 MiB each, SERVERS_MAX 2): "
+            "http://127.0.0.1:") in result.stdout
+    assert (tmp_path / "server.log").is_file() and (tmp_path / "server-2.log").is_file()
