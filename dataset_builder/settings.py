@@ -132,7 +132,6 @@ class DatasetConfig(BaseModel):
     phrasebank_dir: Path = Path("examples/financial_phrasebank")
     phrasebank_encoding: str = "iso-8859-1"
     news_dir: Path = Path("examples/news")
-    output_dir: Path = Path("data")
     seed: int = 42
 
     # step 01: keep the first tweet of each repeated text only (14,427 of 14,640)
