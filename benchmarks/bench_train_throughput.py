@@ -193,17 +193,15 @@ def create_random_model(args: argparse.Namespace) -> None:
     args.child_output.write_text(json.dumps({"params": params}))
 
 
-def drop_tokens_beyond(tokenizer_json: Path, vocab_size: int) -> list[str]:
-    """Removes the added tokens whose ids the model has no row for; returns them. transformers' reading
+def drop_tokens_beyond(tokenizer_json: Path, vocab_size: int) -> None:
+    """Removes the added tokens whose ids the model has no row for. transformers' reading
     of Llama-3's vocab GGUF adds <|endoftext|> as id 128,256, one past Meta-Llama-3-8B's vocabulary:
     Unsloth took it for the pad token and its fused cross-entropy asserted on the GPU (target out of
     bounds), where a real Llama-3 tokenizer has exactly the model's 128,256 ids."""
     data = json.loads(tokenizer_json.read_text(encoding="utf-8"))
-    dropped = [token["content"] for token in data["added_tokens"] if token["id"] >= vocab_size]
-    if dropped:
-        data["added_tokens"] = [token for token in data["added_tokens"] if token["id"] < vocab_size]
-        atomic_write_json(tokenizer_json, data, indent=None)
-    return dropped
+    kept = [token for token in data["added_tokens"] if token["id"] < vocab_size]
+    if len(kept) < len(data["added_tokens"]):
+        atomic_write_json(tokenizer_json, {**data, "added_tokens": kept}, indent=None)
 
 
 def packed_rows(n_rows: int, seq_len: int, vocab: int, eos: int,
@@ -386,8 +384,7 @@ def write_results(output: Path, args: argparse.Namespace, runs: dict, started: f
         "variants": runs, "unsloth_over_hf": ratio, "targets": TARGETS,
         "wall_s": round(time.perf_counter() - started, 1),
     }
-    output.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(output, result, indent=2)
+    atomic_write_json(output, result, indent=2)  # it makes the folder
     return ratio
 
 

@@ -46,11 +46,16 @@ def installed_version() -> str:
                            "its quantizer makes the k-quants") from None
 
 
+def _given(explicit: Path | None) -> Path | None:
+    """The source the caller or FINSENT_LLAMA_CPP_SOURCE names, if any."""
+    return Path(explicit) if explicit else (Path(os.environ[ENV_VAR]) if os.environ.get(ENV_VAR) else None)
+
+
 def llama_cpp_dir(explicit: Path | None = None) -> Path:
     """The folder that holds convert_hf_to_gguf.py, gguf-py/ and models/."""
-    given = explicit or (Path(os.environ[ENV_VAR]) if os.environ.get(ENV_VAR) else None)
+    given = _given(explicit)
     if given is not None:
-        return _from_given(Path(given))
+        return _from_given(given)
     version = installed_version()
     unpacked = cache_dir() / f"llama_cpp_python-{version}" / "vendor" / "llama.cpp"
     if (unpacked / CONVERTER).is_file():
@@ -104,7 +109,7 @@ def _is_server_source(relative: str) -> bool:
 
 def llama_server_source(explicit: Path | None = None) -> Path:
     """A folder with llama.cpp's CMakeLists.txt and what building llama-server needs (see the header)."""
-    given = explicit or (Path(os.environ[ENV_VAR]) if os.environ.get(ENV_VAR) else None)
+    given = _given(explicit)
     if given is not None and not given.name.endswith(".tar.gz"):
         for folder in (given, given / "vendor" / "llama.cpp"):
             if (folder / "CMakeLists.txt").is_file():
