@@ -7,13 +7,17 @@ Per family:
    the README's Colab settings; the largest batch of 8, 4, 2, 1 that trains: peak GPU memory
    (torch.cuda.max_memory_allocated, train_summary.json) against a T4's 15.0 GiB, seconds per step;
 2. h100: the same in bf16 on a 16-bit base: tokens/s; this run also saves the merged model;
-3. export: finetune/export_gguf.py (f16 and q4_k_m; LLaMA-3 also q8_0 and q5_k_m, config.yaml's set), then
+3. export: finetune/export_gguf.py (f16 and q4_k_m; LLaMA-3 and Mistral also q8_0 and q5_k_m, config.yaml's set), then
    eval/evaluate_labelled.py --gguf on the q4_k_m, on the machine's CPUs, 3 rows of step 05's test
    split; each stage's wall time and disk use.
 Results: benchmarks/results/seed_models.json (`families` keyed llama-3, mistral, phi-3), written
-after every family, so a run cut short keeps what ran.
+after every stage, so a run cut short keeps what ran; a run of some families keeps the others'
+records (each record names the command, date and device that made it). A built random base is kept
+beside a marker (<work>/<family>/base.json) and reused by the next run: `--build-only` builds the bases
+while the GPU is busy with something else.
 
   python benchmarks/seed_models.py [--families llama-3,mistral,phi-3] [--data data/sharegpt] [--steps 10]
+  python benchmarks/seed_models.py --families mistral --build-only   # the random base only (CPU, disk)
   python benchmarks/seed_models.py --tiny   # CPU proof of the plumbing: tiny configs, --backend hf
   python benchmarks/seed_models.py --table benchmarks/results/seed_models.json   # BENCHMARKS.md's table
 """
@@ -49,9 +53,10 @@ T4_GIB = 15.0
 T4_BATCHES = (8, 4, 2, 1)
 WARMUP_STEPS = 2  # Unsloth compiles each decoder block in step 1 (and finishes in 2): not steady throughput
 STEP_LINE = re.compile(r"step (\d+): loss [\d.naif]+, (\d+) tokens/s")  # finetune/trainer_setup.py's per-step log line
-# LLaMA-3 exports config.yaml's default quants; the others f16 (the quantizer's input, kept so its
+# LLaMA-3 and Mistral export config.yaml's default quants; Phi-3 f16 (the quantizer's input, kept so its
 # size is measured) and q4_k_m. An 8B family at its peak holds ~51 GB: merged, f16 and three quants.
-QUANTS_OF = {"llama-3": list(QUANTS)}  # every quantization; the others: f16, q4_k_m
+QUANTS_OF = {"llama-3": list(QUANTS), "mistral": list(QUANTS)}  # every quantization; the others: f16, q4_k_m
+BASE_MARKER = "base.json"  # written once a random base is saved whole: its build figures; a rerun reuses the base
 REPO = Path(__file__).resolve().parents[1]
 PROGRESS = Progress()  # a time-stamped header a step: the run takes hours at full size
 
@@ -65,6 +70,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seq-len", type=int, default=2048)
     parser.add_argument("--tiny", action="store_true", help="tiny configs on CPU (--backend hf): the plumbing only")
     parser.add_argument("--keep", action="store_true", help="keep the models and GGUFs (8B: ~60 GB a family)")
+    parser.add_argument("--build-only", action="store_true",
+                        help="build (or find) each family's random base and stop: the next run trains on it")
     parser.add_argument("--table", type=Path, metavar="RESULTS", help="print RESULTS as BENCHMARKS.md's table and stop")
     parser.add_argument("--results", type=Path, help="default: benchmarks/results/seed_models.json "
                                                      "(--tiny: <work>/seed_models_tiny.json)")
@@ -161,6 +168,47 @@ def export_and_serve(family: str, args, work: Path) -> dict:
             "answers_valid": round((metrics or {}).get("valid_json_rate", 0) * 3)}
 
 
+def built_base(family: str, work: Path, llama_cpp: Path, tiny: bool) -> tuple[Path, dict]:
+    """The family's random base in work and its build figures: the one a run before saved whole (its
+    marker says so), else a new one; every other folder in work is a former run's and goes."""
+    base, marker = work / SPECS[family].hub_id.split("/")[-1], work / BASE_MARKER
+    built = json.loads(marker.read_text(encoding="utf-8")) if marker.is_file() and base.is_dir() else None
+    if built is not None and built.get("tiny") != tiny:
+        built = None
+    for entry in (work.iterdir() if work.is_dir() else ()):
+        if built is not None and entry in (base, marker):
+            continue
+        if entry.is_dir():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+    if built is not None:
+        PROGRESS.header(f"{family}: the random base {base} built before ({built['build_s']} s) is reused")
+        return base, {**built, "base_reused": True}
+    PROGRESS.header(f"{family}: building the random base {base}")
+    start = time.perf_counter()
+    # Named as released, so the GGUFs are too (Meta-Llama-3-8B-Instruct → llama-3-8b-finsent-q4_k_m.gguf).
+    save_random_model(family, base, llama_cpp, tiny=tiny)
+    built = {"build_s": round(time.perf_counter() - start, 1), "base_bytes": disk_bytes(base), "tiny": tiny}
+    atomic_write_json(marker, built)
+    return base, {**built, "base_reused": False}
+
+
+def previous_results(path: Path, tiny: bool, families: list[str]) -> dict:
+    """What a run before recorded in path, less what this run redoes: its other families are kept."""
+    if not path.is_file():
+        return {}
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise FinsentError(f"--results: {path} is not JSON ({error.msg}, line {error.lineno}): move it away") from None
+    if results.get("tiny", False) != tiny:
+        return {}
+    for key in ("families", "not_run"):
+        results[key] = {family: record for family, record in results.get(key, {}).items() if family not in families}
+    return results
+
+
 def environment() -> dict:
     """The device and the versions that produced the figures."""
     import torch
@@ -227,28 +275,30 @@ def main(argv: list[str] | None = None) -> int:
                 "validation_file": None, "save_steps": 0, "logging_steps": 1}
     args.config.write_text(yaml.safe_dump({"finetune": finetune}), encoding="utf-8")
     given = argv if argv is not None else sys.argv[1:]
-    results = {"command": " ".join(["python", "benchmarks/seed_models.py", *given]),
-               "tiny": args.tiny, "steps": args.steps, "seq_len": args.seq_len, "t4_limit_gib": T4_GIB,
-               "environment": environment(), "families": {}}
+    command, run_environment = " ".join(["python", "benchmarks/seed_models.py", *given]), environment()
+    if args.build_only:
+        for family in families:
+            print(f"{family}: {json.dumps(built_base(family, args.work / family, llama_cpp, args.tiny)[1])}")
+        return 0
+    results = {"families": {}, **previous_results(results_path, args.tiny, families),
+               "tiny": args.tiny, "steps": args.steps, "seq_len": args.seq_len, "t4_limit_gib": T4_GIB}
     for family in families:
         work = args.work / family
-        if work.exists():
-            shutil.rmtree(work)
-        record: dict = {"hub_config": SPECS[family].hub_id}
+        record: dict = {"hub_config": SPECS[family].hub_id, "command": command,
+                        "date": time.strftime("%Y-%m-%d"), "environment": run_environment}
         results["families"][family] = record
 
         def stage(figures: dict) -> None:  # recorded as each stage ends: a run cut short keeps what ran
             record.update(figures)
             atomic_write_json(results_path, results, indent=2)
 
-        start = time.perf_counter()
-        # Named as released, so the GGUFs are too (Meta-Llama-3-8B-Instruct → llama-3-8b-finsent-q4_k_m.gguf).
-        base = save_random_model(family, work / SPECS[family].hub_id.split("/")[-1], llama_cpp, tiny=args.tiny)
-        stage({"build_s": round(time.perf_counter() - start, 1), "base_bytes": disk_bytes(base)})
+        base, built = built_base(family, work, llama_cpp, args.tiny)
+        stage({key: built[key] for key in ("build_s", "base_bytes", "base_reused")})
         stage(t4_path(family, base, args, work))
         stage(h100_path(family, base, args, work))
         if not args.keep:  # the merged model has what export needs; an 8B base is 16 GB of disk
             shutil.rmtree(base)
+            (work / BASE_MARKER).unlink()
         stage(export_and_serve(family, args, work) if record["train_ok"] else
               {"export_ok": False, "quants": {}, "served_ok": False, "answers_valid": 0})
         if not args.keep:
