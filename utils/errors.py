@@ -31,6 +31,16 @@ def quiet_client_logs(verbose: bool = False) -> None:
         logging.getLogger(name).setLevel(logging.NOTSET if verbose else logging.WARNING)
 
 
+def show_info_logs() -> None:
+    """The pipeline's INFO lines (train.py's per-step tokens/s, MFU and peak memory among them) are
+    its progress: a library that configured the root logger at import, before basicConfig could
+    (Unsloth's import sets it to WARNING), would silence them. Its handler stays; the level is raised
+    to INFO only where it is coarser."""
+    root = logging.getLogger()
+    if root.getEffectiveLevel() > logging.INFO:
+        root.setLevel(logging.INFO)
+
+
 def cli_entry(main: Callable[..., int | None]) -> Callable[..., int]:
     """Wrap a script's main(): FinsentError, a file that cannot be read or written (an OSError
     naming it) and Ctrl-C become one line on stderr, exit ≠ 0."""
@@ -38,6 +48,7 @@ def cli_entry(main: Callable[..., int | None]) -> Callable[..., int]:
     @wraps(main)
     def wrapper(*args, **kwargs) -> int:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        show_info_logs()
         quiet_client_logs()
         try:
             return main(*args, **kwargs) or 0
