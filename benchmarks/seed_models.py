@@ -236,11 +236,12 @@ def table(results: dict) -> str:
     for family, r in results["families"].items():
         if r.get("t4_batch"):
             t4 = f"**{r['t4_batch']}**, **{r['t4_peak_gib']}**"
-            t4_step = f"{r.get('t4_steady_seconds_per_step', '–')} ({r['t4_seconds_per_step']})"
+            t4_step = f"{r.get('t4_steady_seconds_per_step') or '–'} ({r['t4_seconds_per_step']})"
         else:
             tried = ", ".join(f"b{b}: {t.get('peak_gib', 'error')}" for b, t in r.get("t4_tried", {}).items())
             t4, t4_step = (f"none fits ({tried})" if tried else "not run"), "–"
-        h100 = (f"**{r.get('h100_steady_tokens_per_s') or 0:,.0f}** ({r['h100_tokens_per_s']:,.0f}), {r['h100_peak_gib']}"
+        steady = r.get("h100_steady_tokens_per_s")
+        h100 = (f"**{'–' if steady is None else f'{steady:,.0f}'}** ({r['h100_tokens_per_s']:,.0f}), {r['h100_peak_gib']}"
                 if r.get("train_ok") else r.get("h100_error", "not run"))
         quants = ", ".join(f"{q} {gb(v['bytes'])}" for q, v in r.get("quants", {}).items()) or "–"
         served = f"{'yes' if r.get('served_ok') else 'no'}, {r.get('serve_s', '–')} s, {r.get('answers_valid', '–')} of 3"
